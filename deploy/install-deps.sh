@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package SealFS needs to build, test, run and benchmark.
+set -euo pipefail
+if [[ $(id -u) -ne 0 ]]; then
+  echo "install-deps: must run as root (uses apt-get)" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+packages=(
+  # toolchain
+  build-essential g++-12 cmake ninja-build pkg-config clang-format git
+  # libraries
+  libfuse3-dev librocksdb-dev libasio-dev libprotobuf-dev protobuf-compiler
+  libxxhash-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libibverbs-dev librdmacm-dev
+  # runtime and test tools
+  fuse3 attr acl fio psmisc procps util-linux python3 e2fsprogs
+)
+if ! apt-get install -y --no-install-recommends "${packages[@]}" >/tmp/sealfs-apt.log 2>&1; then
+  apt-get update >/tmp/sealfs-apt-update.log 2>&1
+  apt-get install -y --no-install-recommends "${packages[@]}" >/tmp/sealfs-apt.log 2>&1 || {
+    tail -20 /tmp/sealfs-apt.log >&2
+    echo "install-deps: apt-get install failed (full log: /tmp/sealfs-apt.log)" >&2
+    exit 1
+  }
+fi
+echo "install-deps: all packages present"

@@ -1,0 +1,58 @@
+// Every method of every service: id, request type and response type together.
+#pragma once
+
+#include "data.pb.h"
+#include "meta.pb.h"
+#include "sealfs/rpc/service.h"
+
+namespace sealfs::rpc {
+
+namespace meta {
+#define SEALFS_META_METHOD(Name, Req, Resp, Id) \
+  inline constexpr Method<pb::Req, pb::Resp> k##Name{ServiceId::kMeta, pb::Id, #Name}
+SEALFS_META_METHOD(Mount, MountRequest, MountResponse, META_MOUNT);
+SEALFS_META_METHOD(Lookup, LookupRequest, LookupResponse, META_LOOKUP);
+SEALFS_META_METHOD(Getattr, GetattrRequest, GetattrResponse, META_GETATTR);
+SEALFS_META_METHOD(Setattr, SetattrRequest, SetattrResponse, META_SETATTR);
+SEALFS_META_METHOD(Mknod, MknodRequest, MknodResponse, META_MKNOD);
+SEALFS_META_METHOD(Mkdir, MkdirRequest, MkdirResponse, META_MKDIR);
+SEALFS_META_METHOD(Unlink, UnlinkRequest, UnlinkResponse, META_UNLINK);
+SEALFS_META_METHOD(Rmdir, RmdirRequest, RmdirResponse, META_RMDIR);
+SEALFS_META_METHOD(Rename, RenameRequest, RenameResponse, META_RENAME);
+SEALFS_META_METHOD(Link, LinkRequest, LinkResponse, META_LINK);
+SEALFS_META_METHOD(Symlink, SymlinkRequest, SymlinkResponse, META_SYMLINK);
+SEALFS_META_METHOD(Readlink, ReadlinkRequest, ReadlinkResponse, META_READLINK);
+SEALFS_META_METHOD(Readdir, ReaddirRequest, ReaddirResponse, META_READDIR);
+SEALFS_META_METHOD(Statfs, StatfsRequest, StatfsResponse, META_STATFS);
+SEALFS_META_METHOD(Setxattr, SetxattrRequest, SetxattrResponse, META_SETXATTR);
+SEALFS_META_METHOD(Getxattr, GetxattrRequest, GetxattrResponse, META_GETXATTR);
+SEALFS_META_METHOD(Listxattr, ListxattrRequest, ListxattrResponse, META_LISTXATTR);
+SEALFS_META_METHOD(Removexattr, RemovexattrRequest, RemovexattrResponse, META_REMOVEXATTR);
+SEALFS_META_METHOD(Open, OpenRequest, OpenResponse, META_OPEN);
+SEALFS_META_METHOD(Close, CloseRequest, CloseResponse, META_CLOSE);
+SEALFS_META_METHOD(CommitWrite, CommitWriteRequest, CommitWriteResponse, META_COMMIT_WRITE);
+SEALFS_META_METHOD(SessionKeepalive, SessionKeepaliveRequest, SessionKeepaliveResponse,
+                   META_SESSION_KEEPALIVE);
+SEALFS_META_METHOD(VolumeCreate, VolumeCreateRequest, VolumeCreateResponse, META_VOLUME_CREATE);
+SEALFS_META_METHOD(VolumeList, VolumeListRequest, VolumeListResponse, META_VOLUME_LIST);
+SEALFS_META_METHOD(VolumeDelete, VolumeDeleteRequest, VolumeDeleteResponse, META_VOLUME_DELETE);
+SEALFS_META_METHOD(RegisterServer, RegisterServerRequest, RegisterServerResponse,
+                   META_REGISTER_SERVER);
+SEALFS_META_METHOD(Heartbeat, HeartbeatRequest, HeartbeatResponse, META_HEARTBEAT);
+SEALFS_META_METHOD(ClusterMap, ClusterMapRequest, ClusterMapResponse, META_CLUSTER_MAP);
+#undef SEALFS_META_METHOD
+}  // namespace meta
+
+namespace data {
+#define SEALFS_DATA_METHOD(Name, Req, Resp, Id) \
+  inline constexpr Method<pb::Req, pb::Resp> k##Name{ServiceId::kData, pb::Id, #Name}
+SEALFS_DATA_METHOD(Write, WriteRequest, WriteResponse, DATA_WRITE);
+SEALFS_DATA_METHOD(Read, ReadRequest, ReadResponse, DATA_READ);
+SEALFS_DATA_METHOD(TruncateFile, TruncateFileRequest, TruncateFileResponse, DATA_TRUNCATE_FILE);
+SEALFS_DATA_METHOD(RemoveFile, RemoveFileRequest, RemoveFileResponse, DATA_REMOVE_FILE);
+SEALFS_DATA_METHOD(FsyncFile, FsyncFileRequest, FsyncFileResponse, DATA_FSYNC_FILE);
+SEALFS_DATA_METHOD(Stat, StatRequest, StatResponse, DATA_STAT);
+#undef SEALFS_DATA_METHOD
+}  // namespace data
+
+}  // namespace sealfs::rpc

@@ -1,0 +1,124 @@
+// Typed services over the frame protocol. A method is declared once as a
+// Method<Request, Response> constant (see methods.h); servers Register a handler
+// for it and clients Invoke it, so adding an operation is one obvious edit.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include "sealfs/rpc/transport.h"
+
+namespace asio {
+class thread_pool;
+}
+
+namespace sealfs::rpc {
+
+template <typename Request, typename Response>
+struct Method {
+  ServiceId service;
+  uint16_t id;
+  const char* name;
+};
+
+// What a handler sees besides its request message.
+struct RequestContext {
+  std::string_view payload;    // raw bytes sent with the request
+  std::string reply_payload;   // raw bytes to send back
+  const std::string* peer = nullptr;
+};
+
+// Owns the handler table and the worker threads that run handlers, so that
+// blocking work (RocksDB, disk) never runs on a transport thread.
+class Dispatcher : public RequestSink {
+ public:
+  explicit Dispatcher(int worker_threads);
+  ~Dispatcher() override;
+
+  template <typename Request, typename Response>
+  void Register(Method<Request, Response> method,
+                std::function<Status(const Request&, Response*, RequestContext&)> handler) {
+    handlers_[Key(method.service, method.id)] = [handler](Message& request,
+                                                           Message& reply,
+                                                           const std::string& peer) {
+      Request typed_request;
+      if (!typed_request.ParseFromString(request.body)) {
+        reply.header.status = EBADMSG;
+        reply.body = "request body does not parse";
+        return;
+      }
+      Response typed_response;
+      RequestContext context;
+      context.payload = request.payload;
+      context.peer = &peer;
+      Status status = handler(typed_request, &typed_response, context);
+      if (!status.ok()) {
+        reply.header.status = status.code();
+        reply.body = status.message();
+        return;
+      }
+      typed_response.SerializeToString(&reply.body);
+      reply.payload = std::move(context.reply_payload);
+    };
+  }
+
+  void Submit(Message request, std::string peer, std::function<void(Message)> respond) override;
+
+  // Waits for running handlers; later submissions are answered with ESHUTDOWN.
+  void Shutdown();
+
+ private:
+  using Handler = std::function<void(Message&, Message&, const std::string&)>;
+  static uint32_t Key(ServiceId service, uint16_t method) {
+    return (static_cast<uint32_t>(service) << 16) | method;
+  }
+
+  std::unordered_map<uint32_t, Handler> handlers_;
+  std::unique_ptr<asio::thread_pool> pool_;
+  std::atomic<bool> shut_down_{false};
+};
+
+// Calls a method and waits for its answer. A remote error comes back as the
+// Status the handler returned.
+template <typename Request, typename Response>
+Status Invoke(Channel& channel, Method<Request, Response> method, const Request& request,
+              Response* response, std::string_view payload = {},
+              std::string* reply_payload = nullptr, CallOptions options = {}) {
+  Result<Message> reply = channel.Call(method.service, method.id, request.SerializeAsString(),
+                                       payload, options);
+  if (!reply.ok()) return reply.status();
+  if (reply->header.status != 0) return Status(reply->header.status, reply->body);
+  if (!response->ParseFromString(reply->body)) {
+    return Status(EBADMSG, std::string(method.name) + ": response does not parse");
+  }
+  if (reply_payload != nullptr) *reply_payload = std::move(reply->payload);
+  return Status::Ok();
+}
+
+// Asynchronous form: `done` receives the status, the response and the reply
+// payload on a transport thread.
+template <typename Request, typename Response>
+void InvokeAsync(Channel& channel, Method<Request, Response> method, const Request& request,
+                 std::string_view payload, CallOptions options,
+                 std::function<void(Status, Response&, std::string&)> done) {
+  channel.CallAsync(
+      method.service, method.id, request.SerializeAsString(), payload, options,
+      [method, done = std::move(done)](Result<Message> reply) {
+        Response response;
+        std::string empty;
+        if (!reply.ok()) return done(reply.status(), response, empty);
+        if (reply->header.status != 0) {
+          return done(Status(reply->header.status, reply->body), response, empty);
+        }
+        if (!response.ParseFromString(reply->body)) {
+          return done(Status(EBADMSG, std::string(method.name) + ": response does not parse"),
+                      response, empty);
+        }
+        done(Status::Ok(), response, reply->payload);
+      });
+}
+
+}  // namespace sealfs::rpc

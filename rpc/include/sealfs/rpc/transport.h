@@ -1,0 +1,65 @@
+// The transport interface. Services and clients see only Channel (one client's
+// connection to one server) and ServerTransport (a listener feeding a
+// Dispatcher); TCP implements both today and RDMA slots under the same types.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "sealfs/rpc/frame.h"
+#include "sealfs/rpc/status.h"
+
+namespace sealfs::rpc {
+
+struct CallOptions {
+  std::chrono::milliseconds timeout{std::chrono::seconds(30)};
+};
+
+// Receives the response message (whose header.status may carry a remote errno)
+// or a local transport error (ETIMEDOUT, ECONNREFUSED, ECONNRESET, EPROTO).
+using ReplyCallback = std::function<void(Result<Message>)>;
+
+class Channel {
+ public:
+  virtual ~Channel() = default;
+
+  // Sends one request. `payload` is borrowed: it must stay valid until
+  // `on_reply` has run. The callback runs on a transport thread and must not
+  // block.
+  virtual void CallAsync(ServiceId service, uint16_t method, std::string body,
+                         std::string_view payload, CallOptions options,
+                         ReplyCallback on_reply) = 0;
+
+  // The server this channel talks to, as "host:port".
+  virtual const std::string& address() const = 0;
+
+  // Blocking form of CallAsync.
+  Result<Message> Call(ServiceId service, uint16_t method, std::string body,
+                       std::string_view payload, CallOptions options);
+};
+
+// Runs a request and produces its response. Implemented by Dispatcher.
+class RequestSink {
+ public:
+  virtual ~RequestSink() = default;
+  // `respond` may be called from any thread, exactly once.
+  virtual void Submit(Message request, std::string peer,
+                      std::function<void(Message)> respond) = 0;
+};
+
+class ServerTransport {
+ public:
+  virtual ~ServerTransport() = default;
+  // Binds and starts accepting. Port 0 picks a free port; see port().
+  virtual Status Listen(const std::string& host, uint16_t port) = 0;
+  virtual uint16_t port() const = 0;
+  virtual void Stop() = 0;
+};
+
+// Splits "host:port"; fails with EINVAL on anything else.
+Result<std::pair<std::string, uint16_t>> ParseAddress(std::string_view address);
+
+}  // namespace sealfs::rpc
