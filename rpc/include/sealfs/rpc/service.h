@@ -100,10 +100,9 @@ Status Invoke(Channel& channel, Method<Request, Response> method, const Request&
 
 // Asynchronous form: `done` receives the status, the response and the reply
 // payload on a transport thread.
-template <typename Request, typename Response>
+template <typename Request, typename Response, typename Done>
 void InvokeAsync(Channel& channel, Method<Request, Response> method, const Request& request,
-                 std::string_view payload, CallOptions options,
-                 std::function<void(Status, Response&, std::string&)> done) {
+                 std::string_view payload, CallOptions options, Done done) {
   channel.CallAsync(
       method.service, method.id, request.SerializeAsString(), payload, options,
       [method, done = std::move(done)](Result<Message> reply) {

@@ -1,0 +1,154 @@
+// MetaStore: one metadata shard's namespace on RocksDB.
+//
+// Column families:
+//   inodes   : ino (8 bytes, big-endian)            -> pb::Inode
+//   dentries : parent ino + name                    -> child ino, type, sequence
+//   dirindex : parent ino + sequence                -> child ino, type, name
+//   xattrs   : ino + name                           -> value
+//   service  : volumes, data servers, orphans, pending chunk removals
+//
+// Inode ids carry their shard in the high 16 bits. A directory listing walks
+// dirindex in sequence order, so a readdir cookie (the sequence) stays valid
+// while entries are added and removed. Every mutation is one WriteBatch,
+// written with sync before the call returns.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "meta.pb.h"
+#include "sealfs/rpc/status.h"
+
+namespace rocksdb {
+class DB;
+class ColumnFamilyHandle;
+class WriteBatch;
+}  // namespace rocksdb
+
+namespace sealfs::metadata {
+
+inline constexpr size_t kNameMax = 255;
+inline constexpr size_t kSymlinkMax = 4095;
+inline constexpr size_t kXattrNameMax = 255;
+inline constexpr size_t kXattrValueMax = 65536;
+inline constexpr uint32_t kDefaultChunkSize = 4u << 20;
+inline constexpr int kShardBits = 48;
+
+inline uint32_t ShardOf(uint64_t ino) { return static_cast<uint32_t>(ino >> kShardBits); }
+
+struct MetaStoreOptions {
+  std::string path;
+  uint32_t shard = 0;
+  uint32_t chunk_size = kDefaultChunkSize;
+};
+
+// What an unlink or a replacing rename did to the inode that lost a name.
+struct Unlinked {
+  pb::Inode inode;
+  bool orphaned = false;  // nlink reached 0 but the file is open: kept until closed
+  bool freed = false;     // inode removed; its chunks are queued for removal
+};
+
+class MetaStore {
+ public:
+  // Tells whether any client holds the file open.
+  using OpenCheck = std::function<bool(uint64_t ino)>;
+
+  static Result<std::unique_ptr<MetaStore>> Open(const MetaStoreOptions& options);
+  ~MetaStore();
+
+  // ---- namespace
+  Result<pb::Inode> Lookup(uint64_t parent, const std::string& name);
+  Result<pb::Inode> Getattr(uint64_t ino);
+  // Size changes only update metadata; the caller cuts the data first.
+  Result<pb::Inode> Setattr(const pb::SetattrRequest& request);
+  Result<pb::Inode> Mknod(uint64_t parent, const std::string& name, uint32_t mode, uint64_t rdev,
+                          const pb::Caller& caller, const std::vector<uint32_t>& servers);
+  Result<pb::Inode> Mkdir(uint64_t parent, const std::string& name, uint32_t mode,
+                          const pb::Caller& caller);
+  Result<pb::Inode> Symlink(uint64_t parent, const std::string& name, const std::string& target,
+                            const pb::Caller& caller);
+  Result<pb::Inode> Link(uint64_t ino, uint64_t new_parent, const std::string& new_name);
+  Result<Unlinked> Unlink(uint64_t parent, const std::string& name, const OpenCheck& is_open);
+  Status Rmdir(uint64_t parent, const std::string& name);
+  // flags: 0, pb::RENAME_FLAG_NOREPLACE or pb::RENAME_FLAG_EXCHANGE.
+  Result<Unlinked> Rename(uint64_t parent, const std::string& name, uint64_t new_parent,
+                          const std::string& new_name, uint32_t flags, const OpenCheck& is_open);
+  Result<std::string> Readlink(uint64_t ino);
+  Result<pb::ReaddirResponse> Readdir(uint64_t ino, uint64_t cookie, uint32_t max_entries,
+                                      bool with_attrs);
+  // Grows the size to at least `size` and sets mtime (data was written).
+  Result<pb::Inode> CommitWrite(uint64_t ino, uint64_t size, int64_t mtime_ns);
+
+  // ---- extended attributes (flags: XATTR_CREATE / XATTR_REPLACE)
+  Status Setxattr(uint64_t ino, const std::string& name, const std::string& value, uint32_t flags);
+  Result<std::string> Getxattr(uint64_t ino, const std::string& name);
+  Result<std::vector<std::string>> Listxattr(uint64_t ino);
+  Status Removexattr(uint64_t ino, const std::string& name);
+
+  // ---- orphans and chunk removal
+  std::vector<uint64_t> Orphans();
+  // Frees an orphan whose last opener closed it.
+  Status ReleaseOrphan(uint64_t ino);
+  // Files whose chunks still have to be removed from data servers.
+  std::vector<std::pair<uint64_t, pb::Layout>> PendingRemovals();
+  Status RemovalDone(uint64_t ino);
+
+  // ---- volumes
+  Result<pb::Volume> CreateVolume(const std::string& name, uint32_t uid, uint32_t gid);
+  Result<pb::Volume> GetVolume(const std::string& name);
+  std::vector<pb::Volume> ListVolumes();
+  // Removes the volume and everything in it; chunk removal is queued.
+  Status DeleteVolume(const std::string& name);
+
+  // ---- data server registry
+  // Returns the server's id; an instance id seen before keeps its id.
+  Result<uint32_t> RegisterServer(const std::string& address, const std::string& instance_id);
+  std::vector<pb::DataServer> ListServers();
+  uint64_t UsedInodes();
+
+ // Opaque internals, declared here so implementation files can share them.
+  struct Handles;
+  class Locks;
+
+ private:
+  explicit MetaStore(MetaStoreOptions options);
+
+  Result<pb::Inode> LoadInode(uint64_t ino);
+  Result<uint64_t> LookupChild(uint64_t parent, const std::string& name, uint32_t* type,
+                               uint64_t* seq);
+  Result<pb::Inode> LoadDirectory(uint64_t ino);
+  Status Commit(rocksdb::WriteBatch& batch);
+  uint64_t AllocateIno();
+  void PutInode(rocksdb::WriteBatch& batch, const pb::Inode& inode);
+  void AddEntry(rocksdb::WriteBatch& batch, pb::Inode& parent, const std::string& name,
+                uint64_t ino, uint32_t mode);
+  void RemoveEntry(rocksdb::WriteBatch& batch, uint64_t parent, const std::string& name,
+                   uint64_t seq);
+  // Drops one link of `inode`; frees or orphans it when none are left.
+  Unlinked DropLink(rocksdb::WriteBatch& batch, pb::Inode inode, const OpenCheck& is_open,
+                    int64_t now);
+  void FreeInode(rocksdb::WriteBatch& batch, const pb::Inode& inode);
+  Result<pb::Inode> CreateNode(uint64_t parent, const std::string& name, uint32_t mode,
+                               uint64_t rdev, const pb::Caller& caller,
+                               const std::vector<uint32_t>& servers, const std::string& target);
+  Status IsAncestor(uint64_t ancestor, uint64_t ino, bool* result);
+
+  MetaStoreOptions options_;
+  std::unique_ptr<rocksdb::DB> db_;
+  std::unique_ptr<Handles> cf_;
+  std::unique_ptr<Locks> locks_;
+  std::atomic<uint64_t> next_ino_{0};
+  std::mutex rename_mutex_;   // serializes directory moves between parents
+  std::mutex registry_mutex_; // volumes and servers
+};
+
+// Validates a single path component; EINVAL or ENAMETOOLONG.
+Status CheckName(const std::string& name);
+int64_t NowNs();
+
+}  // namespace sealfs::metadata

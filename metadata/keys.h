@@ -1,0 +1,84 @@
+// Binary key and value encodings of the metadata column families. Integers
+// are big-endian so that keys sort by number.
+#pragma once
+
+#include <rocksdb/slice.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace sealfs::metadata {
+
+inline std::string EncodeIno(uint64_t ino) {
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>(ino >> (56 - 8 * i));
+  return out;
+}
+
+inline uint64_t DecodeIno(const char* bytes) {
+  uint64_t value = 0;
+  for (int i = 0; i < 8; ++i) value = (value << 8) | static_cast<uint8_t>(bytes[i]);
+  return value;
+}
+
+inline std::string DentryKey(uint64_t parent, std::string_view name) {
+  return EncodeIno(parent).append(name);
+}
+
+inline std::string IndexKey(uint64_t parent, uint64_t seq) {
+  return EncodeIno(parent).append(EncodeIno(seq));
+}
+
+inline std::string XattrKey(uint64_t ino, std::string_view name) {
+  return EncodeIno(ino).append(name);
+}
+
+struct DentryValue {
+  uint64_t ino;
+  uint64_t seq;
+  uint32_t type;
+};
+
+inline std::string EncodeDentry(const DentryValue& value) {
+  return EncodeIno(value.ino) + EncodeIno(value.seq) + EncodeIno(value.type);
+}
+
+inline DentryValue DecodeDentry(std::string_view bytes) {
+  if (bytes.size() < 24) return {0, 0, 0};
+  return {DecodeIno(bytes.data()), DecodeIno(bytes.data() + 8),
+          static_cast<uint32_t>(DecodeIno(bytes.data() + 16))};
+}
+
+struct IndexValue {
+  uint64_t ino;
+  uint32_t type;
+  std::string name;
+};
+
+inline std::string EncodeIndex(uint64_t ino, uint32_t type, std::string_view name) {
+  return EncodeIno(ino).append(EncodeIno(type)).append(name);
+}
+
+inline IndexValue DecodeIndex(const rocksdb::Slice& bytes) {
+  if (bytes.size() < 16) return {0, 0, {}};
+  return {DecodeIno(bytes.data()), static_cast<uint32_t>(DecodeIno(bytes.data() + 8)),
+          std::string(bytes.data() + 16, bytes.size() - 16)};
+}
+
+// Service column family keys.
+inline constexpr std::string_view kOrphanPrefix = "orphan/";
+inline constexpr std::string_view kRemovalPrefix = "remove/";
+inline constexpr std::string_view kVolumePrefix = "volume/";
+inline constexpr std::string_view kServerPrefix = "server/";
+inline constexpr std::string_view kInoHighWaterKey = "ino-high-water";
+inline constexpr std::string_view kNextVolumeIdKey = "next-volume-id";
+
+inline std::string OrphanKey(uint64_t ino) { return std::string(kOrphanPrefix) + EncodeIno(ino); }
+inline std::string RemovalKey(uint64_t ino) { return std::string(kRemovalPrefix) + EncodeIno(ino); }
+inline std::string VolumeKey(std::string_view name) {
+  return std::string(kVolumePrefix).append(name);
+}
+inline std::string ServerKey(uint32_t id) { return std::string(kServerPrefix) + EncodeIno(id); }
+
+}  // namespace sealfs::metadata

@@ -1,0 +1,80 @@
+// sealfs-meta: the metadata server.
+#include <cstdio>
+#include <filesystem>
+
+#include "sealfs/metadata/meta_service.h"
+#include "sealfs/rpc/process.h"
+
+using namespace sealfs;
+
+static const char* kUsage =
+    "usage: sealfs-meta --db DIR [--listen 127.0.0.1:7400] [--port-file FILE]\n"
+    "                   [--chunk-size BYTES] [--create-volume NAME] [--threads N]\n";
+
+int main(int argc, char** argv) {
+  Result<Flags> flags = Flags::Parse(
+      argc, argv, {"db", "listen", "port-file", "chunk-size", "create-volume", "threads", "help"});
+  if (!flags.ok() || flags->Has("help") || !flags->Has("db")) {
+    if (!flags.ok()) std::fprintf(stderr, "sealfs-meta: %s\n", flags.status().message().c_str());
+    std::fputs(kUsage, stderr);
+    return flags.ok() && flags->Has("help") ? 0 : 2;
+  }
+  BlockTerminationSignals();
+  std::error_code ec;
+  std::filesystem::create_directories(flags->Get("db"), ec);
+  metadata::MetaStoreOptions store_options;
+  store_options.path = flags->Get("db");
+  long long chunk_size = flags->GetInt("chunk-size", metadata::kDefaultChunkSize);
+  if (chunk_size < 4096 || chunk_size > (64 << 20) || (chunk_size & (chunk_size - 1)) != 0) {
+    std::fprintf(stderr, "sealfs-meta: --chunk-size must be a power of two in 4 KiB..64 MiB\n");
+    return 2;
+  }
+  store_options.chunk_size = static_cast<uint32_t>(chunk_size);
+  auto store = metadata::MetaStore::Open(store_options);
+  if (!store.ok()) {
+    std::fprintf(stderr, "sealfs-meta: %s\n", store.status().ToString().c_str());
+    return 1;
+  }
+  if (flags->Has("create-volume")) {
+    std::string name = flags->Get("create-volume");
+    if (!(*store)->GetVolume(name).ok()) {
+      auto volume = (*store)->CreateVolume(name, 0, 0);
+      if (!volume.ok()) {
+        std::fprintf(stderr, "sealfs-meta: %s\n", volume.status().ToString().c_str());
+        return 1;
+      }
+    }
+  }
+  rpc::IoThreads io(2);
+  rpc::Dispatcher dispatcher(static_cast<int>(flags->GetInt("threads", 16)));
+  metadata::MetaService service(**store, io);
+  service.RegisterHandlers(dispatcher);
+  auto server = rpc::MakeTcpServer(io, dispatcher);
+  auto address = rpc::ParseAddress(flags->Get("listen", "127.0.0.1:7400"));
+  if (!address.ok()) {
+    std::fprintf(stderr, "sealfs-meta: %s\n", address.status().message().c_str());
+    return 2;
+  }
+  Status listening = server->Listen(address->first, address->second);
+  if (!listening.ok()) {
+    std::fprintf(stderr, "sealfs-meta: %s\n", listening.ToString().c_str());
+    return 1;
+  }
+  service.Start();
+  if (flags->Has("port-file")) {
+    Status written = WriteFileAtomically(flags->Get("port-file"), std::to_string(server->port()) + "\n");
+    if (!written.ok()) {
+      std::fprintf(stderr, "sealfs-meta: %s\n", written.ToString().c_str());
+      return 1;
+    }
+  }
+  std::fprintf(stderr, "sealfs-meta: serving %s on %s:%u\n", flags->Get("db").c_str(),
+               address->first.c_str(), server->port());
+  int signal_number = WaitForTerminationSignal();
+  std::fprintf(stderr, "sealfs-meta: signal %d, shutting down\n", signal_number);
+  server->Stop();
+  service.Stop();
+  dispatcher.Shutdown();
+  io.Stop();
+  return 0;
+}

@@ -1,0 +1,790 @@
+#include "sealfs/metadata/meta_store.h"
+
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/table.h>
+#include <rocksdb/utilities/options_util.h>
+#include <rocksdb/write_batch.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+
+#include <algorithm>
+#include <array>
+#include <ctime>
+#include <deque>
+#include <set>
+#include <unordered_set>
+
+#include "handles.h"
+#include "keys.h"
+
+namespace sealfs::metadata {
+
+namespace {
+
+constexpr uint64_t kFirstIno = 16;   // 1 is the FUSE root id; never a real inode
+constexpr uint64_t kFirstDirSeq = 3;  // 1 and 2 are the cookies of "." and ".."
+constexpr int kMaxDepth = 4096;
+
+bool IsDir(const pb::Inode& inode) { return S_ISDIR(inode.attr().mode()); }
+
+Status NotFound(uint64_t ino) { return Status(ENOENT, "inode " + std::to_string(ino) + " not found"); }
+
+void Touch(pb::Attr* attr, int64_t now, bool mtime) {
+  if (mtime) attr->set_mtime_ns(now);
+  attr->set_ctime_ns(now);
+}
+
+}  // namespace
+
+int64_t NowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+Status CheckName(const std::string& name) {
+  if (name.size() > kNameMax) {
+    return Status(ENAMETOOLONG, "name of " + std::to_string(name.size()) + " bytes is too long");
+  }
+  if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos ||
+      name.find('\0') != std::string::npos) {
+    return Status(EINVAL, "'" + name + "' is not a valid name");
+  }
+  return Status::Ok();
+}
+
+// Striped inode locks. A LockSet takes its stripes in index order, so two
+// operations that lock overlapping inode sets never deadlock.
+class MetaStore::Locks {
+ public:
+  class LockSet {
+   public:
+    LockSet(Locks& locks, std::initializer_list<uint64_t> inos) : locks_(locks) {
+      for (uint64_t ino : inos) {
+        if (ino != 0) stripes_.insert(Stripe(ino));
+      }
+      for (size_t stripe : stripes_) locks_.mutexes_[stripe].lock();
+    }
+    ~LockSet() {
+      for (auto it = stripes_.rbegin(); it != stripes_.rend(); ++it) locks_.mutexes_[*it].unlock();
+    }
+
+   private:
+    Locks& locks_;
+    std::set<size_t> stripes_;
+  };
+
+ private:
+  static size_t Stripe(uint64_t ino) { return (ino * 0x9E3779B97F4A7C15ull) >> 52; }
+  std::array<std::mutex, 4096> mutexes_;
+};
+
+using LockSet = MetaStore::Locks::LockSet;
+
+MetaStore::MetaStore(MetaStoreOptions options)
+    : options_(std::move(options)), cf_(std::make_unique<Handles>()),
+      locks_(std::make_unique<Locks>()) {}
+
+MetaStore::~MetaStore() {
+  if (db_) {
+    for (auto* handle : {cf_->inodes, cf_->dentries, cf_->dirindex, cf_->xattrs, cf_->service,
+                         cf_->default_cf}) {
+      if (handle) db_->DestroyColumnFamilyHandle(handle);
+    }
+    db_->Close();
+  }
+}
+
+Result<std::unique_ptr<MetaStore>> MetaStore::Open(const MetaStoreOptions& options) {
+  std::unique_ptr<MetaStore> store(new MetaStore(options));
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = true;
+  db_options.create_missing_column_families = true;
+  db_options.max_background_jobs = 2;
+  db_options.IncreaseParallelism(2);
+  rocksdb::ColumnFamilyOptions cf_options;
+  rocksdb::BlockBasedTableOptions table;
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  table.block_cache = rocksdb::NewLRUCache(256u << 20);
+  cf_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  cf_options.OptimizeLevelStyleCompaction(64u << 20);
+  std::vector<rocksdb::ColumnFamilyDescriptor> families = {
+      {rocksdb::kDefaultColumnFamilyName, cf_options},
+      {"inodes", cf_options},
+      {"dentries", cf_options},
+      {"dirindex", cf_options},
+      {"xattrs", cf_options},
+      {"service", cf_options},
+  };
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* db = nullptr;
+  rocksdb::Status status = rocksdb::DB::Open(db_options, options.path, families, &handles, &db);
+  if (!status.ok()) {
+    return Status(EIO, "cannot open metadata store at " + options.path + ": " + status.ToString());
+  }
+  store->db_.reset(db);
+  store->cf_->default_cf = handles[0];
+  store->cf_->inodes = handles[1];
+  store->cf_->dentries = handles[2];
+  store->cf_->dirindex = handles[3];
+  store->cf_->xattrs = handles[4];
+  store->cf_->service = handles[5];
+
+  // The next inode id follows the largest one this shard has handed out.
+  uint64_t shard_base = static_cast<uint64_t>(options.shard) << kShardBits;
+  uint64_t next = shard_base + kFirstIno;
+  std::unique_ptr<rocksdb::Iterator> it(store->db_->NewIterator({}, store->cf_->inodes));
+  it->SeekForPrev(EncodeIno(shard_base + ((uint64_t{1} << kShardBits) - 1)));
+  if (it->Valid() && it->key().size() == 8) {
+    uint64_t last = DecodeIno(it->key().data());
+    if (ShardOf(last) == options.shard) next = std::max(next, last + 1);
+  }
+  // Freed inodes may have held higher ids; remember the high-water mark too.
+  std::string mark;
+  if (store->db_->Get({}, store->cf_->service, kInoHighWaterKey, &mark).ok() && mark.size() == 8) {
+    next = std::max(next, DecodeIno(mark.data()) + 1);
+  }
+  store->next_ino_ = next;
+  return store;
+}
+
+Status MetaStore::Commit(rocksdb::WriteBatch& batch) {
+  rocksdb::WriteOptions write_options;
+  write_options.sync = true;
+  rocksdb::Status status = db_->Write(write_options, &batch);
+  if (!status.ok()) return Status(EIO, "metadata write failed: " + status.ToString());
+  return Status::Ok();
+}
+
+uint64_t MetaStore::AllocateIno() { return next_ino_.fetch_add(1); }
+
+Result<pb::Inode> MetaStore::LoadInode(uint64_t ino) {
+  std::string value;
+  rocksdb::Status status = db_->Get({}, cf_->inodes, EncodeIno(ino), &value);
+  if (status.IsNotFound()) return NotFound(ino);
+  if (!status.ok()) return Status(EIO, "reading inode failed: " + status.ToString());
+  pb::Inode inode;
+  if (!inode.ParseFromString(value)) return Status(EIO, "inode " + std::to_string(ino) + " is corrupt");
+  return inode;
+}
+
+Result<pb::Inode> MetaStore::LoadDirectory(uint64_t ino) {
+  Result<pb::Inode> inode = LoadInode(ino);
+  if (!inode.ok()) return inode;
+  if (!IsDir(*inode)) return Status(ENOTDIR, "inode " + std::to_string(ino) + " is not a directory");
+  if (inode->attr().nlink() == 0) return Status(ENOENT, "directory was removed");
+  return inode;
+}
+
+Result<uint64_t> MetaStore::LookupChild(uint64_t parent, const std::string& name, uint32_t* type,
+                                        uint64_t* seq) {
+  std::string value;
+  rocksdb::Status status = db_->Get({}, cf_->dentries, DentryKey(parent, name), &value);
+  if (status.IsNotFound()) return Status(ENOENT, "'" + name + "' not found");
+  if (!status.ok()) return Status(EIO, "reading entry failed: " + status.ToString());
+  DentryValue entry = DecodeDentry(value);
+  if (type) *type = entry.type;
+  if (seq) *seq = entry.seq;
+  return entry.ino;
+}
+
+void MetaStore::PutInode(rocksdb::WriteBatch& batch, const pb::Inode& inode) {
+  batch.Put(cf_->inodes, EncodeIno(inode.attr().ino()), inode.SerializeAsString());
+}
+
+void MetaStore::AddEntry(rocksdb::WriteBatch& batch, pb::Inode& parent, const std::string& name,
+                         uint64_t ino, uint32_t mode) {
+  uint64_t seq = std::max<uint64_t>(parent.next_dir_seq(), kFirstDirSeq);
+  parent.set_next_dir_seq(seq + 1);
+  uint32_t type = mode & S_IFMT;
+  batch.Put(cf_->dentries, DentryKey(parent.attr().ino(), name), EncodeDentry({ino, seq, type}));
+  batch.Put(cf_->dirindex, IndexKey(parent.attr().ino(), seq), EncodeIndex(ino, type, name));
+}
+
+void MetaStore::RemoveEntry(rocksdb::WriteBatch& batch, uint64_t parent, const std::string& name,
+                            uint64_t seq) {
+  batch.Delete(cf_->dentries, DentryKey(parent, name));
+  batch.Delete(cf_->dirindex, IndexKey(parent, seq));
+}
+
+void MetaStore::FreeInode(rocksdb::WriteBatch& batch, const pb::Inode& inode) {
+  uint64_t ino = inode.attr().ino();
+  batch.Delete(cf_->inodes, EncodeIno(ino));
+  batch.DeleteRange(cf_->xattrs, EncodeIno(ino), EncodeIno(ino + 1));
+  batch.Delete(cf_->service, OrphanKey(ino));
+  batch.Put(cf_->service, kInoHighWaterKey, EncodeIno(next_ino_.load()));
+  if (S_ISREG(inode.attr().mode()) && inode.layout().servers_size() > 0) {
+    batch.Put(cf_->service, RemovalKey(ino), inode.layout().SerializeAsString());
+  }
+}
+
+Unlinked MetaStore::DropLink(rocksdb::WriteBatch& batch, pb::Inode inode, const OpenCheck& is_open,
+                             int64_t now) {
+  Unlinked result;
+  pb::Attr* attr = inode.mutable_attr();
+  attr->set_nlink(IsDir(inode) ? 0 : (attr->nlink() > 0 ? attr->nlink() - 1 : 0));
+  attr->set_ctime_ns(now);
+  if (attr->nlink() > 0) {
+    PutInode(batch, inode);
+  } else if (!IsDir(inode) && is_open && is_open(attr->ino())) {
+    PutInode(batch, inode);
+    batch.Put(cf_->service, OrphanKey(attr->ino()), "");
+    result.orphaned = true;
+  } else {
+    FreeInode(batch, inode);
+    result.freed = true;
+  }
+  result.inode = std::move(inode);
+  return result;
+}
+
+// ---------------------------------------------------------------- lookups
+
+Result<pb::Inode> MetaStore::Lookup(uint64_t parent, const std::string& name) {
+  if (name.size() > kNameMax) return Status(ENAMETOOLONG, "name too long");
+  Result<pb::Inode> dir = LoadDirectory(parent);
+  if (!dir.ok()) return dir.status();
+  if (name == ".") return dir;
+  if (name == "..") {
+    uint64_t up = dir->attr().parent();
+    return up == 0 ? dir : LoadInode(up);
+  }
+  Result<uint64_t> child = LookupChild(parent, name, nullptr, nullptr);
+  if (!child.ok()) return child.status();
+  return LoadInode(*child);
+}
+
+Result<pb::Inode> MetaStore::Getattr(uint64_t ino) { return LoadInode(ino); }
+
+Result<std::string> MetaStore::Readlink(uint64_t ino) {
+  Result<pb::Inode> inode = LoadInode(ino);
+  if (!inode.ok()) return inode.status();
+  if (!S_ISLNK(inode->attr().mode())) return Status(EINVAL, "not a symbolic link");
+  return inode->symlink_target();
+}
+
+// ---------------------------------------------------------------- creation
+
+Result<pb::Inode> MetaStore::CreateNode(uint64_t parent, const std::string& name, uint32_t mode,
+                                        uint64_t rdev, const pb::Caller& caller,
+                                        const std::vector<uint32_t>& servers,
+                                        const std::string& target) {
+  SEALFS_RETURN_IF_ERROR(CheckName(name));
+  LockSet lock(*locks_, {parent});
+  Result<pb::Inode> dir = LoadDirectory(parent);
+  if (!dir.ok()) return dir.status();
+  if (LookupChild(parent, name, nullptr, nullptr).ok()) {
+    return Status(EEXIST, "'" + name + "' already exists");
+  }
+  int64_t now = NowNs();
+  pb::Inode inode;
+  pb::Attr* attr = inode.mutable_attr();
+  uint64_t ino = AllocateIno();
+  attr->set_ino(ino);
+  bool parent_setgid = dir->attr().mode() & S_ISGID;
+  if (S_ISDIR(mode) && parent_setgid) mode |= S_ISGID;
+  attr->set_mode(mode);
+  attr->set_uid(caller.uid());
+  attr->set_gid(parent_setgid ? dir->attr().gid() : caller.gid());
+  attr->set_nlink(S_ISDIR(mode) ? 2 : 1);
+  attr->set_size(S_ISLNK(mode) ? target.size() : 0);
+  attr->set_atime_ns(now);
+  attr->set_mtime_ns(now);
+  attr->set_ctime_ns(now);
+  attr->set_rdev(rdev);
+  inode.set_volume_id(dir->volume_id());
+  if (S_ISDIR(mode)) {
+    attr->set_parent(parent);
+    inode.set_next_dir_seq(kFirstDirSeq);
+  }
+  if (S_ISLNK(mode)) inode.set_symlink_target(target);
+  if (S_ISREG(mode)) {
+    pb::Layout* layout = inode.mutable_layout();
+    layout->set_chunk_size(options_.chunk_size);
+    // Rotate the server list by inode so first chunks spread over servers.
+    for (size_t i = 0; i < servers.size(); ++i) {
+      layout->add_servers(servers[(ino + i) % servers.size()]);
+    }
+  }
+  rocksdb::WriteBatch batch;
+  PutInode(batch, inode);
+  AddEntry(batch, *dir, name, ino, mode);
+  if (S_ISDIR(mode)) dir->mutable_attr()->set_nlink(dir->attr().nlink() + 1);
+  Touch(dir->mutable_attr(), now, true);
+  PutInode(batch, *dir);
+  SEALFS_RETURN_IF_ERROR(Commit(batch));
+  return inode;
+}
+
+Result<pb::Inode> MetaStore::Mknod(uint64_t parent, const std::string& name, uint32_t mode,
+                                   uint64_t rdev, const pb::Caller& caller,
+                                   const std::vector<uint32_t>& servers) {
+  uint32_t type = mode & S_IFMT;
+  if (type == 0) mode |= S_IFREG;
+  if (type == S_IFDIR || type == S_IFLNK) return Status(EINVAL, "mknod cannot make this type");
+  return CreateNode(parent, name, mode, rdev, caller, servers, {});
+}
+
+Result<pb::Inode> MetaStore::Mkdir(uint64_t parent, const std::string& name, uint32_t mode,
+                                   const pb::Caller& caller) {
+  return CreateNode(parent, name, S_IFDIR | (mode & 07777), 0, caller, {}, {});
+}
+
+Result<pb::Inode> MetaStore::Symlink(uint64_t parent, const std::string& name,
+                                     const std::string& target, const pb::Caller& caller) {
+  if (target.empty()) return Status(ENOENT, "empty symlink target");
+  if (target.size() > kSymlinkMax) return Status(ENAMETOOLONG, "symlink target too long");
+  return CreateNode(parent, name, S_IFLNK | 0777, 0, caller, {}, target);
+}
+
+Result<pb::Inode> MetaStore::Link(uint64_t ino, uint64_t new_parent, const std::string& new_name) {
+  SEALFS_RETURN_IF_ERROR(CheckName(new_name));
+  LockSet lock(*locks_, {ino, new_parent});
+  Result<pb::Inode> dir = LoadDirectory(new_parent);
+  if (!dir.ok()) return dir.status();
+  Result<pb::Inode> inode = LoadInode(ino);
+  if (!inode.ok()) return inode.status();
+  if (IsDir(*inode)) return Status(EPERM, "cannot hard-link a directory");
+  if (inode->attr().nlink() == 0) return Status(ENOENT, "file was removed");
+  if (inode->attr().nlink() >= 65000) return Status(EMLINK, "too many links");
+  if (LookupChild(new_parent, new_name, nullptr, nullptr).ok()) {
+    return Status(EEXIST, "'" + new_name + "' already exists");
+  }
+  int64_t now = NowNs();
+  rocksdb::WriteBatch batch;
+  inode->mutable_attr()->set_nlink(inode->attr().nlink() + 1);
+  inode->mutable_attr()->set_ctime_ns(now);
+  PutInode(batch, *inode);
+  AddEntry(batch, *dir, new_name, ino, inode->attr().mode());
+  Touch(dir->mutable_attr(), now, true);
+  PutInode(batch, *dir);
+  SEALFS_RETURN_IF_ERROR(Commit(batch));
+  return inode;
+}
+
+// ---------------------------------------------------------------- removal
+
+Result<Unlinked> MetaStore::Unlink(uint64_t parent, const std::string& name,
+                                   const OpenCheck& is_open) {
+  if (name.size() > kNameMax) return Status(ENAMETOOLONG, "name too long");
+  for (;;) {
+    Result<uint64_t> child = LookupChild(parent, name, nullptr, nullptr);
+    if (!child.ok()) {
+      Result<pb::Inode> dir = LoadDirectory(parent);
+      return dir.ok() ? child.status() : dir.status();
+    }
+    LockSet lock(*locks_, {parent, *child});
+    uint64_t seq = 0;
+    Result<uint64_t> again = LookupChild(parent, name, nullptr, &seq);
+    if (!again.ok() || *again != *child) continue;  // changed while we locked
+    Result<pb::Inode> dir = LoadDirectory(parent);
+    if (!dir.ok()) return dir.status();
+    Result<pb::Inode> inode = LoadInode(*child);
+    if (!inode.ok()) return inode.status();
+    if (IsDir(*inode)) return Status(EISDIR, "'" + name + "' is a directory");
+    int64_t now = NowNs();
+    rocksdb::WriteBatch batch;
+    RemoveEntry(batch, parent, name, seq);
+    Touch(dir->mutable_attr(), now, true);
+    PutInode(batch, *dir);
+    Unlinked result = DropLink(batch, std::move(*inode), is_open, now);
+    SEALFS_RETURN_IF_ERROR(Commit(batch));
+    return result;
+  }
+}
+
+Status MetaStore::Rmdir(uint64_t parent, const std::string& name) {
+  if (name.size() > kNameMax) return Status(ENAMETOOLONG, "name too long");
+  if (name == ".") return Status(EINVAL, "cannot remove '.'");
+  if (name == "..") return Status(ENOTEMPTY, "cannot remove '..'");
+  for (;;) {
+    Result<uint64_t> child = LookupChild(parent, name, nullptr, nullptr);
+    if (!child.ok()) {
+      Result<pb::Inode> dir = LoadDirectory(parent);
+      return dir.ok() ? child.status() : dir.status();
+    }
+    LockSet lock(*locks_, {parent, *child});
+    uint64_t seq = 0;
+    Result<uint64_t> again = LookupChild(parent, name, nullptr, &seq);
+    if (!again.ok() || *again != *child) continue;
+    Result<pb::Inode> dir = LoadDirectory(parent);
+    if (!dir.ok()) return dir.status();
+    Result<pb::Inode> inode = LoadInode(*child);
+    if (!inode.ok()) return inode.status();
+    if (!IsDir(*inode)) return Status(ENOTDIR, "'" + name + "' is not a directory");
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cf_->dirindex));
+    it->Seek(EncodeIno(*child));
+    if (it->Valid() && it->key().starts_with(EncodeIno(*child))) {
+      return Status(ENOTEMPTY, "directory '" + name + "' is not empty");
+    }
+    int64_t now = NowNs();
+    rocksdb::WriteBatch batch;
+    RemoveEntry(batch, parent, name, seq);
+    dir->mutable_attr()->set_nlink(dir->attr().nlink() - 1);
+    Touch(dir->mutable_attr(), now, true);
+    PutInode(batch, *dir);
+    FreeInode(batch, *inode);
+    return Commit(batch);
+  }
+}
+
+Status MetaStore::IsAncestor(uint64_t ancestor, uint64_t ino, bool* result) {
+  *result = false;
+  for (int depth = 0; depth < kMaxDepth; ++depth) {
+    if (ino == ancestor) {
+      *result = true;
+      return Status::Ok();
+    }
+    Result<pb::Inode> inode = LoadInode(ino);
+    if (!inode.ok()) return inode.status();
+    uint64_t up = inode->attr().parent();
+    if (up == 0 || up == ino) return Status::Ok();
+    ino = up;
+  }
+  return Status(ELOOP, "directory tree too deep");
+}
+
+Result<Unlinked> MetaStore::Rename(uint64_t parent, const std::string& name, uint64_t new_parent,
+                                   const std::string& new_name, uint32_t flags,
+                                   const OpenCheck& is_open) {
+  if (name.size() > kNameMax) return Status(ENAMETOOLONG, "name too long");
+  SEALFS_RETURN_IF_ERROR(CheckName(new_name));
+  const bool exchange = flags & pb::RENAME_FLAG_EXCHANGE;
+  const bool noreplace = flags & pb::RENAME_FLAG_NOREPLACE;
+  if (flags & ~uint32_t{pb::RENAME_FLAG_EXCHANGE | pb::RENAME_FLAG_NOREPLACE}) {
+    return Status(EINVAL, "unknown rename flags");
+  }
+  if (exchange && noreplace) return Status(EINVAL, "RENAME_EXCHANGE with RENAME_NOREPLACE");
+  // Moves between directories are serialized so that two of them cannot
+  // together create a cycle that each ancestry check alone misses.
+  std::unique_lock<std::mutex> tree_lock(rename_mutex_, std::defer_lock);
+  if (parent != new_parent) tree_lock.lock();
+  for (;;) {
+    uint64_t src_seq = 0, dst_seq = 0;
+    Result<uint64_t> src = LookupChild(parent, name, nullptr, nullptr);
+    if (!src.ok()) {
+      Result<pb::Inode> dir = LoadDirectory(parent);
+      return dir.ok() ? src.status() : dir.status();
+    }
+    Result<uint64_t> dst = LookupChild(new_parent, new_name, nullptr, nullptr);
+    uint64_t dst_ino = dst.ok() ? *dst : 0;
+    LockSet lock(*locks_, {parent, new_parent, *src, dst_ino});
+    Result<uint64_t> src_again = LookupChild(parent, name, nullptr, &src_seq);
+    Result<uint64_t> dst_again = LookupChild(new_parent, new_name, nullptr, &dst_seq);
+    if (!src_again.ok() || *src_again != *src || dst_again.ok() != dst.ok() ||
+        (dst.ok() && *dst_again != dst_ino)) {
+      continue;
+    }
+    Result<pb::Inode> src_dir = LoadDirectory(parent);
+    if (!src_dir.ok()) return src_dir.status();
+    Result<pb::Inode> dst_dir_storage = parent == new_parent ? src_dir : LoadDirectory(new_parent);
+    if (!dst_dir_storage.ok()) return dst_dir_storage.status();
+    pb::Inode& from_dir = *src_dir;
+    pb::Inode& to_dir = parent == new_parent ? *src_dir : *dst_dir_storage;
+    Result<pb::Inode> src_inode = LoadInode(*src);
+    if (!src_inode.ok()) return src_inode.status();
+    pb::Inode dst_inode;
+    if (dst_ino != 0) {
+      Result<pb::Inode> loaded = LoadInode(dst_ino);
+      if (!loaded.ok()) return loaded.status();
+      dst_inode = std::move(*loaded);
+    }
+    if (noreplace && dst_ino != 0) return Status(EEXIST, "'" + new_name + "' exists");
+    if (exchange && dst_ino == 0) return Status(ENOENT, "'" + new_name + "' does not exist");
+    if (dst_ino == *src) return Unlinked{};  // both names already link the same inode
+    const bool src_is_dir = IsDir(*src_inode);
+    const bool dst_is_dir = dst_ino != 0 && IsDir(dst_inode);
+    if (parent != new_parent) {
+      bool inside = false;
+      if (src_is_dir) {
+        SEALFS_RETURN_IF_ERROR(IsAncestor(*src, new_parent, &inside));
+        if (inside) return Status(EINVAL, "cannot move a directory under itself");
+      }
+      if (exchange && dst_is_dir) {
+        SEALFS_RETURN_IF_ERROR(IsAncestor(dst_ino, parent, &inside));
+        if (inside) return Status(EINVAL, "cannot move a directory under itself");
+      }
+    }
+    if (!exchange && dst_ino != 0) {
+      if (src_is_dir && !dst_is_dir) return Status(ENOTDIR, "'" + new_name + "' is not a directory");
+      if (!src_is_dir && dst_is_dir) return Status(EISDIR, "'" + new_name + "' is a directory");
+      if (dst_is_dir) {
+        std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cf_->dirindex));
+        it->Seek(EncodeIno(dst_ino));
+        if (it->Valid() && it->key().starts_with(EncodeIno(dst_ino))) {
+          return Status(ENOTEMPTY, "'" + new_name + "' is not empty");
+        }
+      }
+    }
+
+    int64_t now = NowNs();
+    rocksdb::WriteBatch batch;
+    Unlinked replaced;
+    auto adjust_nlink = [](pb::Inode& dir, int delta) {
+      dir.mutable_attr()->set_nlink(dir.attr().nlink() + delta);
+    };
+    if (exchange) {
+      uint32_t src_type = src_inode->attr().mode() & S_IFMT;
+      uint32_t dst_type = dst_inode.attr().mode() & S_IFMT;
+      batch.Put(cf_->dentries, DentryKey(parent, name), EncodeDentry({dst_ino, src_seq, dst_type}));
+      batch.Put(cf_->dirindex, IndexKey(parent, src_seq), EncodeIndex(dst_ino, dst_type, name));
+      batch.Put(cf_->dentries, DentryKey(new_parent, new_name),
+                EncodeDentry({*src, dst_seq, src_type}));
+      batch.Put(cf_->dirindex, IndexKey(new_parent, dst_seq),
+                EncodeIndex(*src, src_type, new_name));
+      if (parent != new_parent) {
+        if (src_is_dir) src_inode->mutable_attr()->set_parent(new_parent);
+        if (dst_is_dir) dst_inode.mutable_attr()->set_parent(parent);
+        int delta = (src_is_dir ? 1 : 0) - (dst_is_dir ? 1 : 0);
+        adjust_nlink(to_dir, delta);
+        adjust_nlink(from_dir, -delta);
+      }
+      dst_inode.mutable_attr()->set_ctime_ns(now);
+      PutInode(batch, dst_inode);
+    } else {
+      RemoveEntry(batch, parent, name, src_seq);
+      if (dst_ino != 0) {
+        uint32_t src_type = src_inode->attr().mode() & S_IFMT;
+        batch.Put(cf_->dentries, DentryKey(new_parent, new_name),
+                  EncodeDentry({*src, dst_seq, src_type}));
+        batch.Put(cf_->dirindex, IndexKey(new_parent, dst_seq),
+                  EncodeIndex(*src, src_type, new_name));
+        if (dst_is_dir) adjust_nlink(to_dir, -1);
+        replaced = DropLink(batch, dst_inode, is_open, now);
+      } else {
+        AddEntry(batch, to_dir, new_name, *src, src_inode->attr().mode());
+      }
+      if (src_is_dir) {
+        src_inode->mutable_attr()->set_parent(new_parent);
+        adjust_nlink(from_dir, -1);
+        adjust_nlink(to_dir, +1);
+      }
+    }
+    src_inode->mutable_attr()->set_ctime_ns(now);
+    PutInode(batch, *src_inode);
+    Touch(from_dir.mutable_attr(), now, true);
+    PutInode(batch, from_dir);
+    if (parent != new_parent) {
+      Touch(to_dir.mutable_attr(), now, true);
+      PutInode(batch, to_dir);
+    }
+    SEALFS_RETURN_IF_ERROR(Commit(batch));
+    return replaced;
+  }
+}
+
+// ---------------------------------------------------------------- attributes
+
+Result<pb::Inode> MetaStore::Setattr(const pb::SetattrRequest& request) {
+  LockSet lock(*locks_, {request.ino()});
+  Result<pb::Inode> inode = LoadInode(request.ino());
+  if (!inode.ok()) return inode.status();
+  pb::Attr* attr = inode->mutable_attr();
+  uint32_t valid = request.valid();
+  int64_t now = NowNs();
+  if (valid & pb::SETATTR_SIZE) {
+    if (IsDir(*inode)) return Status(EISDIR, "cannot truncate a directory");
+    if (!S_ISREG(attr->mode())) return Status(EINVAL, "cannot truncate this file type");
+    attr->set_size(request.size());
+    attr->set_mtime_ns(now);
+  }
+  if (valid & pb::SETATTR_MODE) attr->set_mode((attr->mode() & S_IFMT) | (request.mode() & 07777));
+  if (valid & pb::SETATTR_UID) attr->set_uid(request.uid());
+  if (valid & pb::SETATTR_GID) attr->set_gid(request.gid());
+  if (valid & pb::SETATTR_ATIME_NOW) attr->set_atime_ns(now);
+  else if (valid & pb::SETATTR_ATIME) attr->set_atime_ns(request.atime_ns());
+  if (valid & pb::SETATTR_MTIME_NOW) attr->set_mtime_ns(now);
+  else if (valid & pb::SETATTR_MTIME) attr->set_mtime_ns(request.mtime_ns());
+  attr->set_ctime_ns((valid & pb::SETATTR_CTIME) ? request.ctime_ns() : now);
+  rocksdb::WriteBatch batch;
+  PutInode(batch, *inode);
+  SEALFS_RETURN_IF_ERROR(Commit(batch));
+  return inode;
+}
+
+Result<pb::Inode> MetaStore::CommitWrite(uint64_t ino, uint64_t size, int64_t mtime_ns) {
+  LockSet lock(*locks_, {ino});
+  Result<pb::Inode> inode = LoadInode(ino);
+  if (!inode.ok()) return inode.status();
+  if (!S_ISREG(inode->attr().mode())) return Status(EINVAL, "not a regular file");
+  pb::Attr* attr = inode->mutable_attr();
+  if (size > attr->size()) attr->set_size(size);
+  int64_t stamp = mtime_ns > 0 ? mtime_ns : NowNs();
+  attr->set_mtime_ns(stamp);
+  attr->set_ctime_ns(stamp);
+  rocksdb::WriteBatch batch;
+  PutInode(batch, *inode);
+  SEALFS_RETURN_IF_ERROR(Commit(batch));
+  return inode;
+}
+
+// ---------------------------------------------------------------- readdir
+
+Result<pb::ReaddirResponse> MetaStore::Readdir(uint64_t ino, uint64_t cookie, uint32_t max_entries,
+                                               bool with_attrs) {
+  Result<pb::Inode> dir = LoadInode(ino);
+  if (!dir.ok()) return dir.status();
+  if (!IsDir(*dir)) return Status(ENOTDIR, "not a directory");
+  if (max_entries == 0) max_entries = 1024;
+  pb::ReaddirResponse response;
+  auto add_dot = [&](const char* name, uint64_t target, uint64_t entry_cookie) -> Status {
+    pb::DirEntry* entry = response.add_entries();
+    entry->set_name(name);
+    entry->set_ino(target);
+    entry->set_type(S_IFDIR);
+    entry->set_cookie(entry_cookie);
+    if (with_attrs) {
+      Result<pb::Inode> inode = target == ino ? dir : LoadInode(target);
+      if (!inode.ok()) return inode.status();
+      *entry->mutable_attr() = inode->attr();
+    }
+    return Status::Ok();
+  };
+  if (cookie < 1) SEALFS_RETURN_IF_ERROR(add_dot(".", ino, 1));
+  if (cookie < 2) {
+    uint64_t up = dir->attr().parent() == 0 ? ino : dir->attr().parent();
+    SEALFS_RETURN_IF_ERROR(add_dot("..", up, 2));
+  }
+  rocksdb::ReadOptions read_options;
+  std::string prefix = EncodeIno(ino);
+  std::string upper = EncodeIno(ino + 1);
+  rocksdb::Slice upper_slice(upper);
+  read_options.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, cf_->dirindex));
+  for (it->Seek(IndexKey(ino, std::max<uint64_t>(cookie + 1, kFirstDirSeq)));
+       it->Valid() && static_cast<uint32_t>(response.entries_size()) < max_entries; it->Next()) {
+    IndexValue value = DecodeIndex(it->value());
+    pb::DirEntry* entry = response.add_entries();
+    entry->set_name(value.name);
+    entry->set_ino(value.ino);
+    entry->set_type(value.type);
+    entry->set_cookie(DecodeIno(it->key().data() + 8));
+    if (with_attrs) {
+      Result<pb::Inode> inode = LoadInode(value.ino);
+      if (!inode.ok()) {
+        response.mutable_entries()->RemoveLast();  // removed since the scan began
+        continue;
+      }
+      *entry->mutable_attr() = inode->attr();
+      *entry->mutable_layout() = inode->layout();
+    }
+  }
+  response.set_end(!it->Valid());
+  return response;
+}
+
+// ---------------------------------------------------------------- xattrs
+
+Status MetaStore::Setxattr(uint64_t ino, const std::string& name, const std::string& value,
+                           uint32_t flags) {
+  if (name.empty()) return Status(EINVAL, "empty attribute name");
+  if (name.size() > kXattrNameMax) return Status(ERANGE, "attribute name too long");
+  if (value.size() > kXattrValueMax) return Status(E2BIG, "attribute value too large");
+  LockSet lock(*locks_, {ino});
+  Result<pb::Inode> inode = LoadInode(ino);
+  if (!inode.ok()) return inode.status();
+  std::string existing;
+  bool exists = db_->Get({}, cf_->xattrs, XattrKey(ino, name), &existing).ok();
+  if ((flags & XATTR_CREATE) && exists) return Status(EEXIST, "attribute exists");
+  if ((flags & XATTR_REPLACE) && !exists) return Status(ENODATA, "no such attribute");
+  rocksdb::WriteBatch batch;
+  batch.Put(cf_->xattrs, XattrKey(ino, name), value);
+  inode->mutable_attr()->set_ctime_ns(NowNs());
+  PutInode(batch, *inode);
+  return Commit(batch);
+}
+
+Result<std::string> MetaStore::Getxattr(uint64_t ino, const std::string& name) {
+  if (name.size() > kXattrNameMax) return Status(ERANGE, "attribute name too long");
+  std::string value;
+  rocksdb::Status status = db_->Get({}, cf_->xattrs, XattrKey(ino, name), &value);
+  if (status.IsNotFound()) {
+    Result<pb::Inode> inode = LoadInode(ino);
+    if (!inode.ok()) return inode.status();
+    return Status(ENODATA, "no such attribute");
+  }
+  if (!status.ok()) return Status(EIO, status.ToString());
+  return value;
+}
+
+Result<std::vector<std::string>> MetaStore::Listxattr(uint64_t ino) {
+  Result<pb::Inode> inode = LoadInode(ino);
+  if (!inode.ok()) return inode.status();
+  std::vector<std::string> names;
+  std::string prefix = EncodeIno(ino);
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cf_->xattrs));
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    names.emplace_back(it->key().data() + 8, it->key().size() - 8);
+  }
+  return names;
+}
+
+Status MetaStore::Removexattr(uint64_t ino, const std::string& name) {
+  if (name.size() > kXattrNameMax) return Status(ERANGE, "attribute name too long");
+  LockSet lock(*locks_, {ino});
+  Result<pb::Inode> inode = LoadInode(ino);
+  if (!inode.ok()) return inode.status();
+  std::string existing;
+  if (!db_->Get({}, cf_->xattrs, XattrKey(ino, name), &existing).ok()) {
+    return Status(ENODATA, "no such attribute");
+  }
+  rocksdb::WriteBatch batch;
+  batch.Delete(cf_->xattrs, XattrKey(ino, name));
+  inode->mutable_attr()->set_ctime_ns(NowNs());
+  PutInode(batch, *inode);
+  return Commit(batch);
+}
+
+// ---------------------------------------------------------------- orphans
+
+std::vector<uint64_t> MetaStore::Orphans() {
+  std::vector<uint64_t> result;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cf_->service));
+  for (it->Seek(kOrphanPrefix); it->Valid() && it->key().starts_with(kOrphanPrefix); it->Next()) {
+    result.push_back(DecodeIno(it->key().data() + kOrphanPrefix.size()));
+  }
+  return result;
+}
+
+Status MetaStore::ReleaseOrphan(uint64_t ino) {
+  LockSet lock(*locks_, {ino});
+  Result<pb::Inode> inode = LoadInode(ino);
+  rocksdb::WriteBatch batch;
+  if (!inode.ok()) {
+    batch.Delete(cf_->service, OrphanKey(ino));
+    return Commit(batch);
+  }
+  if (inode->attr().nlink() > 0) {
+    batch.Delete(cf_->service, OrphanKey(ino));  // linked again: no longer an orphan
+    return Commit(batch);
+  }
+  FreeInode(batch, *inode);
+  return Commit(batch);
+}
+
+std::vector<std::pair<uint64_t, pb::Layout>> MetaStore::PendingRemovals() {
+  std::vector<std::pair<uint64_t, pb::Layout>> result;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cf_->service));
+  for (it->Seek(kRemovalPrefix); it->Valid() && it->key().starts_with(kRemovalPrefix);
+       it->Next()) {
+    pb::Layout layout;
+    layout.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()));
+    result.emplace_back(DecodeIno(it->key().data() + kRemovalPrefix.size()), layout);
+  }
+  return result;
+}
+
+Status MetaStore::RemovalDone(uint64_t ino) {
+  rocksdb::WriteBatch batch;
+  batch.Delete(cf_->service, RemovalKey(ino));
+  return Commit(batch);
+}
+
+uint64_t MetaStore::UsedInodes() {
+  uint64_t count = 0;
+  db_->GetIntProperty(cf_->inodes, "rocksdb.estimate-num-keys", &count);
+  return count;
+}
+
+}  // namespace sealfs::metadata
