@@ -1,0 +1,115 @@
+#include "sealfs/server/data_service.h"
+
+#include <cstdio>
+
+#include "sealfs/rpc/methods.h"
+
+namespace sealfs::server {
+
+namespace {
+Status CheckRange(uint64_t offset, uint64_t length) {
+  if (offset + length > kMaxChunkSize) {
+    return Status(EINVAL, "range " + std::to_string(offset) + "+" + std::to_string(length) +
+                              " lies outside any chunk");
+  }
+  return Status::Ok();
+}
+}  // namespace
+
+void DataService::RegisterHandlers(rpc::Dispatcher& d) {
+  using namespace rpc::data;
+  d.Register(kWrite, {[this](const pb::WriteRequest& req, pb::WriteResponse*,
+                             rpc::RequestContext& context) -> Status {
+    SEALFS_RETURN_IF_ERROR(CheckRange(req.offset(), context.payload.size()));
+    return store_.Write(req.chunk().ino(), req.chunk().index(), req.offset(), context.payload);
+  }});
+  d.Register(kRead, {[this](const pb::ReadRequest& req, pb::ReadResponse*,
+                            rpc::RequestContext& context) -> Status {
+    SEALFS_RETURN_IF_ERROR(CheckRange(req.offset(), req.length()));
+    return store_.Read(req.chunk().ino(), req.chunk().index(), req.offset(), req.length(),
+                       &context.reply_payload);
+  }});
+  d.Register(kTruncateFile, {[this](const pb::TruncateFileRequest& req, pb::TruncateFileResponse*,
+                                    rpc::RequestContext&) -> Status {
+    return store_.TruncateFile(req.ino(), req.size(), req.chunk_size());
+  }});
+  d.Register(kRemoveFile, {[this](const pb::RemoveFileRequest& req, pb::RemoveFileResponse*,
+                                  rpc::RequestContext&) -> Status {
+    return store_.RemoveFile(req.ino());
+  }});
+  d.Register(kFsyncFile, {[this](const pb::FsyncFileRequest& req, pb::FsyncFileResponse*,
+                                 rpc::RequestContext&) -> Status {
+    return store_.FsyncFile(req.ino());
+  }});
+  d.Register(kStat, {[this](const pb::StatRequest&, pb::StatResponse* resp,
+                            rpc::RequestContext&) -> Status {
+    ChunkStoreUsage usage = store_.Usage();
+    resp->set_capacity_bytes(usage.capacity_bytes);
+    resp->set_free_bytes(usage.free_bytes);
+    resp->set_used_bytes(usage.used_bytes);
+    resp->set_chunk_count(usage.chunk_count);
+    return Status::Ok();
+  }});
+}
+
+Registration::Registration(rpc::IoThreads& io, ChunkStore& store, std::string meta_address,
+                           std::string advertised_address, std::chrono::milliseconds interval)
+    : store_(store), meta_(rpc::MakeTcpChannel(io, meta_address)),
+      advertised_address_(std::move(advertised_address)), interval_(interval) {}
+
+Registration::~Registration() { Stop(); }
+
+void Registration::Start() { thread_ = std::thread([this] { Loop(); }); }
+
+void Registration::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  wakeup_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Registration::Loop() {
+  std::string last_error;
+  std::unique_lock<std::mutex> lock(mutex_);
+  while (!stopping_) {
+    lock.unlock();
+    ChunkStoreUsage usage = store_.Usage();
+    Status status;
+    rpc::CallOptions options{std::chrono::seconds(5)};
+    if (server_id_ == 0) {
+      pb::RegisterServerRequest request;
+      request.set_address(advertised_address_);
+      request.set_instance_id(store_.instance_id());
+      request.set_capacity_bytes(usage.capacity_bytes);
+      request.set_free_bytes(usage.free_bytes);
+      pb::RegisterServerResponse response;
+      status = rpc::Invoke(*meta_, rpc::meta::kRegisterServer, request, &response, {}, nullptr, options);
+      if (status.ok()) {
+        server_id_ = response.server_id();
+        std::fprintf(stderr, "sealfs-data: registered as data server %u\n", server_id_.load());
+      }
+    }
+    if (server_id_ != 0) {
+      pb::HeartbeatRequest request;
+      request.set_server_id(server_id_);
+      request.set_capacity_bytes(usage.capacity_bytes);
+      request.set_free_bytes(usage.free_bytes);
+      request.set_used_bytes(usage.used_bytes);
+      request.set_chunk_count(usage.chunk_count);
+      pb::HeartbeatResponse response;
+      status = rpc::Invoke(*meta_, rpc::meta::kHeartbeat, request, &response, {}, nullptr, options);
+      if (status.code() == ENOENT) server_id_ = 0;  // forgotten: register again at once
+    }
+    if (!status.ok() && status.ToString() != last_error) {
+      std::fprintf(stderr, "sealfs-data: metadata server: %s\n", status.ToString().c_str());
+    }
+    last_error = status.ok() ? "" : status.ToString();
+    lock.lock();
+    if (server_id_ == 0 && status.code() == ENOENT) continue;
+    wakeup_.wait_for(lock, interval_);
+  }
+}
+
+}  // namespace sealfs::server
