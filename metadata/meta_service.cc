@@ -251,7 +251,9 @@ void MetaService::RegisterHandlers(rpc::Dispatcher& d) {
       Result<pb::Inode> inode = store_.Getattr(req.ino());
       if (!inode.ok()) return inode.status();
       if (S_ISDIR(inode->attr().mode())) return Status(EISDIR, "cannot truncate a directory");
-      if (S_ISREG(inode->attr().mode()) && req.size() < inode->attr().size()) {
+      // Always cut: servers may hold bytes past the recorded size from
+      // writes whose size was never committed.
+      if (S_ISREG(inode->attr().mode())) {
         SEALFS_RETURN_IF_ERROR(TruncateData(*inode, req.size()));
       }
     }
@@ -269,6 +271,7 @@ void MetaService::RegisterHandlers(rpc::Dispatcher& d) {
     Result<pb::Inode> inode =
         store_.Mknod(req.parent(), Bytes(req.name()), req.mode(), req.rdev(), req.caller(), servers);
     if (!inode.ok()) return inode.status();
+    if (req.open_session() != 0) OpenFile(req.open_session(), inode->attr().ino());
     *resp->mutable_attr() = inode->attr();
     *resp->mutable_layout() = inode->layout();
     return Status::Ok();

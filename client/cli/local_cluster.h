@@ -1,0 +1,31 @@
+// A local cluster on loopback: one metadata server and N data servers as
+// child processes with their state, logs, ports and pids under one directory.
+#pragma once
+
+#include <string>
+
+#include "sealfs/rpc/status.h"
+
+namespace sealfs::cli {
+
+struct LocalClusterOptions {
+  std::string state_dir = "/var/lib/sealfs/local";
+  std::string mountpoint = "/mnt/sealfs";
+  int data_servers = 3;
+  std::string volume = "default";
+  uint32_t chunk_size = 4u << 20;
+  bool mount = true;
+};
+
+// Starts whatever is not running yet (a restart reuses state and ports) and
+// mounts the volume. Prints a progress line per step.
+Status LocalUp(const LocalClusterOptions& options);
+// Unmounts and stops every process; the state stays for the next `up`.
+Status LocalDown(const LocalClusterOptions& options);
+// Prints the processes, their addresses and the mount. Fails if any is down.
+Status LocalStatus(const LocalClusterOptions& options);
+
+// The metadata address of the local cluster in `state_dir`, if it has one.
+std::string LocalMetaAddress(const std::string& state_dir);
+
+}  // namespace sealfs::cli

@@ -1,0 +1,294 @@
+#include "sealfs/client/client.h"
+
+#include <cstdio>
+#include <latch>
+#include <random>
+
+namespace sealfs::client {
+
+Status ToFileError(const Status& status) {
+  switch (status.code()) {
+    case ECONNREFUSED:
+    case ECONNRESET:
+    case ETIMEDOUT:
+    case EHOSTUNREACH:
+    case EPIPE:
+    case EPROTO:
+    case ESHUTDOWN:
+    case EBADMSG:
+    case ECONNABORTED:
+    case ENETUNREACH:
+      return Status(EIO, status.ToString());
+    default:
+      return status;
+  }
+}
+
+Client::Client(ClientOptions options) : options_(std::move(options)), io_(options_.io_threads) {}
+
+Client::~Client() {
+  {
+    std::lock_guard<std::mutex> lock(keepalive_mutex_);
+    stopping_ = true;
+  }
+  keepalive_wakeup_.notify_all();
+  if (keepalive_.joinable()) keepalive_.join();
+  io_.Stop();
+}
+
+Result<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
+  if (!rpc::ParseAddress(options.meta_address).ok()) {
+    return Status(EINVAL, "metadata server address '" + options.meta_address + "' is not host:port");
+  }
+  std::unique_ptr<Client> client(new Client(options));
+  client->meta_ = rpc::MakeTcpChannel(client->io_, options.meta_address);
+  if (!options.volume.empty()) {
+    std::random_device random;
+    pb::MountRequest request;
+    request.set_volume(options.volume);
+    request.set_session_id((uint64_t{random()} << 32) | random() | 1);
+    pb::MountResponse response;
+    Status status = client->Meta(rpc::meta::kMount, request, &response);
+    if (!status.ok()) return status;
+    client->volume_ = response.volume();
+    client->session_id_ = response.session_id();
+  }
+  Result<pb::ClusterMapResponse> map = client->RefreshClusterMap();
+  if (!map.ok()) return map.status();
+  if (!options.volume.empty()) {
+    client->keepalive_ = std::thread([raw = client.get()] { raw->KeepaliveLoop(); });
+  }
+  return client;
+}
+
+Result<pb::ClusterMapResponse> Client::RefreshClusterMap() {
+  pb::ClusterMapResponse map;
+  Status status = Meta(rpc::meta::kClusterMap, pb::ClusterMapRequest{}, &map);
+  if (!status.ok()) return status;
+  std::lock_guard<std::mutex> lock(map_mutex_);
+  for (const pb::DataServer& server : map.servers()) {
+    server_addresses_[server.id()] = server.address();
+  }
+  return map;
+}
+
+Result<std::shared_ptr<rpc::Channel>> Client::ChannelFor(uint32_t server_id) {
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    {
+      std::lock_guard<std::mutex> lock(map_mutex_);
+      auto found = server_addresses_.find(server_id);
+      if (found != server_addresses_.end()) {
+        auto& channel = channels_[found->second];
+        if (!channel) channel = rpc::MakeTcpChannel(io_, found->second);
+        return channel;
+      }
+    }
+    if (attempt == 0) {
+      auto map = RefreshClusterMap();
+      if (!map.ok()) return map.status();
+    }
+  }
+  return Status(EIO, "data server " + std::to_string(server_id) + " is not in the cluster map");
+}
+
+namespace {
+
+// One piece of a file range that falls inside a single chunk.
+struct Piece {
+  uint32_t chunk_index;
+  uint32_t offset_in_chunk;
+  uint64_t offset_in_request;
+  uint32_t length;
+  uint32_t server;
+};
+
+Result<std::vector<Piece>> SplitRange(const pb::Layout& layout, uint64_t offset, uint64_t length) {
+  if (layout.servers_size() == 0 || layout.chunk_size() == 0) {
+    return Status(EIO, "file has no data layout");
+  }
+  std::vector<Piece> pieces;
+  uint64_t chunk_size = layout.chunk_size();
+  uint64_t done = 0;
+  while (done < length) {
+    uint64_t position = offset + done;
+    uint64_t index = position / chunk_size;
+    if (index > UINT32_MAX) return Status(EFBIG, "offset beyond the largest file");
+    uint64_t in_chunk = position % chunk_size;
+    uint64_t size = std::min(chunk_size - in_chunk, length - done);
+    pieces.push_back(Piece{static_cast<uint32_t>(index), static_cast<uint32_t>(in_chunk), done,
+                           static_cast<uint32_t>(size),
+                           layout.servers(static_cast<int>(index % layout.servers_size()))});
+    done += size;
+  }
+  return pieces;
+}
+
+// Collects the first error of calls running in parallel.
+struct ParallelCalls {
+  explicit ParallelCalls(size_t count) : remaining(static_cast<std::ptrdiff_t>(count)) {}
+  void Done(const Status& status) {
+    if (!status.ok()) {
+      std::lock_guard<std::mutex> lock(mutex);
+      if (first_error.ok()) first_error = status;
+    }
+    remaining.count_down();
+  }
+  std::latch remaining;
+  std::mutex mutex;
+  Status first_error;
+};
+
+}  // namespace
+
+Status Client::Write(uint64_t ino, const pb::Layout& layout, uint64_t offset, std::string_view data) {
+  auto pieces = SplitRange(layout, offset, data.size());
+  if (!pieces.ok()) return pieces.status();
+  std::vector<std::shared_ptr<rpc::Channel>> channels;
+  for (const Piece& piece : *pieces) {
+    auto channel = ChannelFor(piece.server);
+    if (!channel.ok()) return channel.status();
+    channels.push_back(*channel);
+  }
+  ParallelCalls calls(pieces->size());
+  for (size_t i = 0; i < pieces->size(); ++i) {
+    const Piece& piece = (*pieces)[i];
+    pb::WriteRequest request;
+    request.mutable_chunk()->set_ino(ino);
+    request.mutable_chunk()->set_index(piece.chunk_index);
+    request.set_offset(piece.offset_in_chunk);
+    request.set_chunk_size(layout.chunk_size());
+    rpc::InvokeAsync(*channels[i], rpc::data::kWrite, request,
+                     data.substr(piece.offset_in_request, piece.length), call_options(),
+                     [&calls](Status status, pb::WriteResponse&, std::string&) { calls.Done(status); });
+  }
+  calls.remaining.wait();
+  return ToFileError(calls.first_error);
+}
+
+Status Client::Read(uint64_t ino, const pb::Layout& layout, uint64_t offset, size_t length,
+                    char* out) {
+  auto pieces = SplitRange(layout, offset, length);
+  if (!pieces.ok()) return pieces.status();
+  std::vector<std::shared_ptr<rpc::Channel>> channels;
+  for (const Piece& piece : *pieces) {
+    auto channel = ChannelFor(piece.server);
+    if (!channel.ok()) return channel.status();
+    channels.push_back(*channel);
+  }
+  ParallelCalls calls(pieces->size());
+  for (size_t i = 0; i < pieces->size(); ++i) {
+    const Piece& piece = (*pieces)[i];
+    pb::ReadRequest request;
+    request.mutable_chunk()->set_ino(ino);
+    request.mutable_chunk()->set_index(piece.chunk_index);
+    request.set_offset(piece.offset_in_chunk);
+    request.set_length(piece.length);
+    char* destination = out + piece.offset_in_request;
+    uint32_t wanted = piece.length;
+    rpc::InvokeAsync(*channels[i], rpc::data::kRead, request, {}, call_options(),
+                     [&calls, destination, wanted](Status status, pb::ReadResponse&,
+                                                   std::string& payload) {
+                       if (status.ok()) {
+                         size_t got = std::min<size_t>(payload.size(), wanted);
+                         std::memcpy(destination, payload.data(), got);
+                         std::memset(destination + got, 0, wanted - got);  // a hole reads as zeros
+                       }
+                       calls.Done(status);
+                     });
+  }
+  calls.remaining.wait();
+  return ToFileError(calls.first_error);
+}
+
+Status Client::FsyncData(uint64_t ino, const pb::Layout& layout) {
+  std::vector<std::shared_ptr<rpc::Channel>> channels;
+  std::vector<uint32_t> servers(layout.servers().begin(), layout.servers().end());
+  std::sort(servers.begin(), servers.end());
+  servers.erase(std::unique(servers.begin(), servers.end()), servers.end());
+  for (uint32_t server : servers) {
+    auto channel = ChannelFor(server);
+    if (!channel.ok()) return channel.status();
+    channels.push_back(*channel);
+  }
+  ParallelCalls calls(channels.size());
+  pb::FsyncFileRequest request;
+  request.set_ino(ino);
+  for (auto& channel : channels) {
+    rpc::InvokeAsync(*channel, rpc::data::kFsyncFile, request, {}, call_options(),
+                     [&calls](Status status, pb::FsyncFileResponse&, std::string&) { calls.Done(status); });
+  }
+  calls.remaining.wait();
+  return ToFileError(calls.first_error);
+}
+
+Result<pb::OpenResponse> Client::Open(uint64_t ino) {
+  std::shared_lock<std::shared_mutex> announce(announce_mutex_);
+  pb::OpenRequest request;
+  request.set_ino(ino);
+  request.set_session_id(session_id_);
+  pb::OpenResponse response;
+  Status status = Meta(rpc::meta::kOpen, request, &response);
+  if (!status.ok()) return ToFileError(status);
+  NoteOpen(ino);
+  return response;
+}
+
+Result<pb::MknodResponse> Client::CreateAndOpen(uint64_t parent, const std::string& name,
+                                                uint32_t mode, const pb::Caller& caller) {
+  std::shared_lock<std::shared_mutex> announce(announce_mutex_);
+  pb::MknodRequest request;
+  request.set_parent(parent);
+  request.set_name(name);
+  request.set_mode(mode);
+  *request.mutable_caller() = caller;
+  request.set_open_session(session_id_);
+  pb::MknodResponse response;
+  Status status = Meta(rpc::meta::kMknod, request, &response);
+  if (!status.ok()) return ToFileError(status);
+  NoteOpen(response.attr().ino());
+  return response;
+}
+
+void Client::NoteOpen(uint64_t ino) {
+  std::lock_guard<std::mutex> lock(open_mutex_);
+  ++open_counts_[ino];
+}
+
+Status Client::Close(uint64_t ino) {
+  std::shared_lock<std::shared_mutex> announce(announce_mutex_);
+  {
+    std::lock_guard<std::mutex> lock(open_mutex_);
+    auto found = open_counts_.find(ino);
+    if (found != open_counts_.end() && --found->second <= 0) open_counts_.erase(found);
+  }
+  pb::CloseRequest request;
+  request.set_ino(ino);
+  request.set_session_id(session_id_);
+  pb::CloseResponse response;
+  return ToFileError(Meta(rpc::meta::kClose, request, &response));
+}
+
+void Client::KeepaliveLoop() {
+  std::unique_lock<std::mutex> lock(keepalive_mutex_);
+  while (!stopping_) {
+    keepalive_wakeup_.wait_for(lock, options_.keepalive_interval);
+    if (stopping_) break;
+    lock.unlock();
+    std::unique_lock<std::shared_mutex> announce(announce_mutex_);
+    pb::SessionKeepaliveRequest request;
+    request.set_session_id(session_id_);
+    {
+      std::lock_guard<std::mutex> open_lock(open_mutex_);
+      for (auto& [ino, count] : open_counts_) {
+        for (int i = 0; i < count; ++i) request.add_open_inodes(ino);
+      }
+    }
+    pb::SessionKeepaliveResponse response;
+    Meta(rpc::meta::kSessionKeepalive, request, &response);
+    announce.unlock();
+    RefreshClusterMap();
+    lock.lock();
+  }
+}
+
+}  // namespace sealfs::client

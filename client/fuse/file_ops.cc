@@ -1,0 +1,212 @@
+// File I/O: create, open, read, write, flush, fsync, release, fallocate.
+//
+// Writes go straight to the data servers; the new size and mtime stay in this
+// mount's InodeState until flush/fsync/release/getattr commits them to the
+// metadata server, which gives close-to-open consistency between mounts.
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "fuse_fs.h"
+
+namespace sealfs::fuse {
+
+namespace {
+int64_t NowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+}  // namespace
+
+void FuseFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
+                    fuse_file_info* fi) {
+  auto created = client_.CreateAndOpen(ToServer(parent), name, S_IFREG | (mode & 07777), CallerOf(req));
+  if (!created.ok()) return ReplyStatus(req, created.status());
+  const pb::Attr& attr = created->attr();
+  auto state = State(attr.ino());
+  {
+    std::lock_guard<std::mutex> lock(state->mutex);
+    state->layout = created->layout();
+    state->size = 0;
+    state->mtime_ns = attr.mtime_ns();
+    state->dirty = false;
+    ++state->lookups;
+    ++state->opens;
+    state->kernel_size = 0;
+    state->kernel_mtime_ns = attr.mtime_ns();
+  }
+  fuse_entry_param entry{};
+  entry.ino = ToKernel(attr.ino());
+  entry.generation = 1;
+  entry.attr = ToStat(attr);
+  entry.attr_timeout = options_.attr_timeout;
+  entry.entry_timeout = options_.entry_timeout;
+  fi->fh = 0;
+  if (fuse_reply_create(req, &entry, fi) != 0) {
+    // The opener went away (interrupted): drop the open we just took.
+    std::lock_guard<std::mutex> lock(state->mutex);
+    --state->opens;
+    client_.Close(attr.ino());
+  }
+}
+
+void FuseFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  uint64_t server_ino = ToServer(ino);
+  auto opened = client_.Open(server_ino);
+  if (!opened.ok()) return ReplyStatus(req, opened.status());
+  const pb::Attr& attr = opened->attr();
+  if (!S_ISREG(attr.mode())) {
+    client_.Close(server_ino);
+    return ReplyStatus(req, Status(EINVAL, "not a regular file"));
+  }
+  auto state = State(server_ino);
+  bool changed;
+  {
+    std::lock_guard<std::mutex> lock(state->mutex);
+    if (opened->layout().servers_size() > 0) state->layout = opened->layout();
+    ++state->opens;
+    if (!state->dirty) {
+      state->size = attr.size();
+      state->mtime_ns = attr.mtime_ns();
+    }
+    changed = !state->dirty &&
+              (attr.size() != state->kernel_size || attr.mtime_ns() != state->kernel_mtime_ns);
+  }
+  if (changed && session_ != nullptr) {
+    // Another client changed the file since the kernel cached its attributes:
+    // make the kernel fetch them again (close-to-open).
+    fuse_lowlevel_notify_inval_inode(session_, ino, -1, 0);
+  }
+  fi->keep_cache = changed ? 0 : 1;
+  fi->fh = 0;
+  if (fuse_reply_open(req, fi) != 0) {
+    std::lock_guard<std::mutex> lock(state->mutex);
+    --state->opens;
+    client_.Close(server_ino);
+  }
+}
+
+void FuseFs::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, fuse_file_info*) {
+  uint64_t server_ino = ToServer(ino);
+  auto state = State(server_ino);
+  pb::Layout layout;
+  uint64_t file_size;
+  {
+    std::lock_guard<std::mutex> lock(state->mutex);
+    layout = state->layout;
+    file_size = state->size;
+  }
+  if (offset < 0) return ReplyStatus(req, Status(EINVAL, "negative offset"));
+  uint64_t start = static_cast<uint64_t>(offset);
+  if (start >= file_size || size == 0) {
+    fuse_reply_buf(req, nullptr, 0);
+    return;
+  }
+  size_t length = static_cast<size_t>(std::min<uint64_t>(size, file_size - start));
+  std::string buffer(length, '\0');
+  Status status = client_.Read(server_ino, layout, start, length, buffer.data());
+  if (!status.ok()) return ReplyStatus(req, status);
+  fuse_reply_buf(req, buffer.data(), buffer.size());
+}
+
+void FuseFs::WriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* bufs, off_t offset,
+                      fuse_file_info*) {
+  uint64_t server_ino = ToServer(ino);
+  if (offset < 0) return ReplyStatus(req, Status(EINVAL, "negative offset"));
+  size_t size = fuse_buf_size(bufs);
+  std::string_view data;
+  std::string copied;
+  if (bufs->count == 1 && !(bufs->buf[0].flags & FUSE_BUF_IS_FD)) {
+    data = std::string_view(static_cast<const char*>(bufs->buf[0].mem), size);
+  } else {
+    copied.resize(size);
+    fuse_bufvec destination = FUSE_BUFVEC_INIT(size);
+    destination.buf[0].mem = copied.data();
+    ssize_t got = fuse_buf_copy(&destination, bufs, static_cast<fuse_buf_copy_flags>(0));
+    if (got < 0) return ReplyStatus(req, Status(static_cast<int>(-got), "reading write data"));
+    copied.resize(static_cast<size_t>(got));
+    data = copied;
+  }
+  uint64_t end = static_cast<uint64_t>(offset) + data.size();
+  if (end > (uint64_t{1} << 50)) return ReplyStatus(req, Status(EFBIG, "file too large"));
+  auto state = State(server_ino);
+  pb::Layout layout;
+  {
+    std::lock_guard<std::mutex> lock(state->mutex);
+    layout = state->layout;
+  }
+  Status status = client_.Write(server_ino, layout, static_cast<uint64_t>(offset), data);
+  if (!status.ok()) return ReplyStatus(req, status);
+  {
+    std::lock_guard<std::mutex> lock(state->mutex);
+    state->size = std::max(state->size, end);
+    state->mtime_ns = NowNs();
+    state->dirty = true;
+  }
+  fuse_reply_write(req, data.size());
+}
+
+void FuseFs::Flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  Status status = CommitWrites(ToServer(ino), nullptr);
+  if (status.code() == EAGAIN || status.code() == ENOENT) status = Status::Ok();
+  ReplyStatus(req, status);
+}
+
+void FuseFs::Release(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  uint64_t server_ino = ToServer(ino);
+  Status status = CommitWrites(server_ino, nullptr);
+  if (status.code() == EAGAIN || status.code() == ENOENT) status = Status::Ok();
+  if (auto state = FindState(server_ino)) {
+    std::lock_guard<std::mutex> lock(state->mutex);
+    if (state->opens > 0) --state->opens;
+  }
+  Status closed = client_.Close(server_ino);
+  ReplyStatus(req, status.ok() ? closed : status);
+}
+
+void FuseFs::Fsync(fuse_req_t req, fuse_ino_t ino, int, fuse_file_info*) {
+  uint64_t server_ino = ToServer(ino);
+  auto state = State(server_ino);
+  pb::Layout layout;
+  {
+    std::lock_guard<std::mutex> lock(state->mutex);
+    layout = state->layout;
+  }
+  if (layout.servers_size() > 0) {
+    Status synced = client_.FsyncData(server_ino, layout);
+    if (!synced.ok()) return ReplyStatus(req, synced);
+  }
+  Status status = CommitWrites(server_ino, nullptr);
+  if (status.code() == EAGAIN || status.code() == ENOENT) status = Status::Ok();
+  ReplyStatus(req, status);
+}
+
+void FuseFs::Fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+                       fuse_file_info*) {
+  if (offset < 0 || length <= 0) return ReplyStatus(req, Status(EINVAL, "bad range"));
+  if (mode & ~FALLOC_FL_KEEP_SIZE) {
+    return ReplyStatus(req, Status(EOPNOTSUPP, "only plain allocation is supported"));
+  }
+  // Chunks are allocated when written; allocation here only sets the size.
+  if (mode & FALLOC_FL_KEEP_SIZE) return ReplyStatus(req, Status::Ok());
+  uint64_t server_ino = ToServer(ino);
+  auto state = State(server_ino);
+  uint64_t end = static_cast<uint64_t>(offset) + static_cast<uint64_t>(length);
+  {
+    std::lock_guard<std::mutex> lock(state->mutex);
+    if (end <= state->size) return ReplyStatus(req, Status::Ok());
+    state->size = end;
+    state->mtime_ns = NowNs();
+    state->dirty = true;
+  }
+  Status status = CommitWrites(server_ino, nullptr);
+  if (status.code() == EAGAIN) status = Status::Ok();
+  ReplyStatus(req, status);
+}
+
+}  // namespace sealfs::fuse

@@ -1,0 +1,107 @@
+// FuseFs: the FUSE low-level file system over libsealfs. Per-inode state lives
+// in one table; every operation answers through the Reply* helpers, which
+// turn a Status into fuse_reply_err so no path can forget to reply.
+#pragma once
+
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "sealfs/client/client.h"
+
+namespace sealfs::fuse {
+
+struct FuseOptions {
+  double attr_timeout = 1.0;
+  double entry_timeout = 1.0;
+};
+
+// What this mount knows of one inode beyond what the kernel caches.
+struct InodeState {
+  std::mutex mutex;
+  pb::Layout layout;
+  uint64_t size = 0;         // size including this mount's uncommitted writes
+  int64_t mtime_ns = 0;
+  bool dirty = false;        // written here, size/mtime not yet committed
+  uint64_t lookups = 0;      // the kernel's lookup count (forget lowers it)
+  int opens = 0;
+  // What the kernel was last told, to notice changes made by other clients.
+  uint64_t kernel_size = 0;
+  int64_t kernel_mtime_ns = 0;
+};
+
+class FuseFs {
+ public:
+  FuseFs(client::Client& client, FuseOptions options) : client_(client), options_(options) {}
+
+  static const fuse_lowlevel_ops& Operations();
+  void set_session(fuse_session* session) { session_ = session; }
+
+  // ---- namespace_ops.cc
+  void Init(fuse_conn_info* conn);
+  void Lookup(fuse_req_t req, fuse_ino_t parent, const char* name);
+  void Forget(fuse_ino_t ino, uint64_t nlookup);
+  void Getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void Setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi);
+  void Mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev);
+  void Mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode);
+  void Unlink(fuse_req_t req, fuse_ino_t parent, const char* name);
+  void Rmdir(fuse_req_t req, fuse_ino_t parent, const char* name);
+  void Symlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char* name);
+  void Readlink(fuse_req_t req, fuse_ino_t ino);
+  void Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t new_parent,
+              const char* new_name, unsigned int flags);
+  void Link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t new_parent, const char* new_name);
+  void Readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, fuse_file_info* fi,
+               bool plus);
+  void Statfs(fuse_req_t req, fuse_ino_t ino);
+  void Access(fuse_req_t req, fuse_ino_t ino, int mask);
+
+  // ---- file_ops.cc
+  void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi);
+  void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, fuse_file_info* fi);
+  void WriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* bufs, off_t offset, fuse_file_info* fi);
+  void Flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void Release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void Fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi);
+  void Fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+                 fuse_file_info* fi);
+
+  // ---- xattr_ops.cc
+  void Setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
+                int flags);
+  void Getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size);
+  void Listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+  void Removexattr(fuse_req_t req, fuse_ino_t ino, const char* name);
+
+ private:
+  // Kernel node id <-> server inode id: only the root differs.
+  uint64_t ToServer(fuse_ino_t ino) const { return ino == FUSE_ROOT_ID ? client_.root_ino() : ino; }
+  fuse_ino_t ToKernel(uint64_t ino) const { return ino == client_.root_ino() ? FUSE_ROOT_ID : ino; }
+
+  std::shared_ptr<InodeState> State(uint64_t ino);
+  std::shared_ptr<InodeState> FindState(uint64_t ino);
+  // Records fresh attributes from the server, keeping this mount's unwritten size.
+  void Remember(const pb::Attr& attr, const pb::Layout* layout);
+  // Commits this mount's writes to the file's size and mtime.
+  Status CommitWrites(uint64_t ino, pb::Attr* attr);
+
+  struct stat ToStat(const pb::Attr& attr) const;
+  void ReplyEntry(fuse_req_t req, const pb::Attr& attr, const pb::Layout* layout);
+  void ReplyAttr(fuse_req_t req, const pb::Attr& attr);
+  static void ReplyStatus(fuse_req_t req, const Status& status);
+  static pb::Caller CallerOf(fuse_req_t req);
+
+  client::Client& client_;
+  FuseOptions options_;
+  fuse_session* session_ = nullptr;
+  std::mutex table_mutex_;
+  std::unordered_map<uint64_t, std::shared_ptr<InodeState>> inodes_;
+};
+
+}  // namespace sealfs::fuse

@@ -1,0 +1,196 @@
+// sealfs-fuse: mounts one SealFS volume with FUSE.
+//
+//   sealfs-fuse HOST:PORT/VOLUME MOUNTPOINT [-o opt,...] [-f] [-d]
+//
+// Connecting and mounting happen before the parent returns, so a mount that
+// cannot be made fails the command with the reason, instead of leaving a
+// daemon behind that never mounted.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "fuse_fs.h"
+
+using namespace sealfs;
+
+namespace {
+
+const char* kUsage =
+    "usage: sealfs-fuse HOST:PORT/VOLUME MOUNTPOINT [-o OPTIONS] [-f] [-d]\n"
+    "options: allow_other, default_permissions, ro, log=FILE, attr_timeout=SECONDS,\n"
+    "         entry_timeout=SECONDS, and the usual FUSE mount options\n";
+
+struct Arguments {
+  std::string source;
+  std::string mountpoint;
+  std::vector<std::string> fuse_options;
+  std::string log_file;
+  bool foreground = false;
+  bool debug = false;
+  double attr_timeout = 1.0;
+  double entry_timeout = 1.0;
+};
+
+bool ParseArguments(int argc, char** argv, Arguments* out, std::string* error) {
+  std::vector<std::string> positional;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "-f") out->foreground = true;
+    else if (arg == "-d") out->debug = out->foreground = true;
+    else if (arg == "-o" && i + 1 < argc) {
+      std::stringstream options(argv[++i]);
+      std::string option;
+      while (std::getline(options, option, ',')) {
+        if (option.empty()) continue;
+        // Options of mount(8) and fstab that are not for the kernel.
+        if (option == "defaults" || option == "auto" || option == "noauto" ||
+            option == "nofail" || option == "_netdev" || option == "user" || option == "users" ||
+            option == "nouser" || option.rfind("x-", 0) == 0) {
+          continue;
+        }
+        if (option.rfind("log=", 0) == 0) out->log_file = option.substr(4);
+        else if (option.rfind("attr_timeout=", 0) == 0) out->attr_timeout = std::stod(option.substr(13));
+        else if (option.rfind("entry_timeout=", 0) == 0) out->entry_timeout = std::stod(option.substr(14));
+        else out->fuse_options.push_back(option);
+      }
+    } else if (arg == "-h" || arg == "--help") {
+      *error = "";
+      return false;
+    } else if (!arg.empty() && arg[0] == '-') {
+      *error = "unknown argument " + arg;
+      return false;
+    } else {
+      positional.push_back(arg);
+    }
+  }
+  if (positional.size() != 2) {
+    *error = "expected a source and a mountpoint";
+    return false;
+  }
+  out->source = positional[0];
+  out->mountpoint = positional[1];
+  return true;
+}
+
+// Reports the child's outcome to the waiting parent.
+void Report(int fd, const std::string& message) {
+  if (fd < 0) return;
+  ssize_t ignored = write(fd, message.data(), message.size());
+  (void)ignored;
+  close(fd);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Arguments args;
+  std::string error;
+  if (!ParseArguments(argc, argv, &args, &error)) {
+    if (!error.empty()) std::fprintf(stderr, "sealfs-fuse: %s\n", error.c_str());
+    std::fputs(kUsage, stderr);
+    return error.empty() ? 0 : 2;
+  }
+  size_t slash = args.source.find('/');
+  if (slash == std::string::npos || slash + 1 == args.source.size()) {
+    std::fprintf(stderr, "sealfs-fuse: source '%s' must be HOST:PORT/VOLUME\n", args.source.c_str());
+    return 2;
+  }
+  client::ClientOptions options;
+  options.meta_address = args.source.substr(0, slash);
+  options.volume = args.source.substr(slash + 1);
+  struct stat mount_stat;
+  if (stat(args.mountpoint.c_str(), &mount_stat) != 0 || !S_ISDIR(mount_stat.st_mode)) {
+    std::fprintf(stderr, "sealfs-fuse: mountpoint %s is not a directory\n", args.mountpoint.c_str());
+    return 2;
+  }
+
+  int report_fd = -1;
+  if (!args.foreground) {
+    int pipe_fds[2];
+    if (pipe(pipe_fds) != 0) {
+      std::perror("sealfs-fuse: pipe");
+      return 1;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+      std::perror("sealfs-fuse: fork");
+      return 1;
+    }
+    if (pid > 0) {
+      close(pipe_fds[1]);
+      std::string message;
+      char buffer[512];
+      ssize_t n;
+      while ((n = read(pipe_fds[0], buffer, sizeof buffer)) > 0) message.append(buffer, static_cast<size_t>(n));
+      if (message == "ok") return 0;
+      std::fprintf(stderr, "sealfs-fuse: %s\n", message.empty() ? "mount process died" : message.c_str());
+      return 1;
+    }
+    close(pipe_fds[0]);
+    report_fd = pipe_fds[1];
+    setsid();
+    int null_fd = open("/dev/null", O_RDWR);
+    int log_fd = args.log_file.empty() ? null_fd
+                                       : open(args.log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (log_fd < 0) log_fd = null_fd;
+    dup2(null_fd, 0);
+    dup2(log_fd, 1);
+    dup2(log_fd, 2);
+    if (chdir("/") != 0) {
+      Report(report_fd, "cannot chdir to /");
+      return 1;
+    }
+  }
+
+  auto connected = client::Client::Connect(options);
+  if (!connected.ok()) {
+    std::string message = "cannot mount " + args.source + ": " + connected.status().ToString();
+    if (report_fd < 0) std::fprintf(stderr, "sealfs-fuse: %s\n", message.c_str());
+    Report(report_fd, message);
+    return 1;
+  }
+  fuse::FuseOptions fuse_options;
+  fuse_options.attr_timeout = args.attr_timeout;
+  fuse_options.entry_timeout = args.entry_timeout;
+  fuse::FuseFs fs(**connected, fuse_options);
+
+  std::string mount_options = "fsname=sealfs:" + args.source + ",subtype=sealfs";
+  for (const std::string& option : args.fuse_options) mount_options += "," + option;
+  std::vector<std::string> fuse_argv_storage = {"sealfs-fuse", "-o", mount_options};
+  if (args.debug) fuse_argv_storage.push_back("-d");
+  std::vector<char*> fuse_argv;
+  for (auto& arg : fuse_argv_storage) fuse_argv.push_back(arg.data());
+  fuse_args fargs = FUSE_ARGS_INIT(static_cast<int>(fuse_argv.size()), fuse_argv.data());
+  fuse_session* session =
+      fuse_session_new(&fargs, &fuse::FuseFs::Operations(), sizeof(fuse_lowlevel_ops), &fs);
+  if (session == nullptr) {
+    Report(report_fd, "invalid mount options: " + mount_options);
+    return 1;
+  }
+  fs.set_session(session);
+  if (fuse_set_signal_handlers(session) != 0 || fuse_session_mount(session, args.mountpoint.c_str()) != 0) {
+    Report(report_fd, "cannot mount FUSE at " + args.mountpoint + " (is /dev/fuse available?)");
+    fuse_session_destroy(session);
+    return 1;
+  }
+  std::fprintf(stderr, "sealfs-fuse: mounted %s at %s\n", args.source.c_str(), args.mountpoint.c_str());
+  std::fflush(stderr);
+  Report(report_fd, "ok");
+  fuse_loop_config* loop = fuse_loop_cfg_create();
+  fuse_loop_cfg_set_clone_fd(loop, 1);
+  fuse_loop_cfg_set_max_threads(loop, 64);
+  fuse_loop_cfg_set_idle_threads(loop, 16);
+  int result = fuse_session_loop_mt(session, loop);
+  fuse_loop_cfg_destroy(loop);
+  fuse_session_unmount(session);
+  fuse_remove_signal_handlers(session);
+  fuse_session_destroy(session);
+  fuse_opt_free_args(&fargs);
+  return result == 0 ? 0 : 1;
+}

@@ -1,0 +1,96 @@
+// libsealfs: the client library. It routes namespace calls to the metadata
+// server and chunk I/O to data servers (in parallel over all servers a
+// request touches), keeps the cluster map, and keeps this client's session
+// alive so that files it holds open survive being unlinked.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+
+#include "sealfs/rpc/methods.h"
+#include "sealfs/rpc/tcp_transport.h"
+
+namespace sealfs::client {
+
+struct ClientOptions {
+  std::string meta_address = "127.0.0.1:7400";
+  std::string volume = "default";
+  std::chrono::milliseconds timeout{std::chrono::seconds(30)};
+  std::chrono::milliseconds keepalive_interval{std::chrono::seconds(5)};
+  int io_threads = 2;
+};
+
+class Client {
+ public:
+  // Connects to the metadata server. With a volume name, mounts that volume
+  // (fails with ENOENT if it does not exist); with an empty one, admin only.
+  static Result<std::unique_ptr<Client>> Connect(const ClientOptions& options);
+  ~Client();
+
+  const pb::Volume& volume() const { return volume_; }
+  uint64_t root_ino() const { return volume_.root_ino(); }
+  uint64_t session_id() const { return session_id_; }
+
+  // Calls a metadata method.
+  template <typename Request, typename Response>
+  Status Meta(rpc::Method<Request, Response> method, const Request& request, Response* response) {
+    return rpc::Invoke(*meta_, method, request, response, {}, nullptr, call_options());
+  }
+
+  // Chunk I/O over a file's layout. Read fills `out` with `length` bytes,
+  // zeros where nothing was written; the caller clamps to the file size.
+  Status Write(uint64_t ino, const pb::Layout& layout, uint64_t offset, std::string_view data);
+  Status Read(uint64_t ino, const pb::Layout& layout, uint64_t offset, size_t length, char* out);
+  // Makes the file's written data durable on every data server holding it.
+  Status FsyncData(uint64_t ino, const pb::Layout& layout);
+
+  // Open files this client holds, re-announced with every keepalive.
+  Result<pb::OpenResponse> Open(uint64_t ino);
+  // Creates a regular file (or fails with EEXIST) and opens it, in one call.
+  Result<pb::MknodResponse> CreateAndOpen(uint64_t parent, const std::string& name, uint32_t mode,
+                                          const pb::Caller& caller);
+  void NoteOpen(uint64_t ino);
+  Status Close(uint64_t ino);
+
+  Result<pb::ClusterMapResponse> RefreshClusterMap();
+
+ private:
+  explicit Client(ClientOptions options);
+  rpc::CallOptions call_options() const { return rpc::CallOptions{options_.timeout}; }
+  Result<std::shared_ptr<rpc::Channel>> ChannelFor(uint32_t server_id);
+  void KeepaliveLoop();
+
+  ClientOptions options_;
+  rpc::IoThreads io_;
+  std::shared_ptr<rpc::Channel> meta_;
+  pb::Volume volume_;
+  uint64_t session_id_ = 0;
+
+  std::mutex map_mutex_;
+  std::map<uint32_t, std::string> server_addresses_;
+  std::unordered_map<std::string, std::shared_ptr<rpc::Channel>> channels_;
+
+  // Opens and closes hold it shared across their call, a keepalive holds it
+  // exclusively, so a keepalive's list never misses a file being opened.
+  std::shared_mutex announce_mutex_;
+  std::mutex open_mutex_;
+  std::unordered_map<uint64_t, int> open_counts_;
+
+  std::mutex keepalive_mutex_;
+  std::condition_variable keepalive_wakeup_;
+  bool stopping_ = false;
+  std::thread keepalive_;
+};
+
+// Errors of the transport (connection refused, reset, timed out) become EIO
+// for the application; the message keeps the detail.
+Status ToFileError(const Status& status);
+
+}  // namespace sealfs::client
