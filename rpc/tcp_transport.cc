@@ -6,6 +6,8 @@
 #include <asio/experimental/as_tuple.hpp>
 #include <cstdio>
 #include <deque>
+#include <optional>
+#include <mutex>
 #include <unordered_map>
 
 namespace sealfs::rpc {
@@ -74,8 +76,9 @@ class TcpChannel : public Channel, public std::enable_shared_from_this<TcpChanne
   struct Pending {
     ReplyCallback on_reply;
     std::unique_ptr<asio::steady_timer> timer;
-    bool in_write = false;   // the writer holds pointers into its buffers
-    bool timed_out = false;  // completes once the writer lets go
+    bool in_write = false;  // the writer holds pointers into the caller's payload
+    // An outcome that arrived while in_write; delivered once the writer lets go.
+    std::optional<Result<Message>> deferred;
   };
   struct Outgoing {
     uint64_t request_id;
@@ -113,11 +116,12 @@ class TcpChannel : public Channel, public std::enable_shared_from_this<TcpChanne
   void OnTimeout(uint64_t id) {
     auto found = pending_.find(id);
     if (found == pending_.end()) return;
+    Status timeout(ETIMEDOUT, "no reply from " + address_ + " in time");
     if (found->second.in_write) {
-      found->second.timed_out = true;
+      if (!found->second.deferred) found->second.deferred = timeout;
       return;
     }
-    Complete(found, Status(ETIMEDOUT, "no reply from " + address_ + " in time"));
+    Complete(found, timeout);
   }
 
   void Complete(std::unordered_map<uint64_t, Pending>::iterator it, Result<Message> result) {
@@ -142,7 +146,7 @@ class TcpChannel : public Channel, public std::enable_shared_from_this<TcpChanne
     std::vector<uint64_t> ids;
     for (auto& [id, pending] : pending_) {
       if (!pending.in_write) ids.push_back(id);
-      else pending.timed_out = true;  // completed when the writer returns
+      else if (!pending.deferred) pending.deferred = status;  // delivered when the writer returns
     }
     for (uint64_t id : ids) Complete(pending_.find(id), status);
     failure_ = status;
@@ -208,8 +212,9 @@ class TcpChannel : public Channel, public std::enable_shared_from_this<TcpChanne
         auto found = self->pending_.find(out.request_id);
         if (found == self->pending_.end()) continue;
         found->second.in_write = false;
-        if (found->second.timed_out) {
-          self->Complete(found, Status(ETIMEDOUT, "request to " + self->address_ + " failed"));
+        if (found->second.deferred) {
+          Result<Message> outcome = std::move(*found->second.deferred);
+          self->Complete(found, std::move(outcome));
         }
       }
       if (error) {
@@ -240,9 +245,10 @@ class TcpChannel : public Channel, public std::enable_shared_from_this<TcpChanne
       auto found = self->pending_.find(message->header.request_id);
       if (found == self->pending_.end()) continue;  // the call already timed out
       if (found->second.in_write) {
-        // A reply can only follow a fully written request; treat as protocol error.
-        self->FailAll(Status(EPROTO, self->address_ + " replied before the request was sent"));
-        co_return;
+        // The server answered before our write completion ran; hand the
+        // reply over once the writer no longer uses the caller's buffers.
+        if (!found->second.deferred) found->second.deferred = std::move(*message);
+        continue;
       }
       self->Complete(found, std::move(*message));
     }
@@ -398,9 +404,17 @@ class TcpServer : public ServerTransport {
 
   uint16_t port() const override { return port_; }
 
+  // Stops accepting and closes every open connection, as a restart would.
   void Stop() override {
     asio::error_code ignored;
     acceptor_.close(ignored);
+    std::lock_guard<std::mutex> lock(connections_mutex_);
+    for (auto& weak : connections_) {
+      if (auto connection = weak.lock()) {
+        asio::post(connection->executor(), [connection] { connection->Close(); });
+      }
+    }
+    connections_.clear();
   }
 
  private:
@@ -413,6 +427,11 @@ class TcpServer : public ServerTransport {
         continue;  // e.g. EMFILE: keep serving the connections we have
       }
       auto connection = std::make_shared<ServerConnection>(std::move(socket), self->sink_);
+      {
+        std::lock_guard<std::mutex> lock(self->connections_mutex_);
+        std::erase_if(self->connections_, [](auto& weak) { return weak.expired(); });
+        self->connections_.push_back(connection);
+      }
       asio::co_spawn(connection->executor(), ServerConnection::Serve(connection), asio::detached);
     }
   }
@@ -421,6 +440,8 @@ class TcpServer : public ServerTransport {
   RequestSink& sink_;
   tcp::acceptor acceptor_;
   uint16_t port_ = 0;
+  std::mutex connections_mutex_;
+  std::vector<std::weak_ptr<ServerConnection>> connections_;
 };
 
 }  // namespace

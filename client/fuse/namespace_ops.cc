@@ -28,6 +28,8 @@ void FuseFs::Init(fuse_conn_info* conn) {
   // Writes go straight to the data servers, so the kernel must not hold dirty
   // pages of its own; POSIX and BSD locks stay in the kernel (one mount).
   conn->want &= ~(FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
+  // O_TRUNC arrives as a separate SETATTR, which cuts the data on the servers.
+  conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
 }
 
 void FuseFs::Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {

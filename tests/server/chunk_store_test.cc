@@ -1,0 +1,171 @@
+// ChunkStore reads, writes, truncation, removal, and checksum enforcement.
+#include "sealfs/server/chunk_store.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <random>
+
+namespace sealfs::server {
+namespace {
+
+class ChunkStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/sealfs-chunk-test-XXXXXX";
+    dir_ = mkdtemp(pattern);
+    auto opened = ChunkStore::Open(dir_);
+    ASSERT_TRUE(opened.ok());
+    store_ = std::move(*opened);
+  }
+  void TearDown() override {
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  static std::string Pattern(size_t size, unsigned seed) {
+    std::mt19937 random(seed);
+    std::string data(size, '\0');
+    for (char& c : data) c = static_cast<char>(random());
+    return data;
+  }
+  std::string ReadAll(uint64_t ino, uint32_t index, uint32_t offset, uint32_t length) {
+    std::string out;
+    Status status = store_->Read(ino, index, offset, length, &out);
+    EXPECT_TRUE(status.ok()) << status.ToString();
+    return out;
+  }
+  void Corrupt(const std::string& path, off_t offset) {
+    int fd = ::open(path.c_str(), O_RDWR);
+    ASSERT_GE(fd, 0);
+    char byte;
+    ASSERT_EQ(::pread(fd, &byte, 1, offset), 1);
+    byte = static_cast<char>(byte ^ 0x5a);
+    ASSERT_EQ(::pwrite(fd, &byte, 1, offset), 1);
+    ::close(fd);
+  }
+
+  std::string dir_;
+  std::unique_ptr<ChunkStore> store_;
+};
+
+TEST_F(ChunkStoreTest, WriteThenReadBack) {
+  std::string data = Pattern(100000, 1);
+  ASSERT_TRUE(store_->Write(7, 0, 0, data).ok());
+  EXPECT_EQ(ReadAll(7, 0, 0, 100000), data);
+  EXPECT_EQ(ReadAll(7, 0, 12345, 1000), data.substr(12345, 1000));
+}
+
+TEST_F(ChunkStoreTest, MissingChunkReadsEmpty) {
+  EXPECT_EQ(ReadAll(1, 5, 0, 4096), "");
+}
+
+TEST_F(ChunkStoreTest, ReadPastEndIsShort) {
+  ASSERT_TRUE(store_->Write(7, 0, 0, "hello").ok());
+  EXPECT_EQ(ReadAll(7, 0, 0, 100), "hello");
+  EXPECT_EQ(ReadAll(7, 0, 3, 100), "lo");
+  EXPECT_EQ(ReadAll(7, 0, 10, 100), "");
+}
+
+TEST_F(ChunkStoreTest, UnalignedOverwritesKeepNeighbours) {
+  std::string data = Pattern(3 * kChecksumBlock + 100, 2);
+  ASSERT_TRUE(store_->Write(9, 1, 0, data).ok());
+  std::string patch = Pattern(5000, 3);
+  ASSERT_TRUE(store_->Write(9, 1, 1000, patch).ok());
+  data.replace(1000, patch.size(), patch);
+  EXPECT_EQ(ReadAll(9, 1, 0, static_cast<uint32_t>(data.size())), data);
+  // A write past the end leaves a hole of zeros.
+  ASSERT_TRUE(store_->Write(9, 1, 20000, "tail").ok());
+  std::string expected = data + std::string(20000 - data.size(), '\0') + "tail";
+  EXPECT_EQ(ReadAll(9, 1, 0, 30000), expected);
+}
+
+TEST_F(ChunkStoreTest, ManySmallRandomWritesMatchAModel) {
+  std::string model;
+  std::mt19937 random(4);
+  for (int i = 0; i < 300; ++i) {
+    uint32_t offset = random() % 50000;
+    std::string piece = Pattern(1 + random() % 9000, i);
+    ASSERT_TRUE(store_->Write(11, 0, offset, piece).ok());
+    if (model.size() < offset + piece.size()) model.resize(offset + piece.size(), '\0');
+    model.replace(offset, piece.size(), piece);
+  }
+  EXPECT_EQ(ReadAll(11, 0, 0, static_cast<uint32_t>(model.size() + 10)), model);
+}
+
+TEST_F(ChunkStoreTest, CorruptedByteIsEioNotData) {
+  std::string data = Pattern(5 * kChecksumBlock, 5);
+  ASSERT_TRUE(store_->Write(13, 2, 0, data).ok());
+  Corrupt(store_->ChunkPath(13, 2), 3 * kChecksumBlock + 17);
+  std::string out = "untouched";
+  Status status = store_->Read(13, 2, 0, static_cast<uint32_t>(data.size()), &out);
+  EXPECT_EQ(status.code(), EIO);
+  EXPECT_TRUE(out.empty());
+  // Blocks that were not touched still read.
+  EXPECT_EQ(ReadAll(13, 2, 0, 2 * kChecksumBlock), data.substr(0, 2 * kChecksumBlock));
+  // A partial overwrite of the bad block is refused rather than blessing it.
+  EXPECT_EQ(store_->Write(13, 2, 3 * kChecksumBlock + 5, "x").code(), EIO);
+}
+
+TEST_F(ChunkStoreTest, ZeroedBlockIsDetected) {
+  std::string data(2 * kChecksumBlock, 'z');
+  ASSERT_TRUE(store_->Write(14, 0, 0, data).ok());
+  int fd = ::open(store_->ChunkPath(14, 0).c_str(), O_RDWR);
+  std::string zeros(kChecksumBlock, '\0');
+  ASSERT_EQ(::pwrite(fd, zeros.data(), zeros.size(), kChecksumBlock), static_cast<ssize_t>(zeros.size()));
+  ::close(fd);
+  std::string out;
+  EXPECT_EQ(store_->Read(14, 0, 0, 2 * kChecksumBlock, &out).code(), EIO);
+}
+
+TEST_F(ChunkStoreTest, TruncateFileCutsAndRemovesChunks) {
+  const uint32_t chunk = 64 * 1024;
+  for (uint32_t index = 0; index < 4; ++index) {
+    ASSERT_TRUE(store_->Write(20, index, 0, Pattern(chunk, index)).ok());
+  }
+  // Cut inside chunk 1: chunk 0 stays, chunk 1 shrinks, 2 and 3 go.
+  ASSERT_TRUE(store_->TruncateFile(20, chunk + 5000, chunk).ok());
+  EXPECT_EQ(ReadAll(20, 0, 0, chunk), Pattern(chunk, 0));
+  EXPECT_EQ(ReadAll(20, 1, 0, chunk), Pattern(chunk, 1).substr(0, 5000));
+  EXPECT_EQ(ReadAll(20, 2, 0, chunk), "");
+  EXPECT_FALSE(std::filesystem::exists(store_->ChunkPath(20, 3)));
+  // Growing again after a cut reads zeros, not the old bytes.
+  ASSERT_TRUE(store_->Write(20, 1, 9000, "x").ok());
+  EXPECT_EQ(ReadAll(20, 1, 5000, 4001), std::string(4000, '\0') + "x");
+}
+
+TEST_F(ChunkStoreTest, RemoveFileFreesEverything) {
+  ASSERT_TRUE(store_->Write(30, 0, 0, Pattern(10000, 1)).ok());
+  ASSERT_TRUE(store_->Write(30, 7, 0, Pattern(10000, 2)).ok());
+  EXPECT_EQ(store_->Usage().chunk_count, 2u);
+  EXPECT_EQ(store_->Usage().used_bytes, 20000u);
+  ASSERT_TRUE(store_->RemoveFile(30).ok());
+  EXPECT_EQ(ReadAll(30, 0, 0, 100), "");
+  EXPECT_EQ(store_->Usage().chunk_count, 0u);
+  EXPECT_EQ(store_->Usage().used_bytes, 0u);
+  EXPECT_TRUE(store_->RemoveFile(30).ok());  // idempotent
+}
+
+TEST_F(ChunkStoreTest, InstanceIdAndUsageSurviveReopen) {
+  std::string id = store_->instance_id();
+  EXPECT_EQ(id.size(), 32u);
+  ASSERT_TRUE(store_->Write(40, 0, 0, Pattern(5000, 9)).ok());
+  ASSERT_TRUE(store_->FsyncFile(40).ok());
+  store_.reset();
+  auto reopened = ChunkStore::Open(dir_);
+  ASSERT_TRUE(reopened.ok());
+  EXPECT_EQ((*reopened)->instance_id(), id);
+  EXPECT_EQ((*reopened)->Usage().used_bytes, 5000u);
+  std::string out;
+  ASSERT_TRUE((*reopened)->Read(40, 0, 0, 5000, &out).ok());
+  EXPECT_EQ(out, Pattern(5000, 9));
+}
+
+TEST_F(ChunkStoreTest, RangesOutsideAChunkAreRefused) {
+  EXPECT_EQ(store_->Write(1, 0, kMaxChunkSize, "x").code(), EINVAL);
+  EXPECT_EQ(store_->TruncateFile(1, 0, 0).code(), EINVAL);
+}
+
+}  // namespace
+}  // namespace sealfs::server
