@@ -123,6 +123,12 @@ Result<std::vector<Piece>> SplitRange(const pb::Layout& layout, uint64_t offset,
   return pieces;
 }
 
+std::vector<uint32_t> ServersOf(const std::vector<Piece>& pieces) {
+  std::vector<uint32_t> servers;
+  for (const Piece& piece : pieces) servers.push_back(piece.server);
+  return servers;
+}
+
 // Collects the first error of calls running in parallel.
 struct ParallelCalls {
   explicit ParallelCalls(size_t count) : remaining(static_cast<std::ptrdiff_t>(count)) {}
@@ -140,15 +146,22 @@ struct ParallelCalls {
 
 }  // namespace
 
-Status Client::Write(uint64_t ino, const pb::Layout& layout, uint64_t offset, std::string_view data) {
-  auto pieces = SplitRange(layout, offset, data.size());
-  if (!pieces.ok()) return pieces.status();
+Result<std::vector<std::shared_ptr<rpc::Channel>>> Client::ChannelsFor(
+    const std::vector<uint32_t>& servers) {
   std::vector<std::shared_ptr<rpc::Channel>> channels;
-  for (const Piece& piece : *pieces) {
-    auto channel = ChannelFor(piece.server);
+  for (uint32_t server : servers) {
+    auto channel = ChannelFor(server);
     if (!channel.ok()) return channel.status();
     channels.push_back(*channel);
   }
+  return channels;
+}
+
+Status Client::Write(uint64_t ino, const pb::Layout& layout, uint64_t offset, std::string_view data) {
+  auto pieces = SplitRange(layout, offset, data.size());
+  if (!pieces.ok()) return pieces.status();
+  auto channels = ChannelsFor(ServersOf(*pieces));
+  if (!channels.ok()) return channels.status();
   ParallelCalls calls(pieces->size());
   for (size_t i = 0; i < pieces->size(); ++i) {
     const Piece& piece = (*pieces)[i];
@@ -157,7 +170,7 @@ Status Client::Write(uint64_t ino, const pb::Layout& layout, uint64_t offset, st
     request.mutable_chunk()->set_index(piece.chunk_index);
     request.set_offset(piece.offset_in_chunk);
     request.set_chunk_size(layout.chunk_size());
-    rpc::InvokeAsync(*channels[i], rpc::data::kWrite, request,
+    rpc::InvokeAsync(*(*channels)[i], rpc::data::kWrite, request,
                      data.substr(piece.offset_in_request, piece.length), call_options(),
                      [&calls](Status status, pb::WriteResponse&, std::string&) { calls.Done(status); });
   }
@@ -169,12 +182,8 @@ Status Client::Read(uint64_t ino, const pb::Layout& layout, uint64_t offset, siz
                     char* out) {
   auto pieces = SplitRange(layout, offset, length);
   if (!pieces.ok()) return pieces.status();
-  std::vector<std::shared_ptr<rpc::Channel>> channels;
-  for (const Piece& piece : *pieces) {
-    auto channel = ChannelFor(piece.server);
-    if (!channel.ok()) return channel.status();
-    channels.push_back(*channel);
-  }
+  auto channels = ChannelsFor(ServersOf(*pieces));
+  if (!channels.ok()) return channels.status();
   ParallelCalls calls(pieces->size());
   for (size_t i = 0; i < pieces->size(); ++i) {
     const Piece& piece = (*pieces)[i];
@@ -185,7 +194,7 @@ Status Client::Read(uint64_t ino, const pb::Layout& layout, uint64_t offset, siz
     request.set_length(piece.length);
     char* destination = out + piece.offset_in_request;
     uint32_t wanted = piece.length;
-    rpc::InvokeAsync(*channels[i], rpc::data::kRead, request, {}, call_options(),
+    rpc::InvokeAsync(*(*channels)[i], rpc::data::kRead, request, {}, call_options(),
                      [&calls, destination, wanted](Status status, pb::ReadResponse&,
                                                    std::string& payload) {
                        if (status.ok()) {
@@ -201,19 +210,15 @@ Status Client::Read(uint64_t ino, const pb::Layout& layout, uint64_t offset, siz
 }
 
 Status Client::FsyncData(uint64_t ino, const pb::Layout& layout) {
-  std::vector<std::shared_ptr<rpc::Channel>> channels;
   std::vector<uint32_t> servers(layout.servers().begin(), layout.servers().end());
   std::sort(servers.begin(), servers.end());
   servers.erase(std::unique(servers.begin(), servers.end()), servers.end());
-  for (uint32_t server : servers) {
-    auto channel = ChannelFor(server);
-    if (!channel.ok()) return channel.status();
-    channels.push_back(*channel);
-  }
-  ParallelCalls calls(channels.size());
+  auto channels = ChannelsFor(servers);
+  if (!channels.ok()) return channels.status();
+  ParallelCalls calls(channels->size());
   pb::FsyncFileRequest request;
   request.set_ino(ino);
-  for (auto& channel : channels) {
+  for (auto& channel : *channels) {
     rpc::InvokeAsync(*channel, rpc::data::kFsyncFile, request, {}, call_options(),
                      [&calls](Status status, pb::FsyncFileResponse&, std::string&) { calls.Done(status); });
   }

@@ -40,12 +40,7 @@ void FuseFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t 
     state->kernel_size = 0;
     state->kernel_mtime_ns = attr.mtime_ns();
   }
-  fuse_entry_param entry{};
-  entry.ino = ToKernel(attr.ino());
-  entry.generation = 1;
-  entry.attr = ToStat(attr);
-  entry.attr_timeout = options_.attr_timeout;
-  entry.entry_timeout = options_.entry_timeout;
+  fuse_entry_param entry = EntryParam(attr);
   fi->fh = 0;
   if (fuse_reply_create(req, &entry, fi) != 0) {
     // The opener went away (interrupted): drop the open we just took.

@@ -166,13 +166,18 @@ void FuseFs::ReplyEntry(fuse_req_t req, const pb::Attr& attr, const pb::Layout* 
     state->kernel_size = shown.size();
     state->kernel_mtime_ns = shown.mtime_ns();
   }
+  fuse_entry_param entry = EntryParam(shown);
+  fuse_reply_entry(req, &entry);
+}
+
+fuse_entry_param FuseFs::EntryParam(const pb::Attr& shown) const {
   fuse_entry_param entry{};
-  entry.ino = ToKernel(attr.ino());
+  entry.ino = ToKernel(shown.ino());
   entry.generation = 1;
   entry.attr = ToStat(shown);
   entry.attr_timeout = options_.attr_timeout;
   entry.entry_timeout = options_.entry_timeout;
-  fuse_reply_entry(req, &entry);
+  return entry;
 }
 
 void FuseFs::ReplyAttr(fuse_req_t req, const pb::Attr& attr) {

@@ -93,6 +93,7 @@ class FuseFs {
 
   struct stat ToStat(const pb::Attr& attr) const;
   void ReplyEntry(fuse_req_t req, const pb::Attr& attr, const pb::Layout* layout);
+  fuse_entry_param EntryParam(const pb::Attr& shown) const;
   void ReplyAttr(fuse_req_t req, const pb::Attr& attr);
   static void ReplyStatus(fuse_req_t req, const Status& status);
   static pb::Caller CallerOf(fuse_req_t req);

@@ -260,12 +260,8 @@ void FuseFs::Readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, 
     size_t needed;
     bool dot = entry.name() == "." || entry.name() == "..";
     if (plus) {
-      fuse_entry_param param{};
+      fuse_entry_param param = EntryParam(entry.attr());
       param.ino = ToKernel(entry.ino());
-      param.generation = 1;
-      param.attr = ToStat(entry.attr());
-      param.attr_timeout = options_.attr_timeout;
-      param.entry_timeout = options_.entry_timeout;
       needed = fuse_add_direntry_plus(req, buffer.data() + used, room, entry.name().c_str(), &param,
                                       static_cast<off_t>(entry.cookie()));
       if (needed > room) break;
