@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <linux/fs.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -480,6 +481,103 @@ TEST_F(FuseTest, OneGibFileAcrossMountsIsByteIdenticalAndStriped) {
   }
   EXPECT_EQ(chunks, 1024u);  // 1 GiB in 1 MiB chunks
   ASSERT_EQ(unlink(A("big").c_str()), 0);
+}
+
+// An fsx-style exerciser: random writes, truncates, reads, mmap reads and
+// writes, and reopens on one file, checked against an in-memory model.
+TEST_F(FuseTest, RandomOperationsMatchAModel) {
+  std::mt19937 random(7);
+  std::string model;
+  std::string path = A("fsx");
+  int fd = open(path.c_str(), O_CREAT | O_RDWR | O_TRUNC, 0644);
+  ASSERT_GE(fd, 0);
+  constexpr size_t kMaxSize = 3 << 20;
+  for (int step = 0; step < 1500; ++step) {
+    int op = static_cast<int>(random() % 10);
+    if (op < 4) {
+      size_t offset = random() % kMaxSize;
+      size_t length = 1 + random() % 70000;
+      std::string data = Pattern(length, static_cast<unsigned>(step));
+      ASSERT_EQ(pwrite(fd, data.data(), length, static_cast<off_t>(offset)), static_cast<ssize_t>(length))
+          << "step " << step;
+      if (model.size() < offset + length) model.resize(offset + length, '\0');
+      model.replace(offset, length, data);
+    } else if (op == 4) {
+      size_t size = random() % kMaxSize;
+      ASSERT_EQ(ftruncate(fd, static_cast<off_t>(size)), 0) << "step " << step;
+      model.resize(size, '\0');
+    } else if (op == 5 && !model.empty()) {
+      // Write through a shared mapping.
+      size_t offset = random() % model.size();
+      size_t length = std::min<size_t>(1 + random() % 10000, model.size() - offset);
+      void* map = mmap(nullptr, model.size(), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+      ASSERT_NE(map, MAP_FAILED);
+      std::string data = Pattern(length, static_cast<unsigned>(step) + 100000);
+      std::memcpy(static_cast<char*>(map) + offset, data.data(), length);
+      ASSERT_EQ(msync(map, model.size(), MS_SYNC), 0);
+      munmap(map, model.size());
+      model.replace(offset, length, data);
+    } else if (op == 6) {
+      ASSERT_EQ(close(fd), 0);
+      fd = open(path.c_str(), O_RDWR);
+      ASSERT_GE(fd, 0);
+    } else if (op == 7 && !model.empty()) {
+      void* map = mmap(nullptr, model.size(), PROT_READ, MAP_SHARED, fd, 0);
+      ASSERT_NE(map, MAP_FAILED);
+      size_t offset = random() % model.size();
+      size_t length = std::min<size_t>(1 + random() % 50000, model.size() - offset);
+      EXPECT_EQ(std::memcmp(static_cast<char*>(map) + offset, model.data() + offset, length), 0)
+          << "mmap read mismatch at step " << step;
+      munmap(map, model.size());
+    } else {
+      size_t offset = model.empty() ? 0 : random() % (model.size() + 1000);
+      size_t length = 1 + random() % 100000;
+      std::string buffer(length, '\0');
+      ssize_t got = pread(fd, buffer.data(), length, static_cast<off_t>(offset));
+      size_t expected = offset >= model.size() ? 0 : std::min(length, model.size() - offset);
+      ASSERT_EQ(got, static_cast<ssize_t>(expected)) << "step " << step;
+      EXPECT_TRUE(buffer.compare(0, expected, model, offset, expected) == 0)
+          << "read mismatch at step " << step << " offset " << offset;
+    }
+    struct stat st;
+    ASSERT_EQ(fstat(fd, &st), 0);
+    ASSERT_EQ(static_cast<size_t>(st.st_size), model.size()) << "size after step " << step;
+  }
+  ASSERT_EQ(close(fd), 0);
+  EXPECT_TRUE(ReadFile(B("fsx")) == model);
+}
+
+// Several processes creating, renaming and removing in one directory at once.
+TEST_F(FuseTest, ConcurrentNamespaceChangesStayConsistent) {
+  constexpr int kWorkers = 4;
+  constexpr int kFiles = 150;
+  std::vector<pid_t> children;
+  for (int worker = 0; worker < kWorkers; ++worker) {
+    pid_t child = fork();
+    if (child == 0) {
+      for (int i = 0; i < kFiles; ++i) {
+        std::string name = A("w" + std::to_string(worker) + "_" + std::to_string(i));
+        if (!WriteFile(name, name)) _exit(1);
+        if (rename(name.c_str(), (name + ".renamed").c_str()) != 0) _exit(2);
+        if (i % 3 == 0 && unlink((name + ".renamed").c_str()) != 0) _exit(3);
+      }
+      _exit(0);
+    }
+    children.push_back(child);
+  }
+  for (pid_t child : children) {
+    int status = 0;
+    waitpid(child, &status, 0);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "worker failed: " << status;
+  }
+  size_t count = 0;
+  for (const auto& entry : fs::directory_iterator(dir_)) {
+    std::string name = entry.path().filename().string();
+    EXPECT_TRUE(name.ends_with(".renamed")) << name;
+    EXPECT_EQ(ReadFile(entry.path().string()) + ".renamed", entry.path().string()) << name;
+    ++count;
+  }
+  EXPECT_EQ(count, static_cast<size_t>(kWorkers * (kFiles - kFiles / 3)));
 }
 
 TEST(FuseRestart, KillNineOfEveryServerKeepsAcknowledgedData) {
