@@ -38,7 +38,8 @@ Client::~Client() {
 
 Result<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
   if (!rpc::ParseAddress(options.meta_address).ok()) {
-    return Status(EINVAL, "metadata server address '" + options.meta_address + "' is not host:port");
+    return Status(EINVAL,
+                  "metadata server address '" + options.meta_address + "' is not host:port");
   }
   std::unique_ptr<Client> client(new Client(options));
   client->meta_ = rpc::MakeTcpChannel(client->io_, options.meta_address);
@@ -157,7 +158,8 @@ Result<std::vector<std::shared_ptr<rpc::Channel>>> Client::ChannelsFor(
   return channels;
 }
 
-Status Client::Write(uint64_t ino, const pb::Layout& layout, uint64_t offset, std::string_view data) {
+Status Client::Write(uint64_t ino, const pb::Layout& layout, uint64_t offset,
+                     std::string_view data) {
   auto pieces = SplitRange(layout, offset, data.size());
   if (!pieces.ok()) return pieces.status();
   auto channels = ChannelsFor(ServersOf(*pieces));
@@ -170,9 +172,10 @@ Status Client::Write(uint64_t ino, const pb::Layout& layout, uint64_t offset, st
     request.mutable_chunk()->set_index(piece.chunk_index);
     request.set_offset(piece.offset_in_chunk);
     request.set_chunk_size(layout.chunk_size());
-    rpc::InvokeAsync(*(*channels)[i], rpc::data::kWrite, request,
-                     data.substr(piece.offset_in_request, piece.length), call_options(),
-                     [&calls](Status status, pb::WriteResponse&, std::string&) { calls.Done(status); });
+    rpc::InvokeAsync(
+        *(*channels)[i], rpc::data::kWrite, request,
+        data.substr(piece.offset_in_request, piece.length), call_options(),
+        [&calls](Status status, pb::WriteResponse&, std::string&) { calls.Done(status); });
   }
   calls.remaining.wait();
   return ToFileError(calls.first_error);
@@ -194,16 +197,16 @@ Status Client::Read(uint64_t ino, const pb::Layout& layout, uint64_t offset, siz
     request.set_length(piece.length);
     char* destination = out + piece.offset_in_request;
     uint32_t wanted = piece.length;
-    rpc::InvokeAsync(*(*channels)[i], rpc::data::kRead, request, {}, call_options(),
-                     [&calls, destination, wanted](Status status, pb::ReadResponse&,
-                                                   std::string& payload) {
-                       if (status.ok()) {
-                         size_t got = std::min<size_t>(payload.size(), wanted);
-                         std::memcpy(destination, payload.data(), got);
-                         std::memset(destination + got, 0, wanted - got);  // a hole reads as zeros
-                       }
-                       calls.Done(status);
-                     });
+    rpc::InvokeAsync(
+        *(*channels)[i], rpc::data::kRead, request, {}, call_options(),
+        [&calls, destination, wanted](Status status, pb::ReadResponse&, std::string& payload) {
+          if (status.ok()) {
+            size_t got = std::min<size_t>(payload.size(), wanted);
+            std::memcpy(destination, payload.data(), got);
+            std::memset(destination + got, 0, wanted - got);  // a hole reads as zeros
+          }
+          calls.Done(status);
+        });
   }
   calls.remaining.wait();
   return ToFileError(calls.first_error);
@@ -219,8 +222,9 @@ Status Client::FsyncData(uint64_t ino, const pb::Layout& layout) {
   pb::FsyncFileRequest request;
   request.set_ino(ino);
   for (auto& channel : *channels) {
-    rpc::InvokeAsync(*channel, rpc::data::kFsyncFile, request, {}, call_options(),
-                     [&calls](Status status, pb::FsyncFileResponse&, std::string&) { calls.Done(status); });
+    rpc::InvokeAsync(
+        *channel, rpc::data::kFsyncFile, request, {}, call_options(),
+        [&calls](Status status, pb::FsyncFileResponse&, std::string&) { calls.Done(status); });
   }
   calls.remaining.wait();
   return ToFileError(calls.first_error);

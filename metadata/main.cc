@@ -62,7 +62,8 @@ int main(int argc, char** argv) {
   }
   service.Start();
   if (flags->Has("port-file")) {
-    Status written = WriteFileAtomically(flags->Get("port-file"), std::to_string(server->port()) + "\n");
+    Status written =
+        WriteFileAtomically(flags->Get("port-file"), std::to_string(server->port()) + "\n");
     if (!written.ok()) {
       std::fprintf(stderr, "sealfs-meta: %s\n", written.ToString().c_str());
       return 1;

@@ -98,7 +98,8 @@ void MetaService::SweepOnce() {
       if (now - it->second.last_seen > options_.session_timeout) {
         for (auto& [ino, count] : it->second.open_counts) {
           auto total = open_totals_.find(ino);
-          if (total != open_totals_.end() && (total->second -= count) <= 0) open_totals_.erase(total);
+          if (total != open_totals_.end() && (total->second -= count) <= 0)
+            open_totals_.erase(total);
         }
         it = sessions_.erase(it);
       } else {
@@ -120,16 +121,18 @@ void MetaService::SweepOnce() {
     for (uint32_t id : layout.servers()) {
       std::string address;
       auto channel = ChannelTo(id, &address);
-      if (channel) channels.push_back(channel);
-      else all_known = all_known && false;
+      if (channel)
+        channels.push_back(channel);
+      else
+        all_known = all_known && false;
     }
     bool all_done = all_known;
     for (auto& channel : channels) {
       pb::RemoveFileRequest request;
       request.set_ino(ino);
       pb::RemoveFileResponse response;
-      Status status = rpc::Invoke(*channel, rpc::data::kRemoveFile, request, &response, {},
-                                  nullptr, rpc::CallOptions{std::chrono::seconds(5)});
+      Status status = rpc::Invoke(*channel, rpc::data::kRemoveFile, request, &response, {}, nullptr,
+                                  rpc::CallOptions{std::chrono::seconds(5)});
       if (!status.ok()) all_done = false;
     }
     if (all_done) store_.RemovalDone(ino);
@@ -217,269 +220,278 @@ void MetaService::RegisterHandlers(rpc::Dispatcher& d) {
   using namespace rpc::meta;
   d.Register(kMount, {[this](const pb::MountRequest& req, pb::MountResponse* resp,
                              rpc::RequestContext&) -> Status {
-    Result<pb::Volume> volume = store_.GetVolume(req.volume());
-    if (!volume.ok()) return volume.status();
-    Result<pb::Inode> root = store_.Getattr(volume->root_ino());
-    if (!root.ok()) return root.status();
-    uint64_t session = req.session_id();
-    while (session == 0) session = std::random_device{}() * 0x100000001ull ^ Clock::now().time_since_epoch().count();
-    TouchSession(session);
-    *resp->mutable_volume() = *volume;
-    *resp->mutable_root() = root->attr();
-    resp->set_session_id(session);
-    return Status::Ok();
-  }});
+               Result<pb::Volume> volume = store_.GetVolume(req.volume());
+               if (!volume.ok()) return volume.status();
+               Result<pb::Inode> root = store_.Getattr(volume->root_ino());
+               if (!root.ok()) return root.status();
+               uint64_t session = req.session_id();
+               while (session == 0)
+                 session = std::random_device{}() * 0x100000001ull ^
+                           Clock::now().time_since_epoch().count();
+               TouchSession(session);
+               *resp->mutable_volume() = *volume;
+               *resp->mutable_root() = root->attr();
+               resp->set_session_id(session);
+               return Status::Ok();
+             }});
   d.Register(kLookup, {[this](const pb::LookupRequest& req, pb::LookupResponse* resp,
                               rpc::RequestContext&) -> Status {
-    Result<pb::Inode> inode = store_.Lookup(req.parent(), Bytes(req.name()));
-    if (!inode.ok()) return inode.status();
-    *resp->mutable_attr() = inode->attr();
-    *resp->mutable_layout() = inode->layout();
-    return Status::Ok();
-  }});
+               Result<pb::Inode> inode = store_.Lookup(req.parent(), Bytes(req.name()));
+               if (!inode.ok()) return inode.status();
+               *resp->mutable_attr() = inode->attr();
+               *resp->mutable_layout() = inode->layout();
+               return Status::Ok();
+             }});
   d.Register(kGetattr, {[this](const pb::GetattrRequest& req, pb::GetattrResponse* resp,
                                rpc::RequestContext&) -> Status {
-    Result<pb::Inode> inode = store_.Getattr(req.ino());
-    if (!inode.ok()) return inode.status();
-    *resp->mutable_attr() = inode->attr();
-    *resp->mutable_layout() = inode->layout();
-    return Status::Ok();
-  }});
+               Result<pb::Inode> inode = store_.Getattr(req.ino());
+               if (!inode.ok()) return inode.status();
+               *resp->mutable_attr() = inode->attr();
+               *resp->mutable_layout() = inode->layout();
+               return Status::Ok();
+             }});
   d.Register(kSetattr, {[this](const pb::SetattrRequest& req, pb::SetattrResponse* resp,
                                rpc::RequestContext&) -> Status {
-    if (req.valid() & pb::SETATTR_SIZE) {
-      Result<pb::Inode> inode = store_.Getattr(req.ino());
-      if (!inode.ok()) return inode.status();
-      if (S_ISDIR(inode->attr().mode())) return Status(EISDIR, "cannot truncate a directory");
-      // Always cut: servers may hold bytes past the recorded size from
-      // writes whose size was never committed.
-      if (S_ISREG(inode->attr().mode())) {
-        SEALFS_RETURN_IF_ERROR(TruncateData(*inode, req.size()));
-      }
-    }
-    Result<pb::Inode> inode = store_.Setattr(req);
-    if (!inode.ok()) return inode.status();
-    *resp->mutable_attr() = inode->attr();
-    return Status::Ok();
-  }});
+               if (req.valid() & pb::SETATTR_SIZE) {
+                 Result<pb::Inode> inode = store_.Getattr(req.ino());
+                 if (!inode.ok()) return inode.status();
+                 if (S_ISDIR(inode->attr().mode()))
+                   return Status(EISDIR, "cannot truncate a directory");
+                 // Always cut: servers may hold bytes past the recorded size from
+                 // writes whose size was never committed.
+                 if (S_ISREG(inode->attr().mode())) {
+                   SEALFS_RETURN_IF_ERROR(TruncateData(*inode, req.size()));
+                 }
+               }
+               Result<pb::Inode> inode = store_.Setattr(req);
+               if (!inode.ok()) return inode.status();
+               *resp->mutable_attr() = inode->attr();
+               return Status::Ok();
+             }});
   d.Register(kMknod, {[this](const pb::MknodRequest& req, pb::MknodResponse* resp,
                              rpc::RequestContext&) -> Status {
-    std::vector<uint32_t> servers = ServerIds();
-    if (S_ISREG(req.mode()) && servers.empty()) {
-      return Status(ENOSPC, "no data servers are registered");
-    }
-    Result<pb::Inode> inode =
-        store_.Mknod(req.parent(), Bytes(req.name()), req.mode(), req.rdev(), req.caller(), servers);
-    if (!inode.ok()) return inode.status();
-    if (req.open_session() != 0) OpenFile(req.open_session(), inode->attr().ino());
-    *resp->mutable_attr() = inode->attr();
-    *resp->mutable_layout() = inode->layout();
-    return Status::Ok();
-  }});
+               std::vector<uint32_t> servers = ServerIds();
+               if (S_ISREG(req.mode()) && servers.empty()) {
+                 return Status(ENOSPC, "no data servers are registered");
+               }
+               Result<pb::Inode> inode = store_.Mknod(req.parent(), Bytes(req.name()), req.mode(),
+                                                      req.rdev(), req.caller(), servers);
+               if (!inode.ok()) return inode.status();
+               if (req.open_session() != 0) OpenFile(req.open_session(), inode->attr().ino());
+               *resp->mutable_attr() = inode->attr();
+               *resp->mutable_layout() = inode->layout();
+               return Status::Ok();
+             }});
   d.Register(kMkdir, {[this](const pb::MkdirRequest& req, pb::MkdirResponse* resp,
                              rpc::RequestContext&) -> Status {
-    Result<pb::Inode> inode = store_.Mkdir(req.parent(), Bytes(req.name()), req.mode(), req.caller());
-    if (!inode.ok()) return inode.status();
-    *resp->mutable_attr() = inode->attr();
-    return Status::Ok();
-  }});
+               Result<pb::Inode> inode =
+                   store_.Mkdir(req.parent(), Bytes(req.name()), req.mode(), req.caller());
+               if (!inode.ok()) return inode.status();
+               *resp->mutable_attr() = inode->attr();
+               return Status::Ok();
+             }});
   d.Register(kSymlink, {[this](const pb::SymlinkRequest& req, pb::SymlinkResponse* resp,
                                rpc::RequestContext&) -> Status {
-    Result<pb::Inode> inode =
-        store_.Symlink(req.parent(), Bytes(req.name()), Bytes(req.target()), req.caller());
-    if (!inode.ok()) return inode.status();
-    *resp->mutable_attr() = inode->attr();
-    return Status::Ok();
-  }});
-  d.Register(kLink, {[this](const pb::LinkRequest& req, pb::LinkResponse* resp,
-                            rpc::RequestContext&) -> Status {
-    Result<pb::Inode> inode = store_.Link(req.ino(), req.new_parent(), Bytes(req.new_name()));
-    if (!inode.ok()) return inode.status();
-    *resp->mutable_attr() = inode->attr();
-    *resp->mutable_layout() = inode->layout();
-    return Status::Ok();
-  }});
+               Result<pb::Inode> inode = store_.Symlink(req.parent(), Bytes(req.name()),
+                                                        Bytes(req.target()), req.caller());
+               if (!inode.ok()) return inode.status();
+               *resp->mutable_attr() = inode->attr();
+               return Status::Ok();
+             }});
+  d.Register(
+      kLink,
+      {[this](const pb::LinkRequest& req, pb::LinkResponse* resp, rpc::RequestContext&) -> Status {
+        Result<pb::Inode> inode = store_.Link(req.ino(), req.new_parent(), Bytes(req.new_name()));
+        if (!inode.ok()) return inode.status();
+        *resp->mutable_attr() = inode->attr();
+        *resp->mutable_layout() = inode->layout();
+        return Status::Ok();
+      }});
   d.Register(kUnlink, {[this](const pb::UnlinkRequest& req, pb::UnlinkResponse* resp,
                               rpc::RequestContext&) -> Status {
-    Result<Unlinked> result = store_.Unlink(req.parent(), Bytes(req.name()),
-                                            [this](uint64_t ino) { return IsOpen(ino); });
-    if (!result.ok()) return result.status();
-    AfterUnlink(*result);
-    *resp->mutable_attr() = result->inode.attr();
-    return Status::Ok();
-  }});
-  d.Register(kRmdir, {[this](const pb::RmdirRequest& req, pb::RmdirResponse*,
-                             rpc::RequestContext&) -> Status {
-    return store_.Rmdir(req.parent(), Bytes(req.name()));
-  }});
-  d.Register(kRename, {[this](const pb::RenameRequest& req, pb::RenameResponse*,
-                              rpc::RequestContext&) -> Status {
-    Result<Unlinked> result =
-        store_.Rename(req.parent(), Bytes(req.name()), req.new_parent(), Bytes(req.new_name()),
-                      req.flags(), [this](uint64_t ino) { return IsOpen(ino); });
-    if (!result.ok()) return result.status();
-    AfterUnlink(*result);
-    return Status::Ok();
-  }});
+               Result<Unlinked> result = store_.Unlink(
+                   req.parent(), Bytes(req.name()), [this](uint64_t ino) { return IsOpen(ino); });
+               if (!result.ok()) return result.status();
+               AfterUnlink(*result);
+               *resp->mutable_attr() = result->inode.attr();
+               return Status::Ok();
+             }});
+  d.Register(kRmdir, {[this](const pb::RmdirRequest& req, pb::RmdirResponse*, rpc::RequestContext&)
+                          -> Status { return store_.Rmdir(req.parent(), Bytes(req.name())); }});
+  d.Register(
+      kRename,
+      {[this](const pb::RenameRequest& req, pb::RenameResponse*, rpc::RequestContext&) -> Status {
+        Result<Unlinked> result =
+            store_.Rename(req.parent(), Bytes(req.name()), req.new_parent(), Bytes(req.new_name()),
+                          req.flags(), [this](uint64_t ino) { return IsOpen(ino); });
+        if (!result.ok()) return result.status();
+        AfterUnlink(*result);
+        return Status::Ok();
+      }});
   d.Register(kReadlink, {[this](const pb::ReadlinkRequest& req, pb::ReadlinkResponse* resp,
                                 rpc::RequestContext&) -> Status {
-    Result<std::string> target = store_.Readlink(req.ino());
-    if (!target.ok()) return target.status();
-    resp->set_target(*target);
-    return Status::Ok();
-  }});
+               Result<std::string> target = store_.Readlink(req.ino());
+               if (!target.ok()) return target.status();
+               resp->set_target(*target);
+               return Status::Ok();
+             }});
   d.Register(kReaddir, {[this](const pb::ReaddirRequest& req, pb::ReaddirResponse* resp,
                                rpc::RequestContext&) -> Status {
-    Result<pb::ReaddirResponse> result =
-        store_.Readdir(req.ino(), req.cookie(), req.max_entries(), req.with_attrs());
-    if (!result.ok()) return result.status();
-    *resp = std::move(*result);
-    return Status::Ok();
-  }});
+               Result<pb::ReaddirResponse> result =
+                   store_.Readdir(req.ino(), req.cookie(), req.max_entries(), req.with_attrs());
+               if (!result.ok()) return result.status();
+               *resp = std::move(*result);
+               return Status::Ok();
+             }});
   d.Register(kStatfs, {[this](const pb::StatfsRequest&, pb::StatfsResponse* resp,
                               rpc::RequestContext&) -> Status {
-    uint64_t total = 0, free = 0;
-    pb::ClusterMapResponse map = ClusterMap();
-    for (const pb::DataServer& server : map.servers()) {
-      total += server.capacity_bytes();
-      free += server.free_bytes();
-    }
-    uint64_t used_inodes = store_.UsedInodes();
-    resp->set_total_bytes(total);
-    resp->set_free_bytes(free);
-    resp->set_used_inodes(used_inodes);
-    resp->set_total_inodes(used_inodes + (uint64_t{1} << 32));
-    resp->set_block_size(4096);
-    resp->set_name_max(kNameMax);
-    return Status::Ok();
-  }});
+               uint64_t total = 0, free = 0;
+               pb::ClusterMapResponse map = ClusterMap();
+               for (const pb::DataServer& server : map.servers()) {
+                 total += server.capacity_bytes();
+                 free += server.free_bytes();
+               }
+               uint64_t used_inodes = store_.UsedInodes();
+               resp->set_total_bytes(total);
+               resp->set_free_bytes(free);
+               resp->set_used_inodes(used_inodes);
+               resp->set_total_inodes(used_inodes + (uint64_t{1} << 32));
+               resp->set_block_size(4096);
+               resp->set_name_max(kNameMax);
+               return Status::Ok();
+             }});
   d.Register(kSetxattr, {[this](const pb::SetxattrRequest& req, pb::SetxattrResponse*,
                                 rpc::RequestContext&) -> Status {
-    return store_.Setxattr(req.ino(), Bytes(req.name()), Bytes(req.value()), req.flags());
-  }});
+               return store_.Setxattr(req.ino(), Bytes(req.name()), Bytes(req.value()),
+                                      req.flags());
+             }});
   d.Register(kGetxattr, {[this](const pb::GetxattrRequest& req, pb::GetxattrResponse* resp,
                                 rpc::RequestContext&) -> Status {
-    Result<std::string> value = store_.Getxattr(req.ino(), Bytes(req.name()));
-    if (!value.ok()) return value.status();
-    resp->set_value(*value);
-    return Status::Ok();
-  }});
+               Result<std::string> value = store_.Getxattr(req.ino(), Bytes(req.name()));
+               if (!value.ok()) return value.status();
+               resp->set_value(*value);
+               return Status::Ok();
+             }});
   d.Register(kListxattr, {[this](const pb::ListxattrRequest& req, pb::ListxattrResponse* resp,
                                  rpc::RequestContext&) -> Status {
-    Result<std::vector<std::string>> names = store_.Listxattr(req.ino());
-    if (!names.ok()) return names.status();
-    for (auto& name : *names) resp->add_names(name);
-    return Status::Ok();
-  }});
+               Result<std::vector<std::string>> names = store_.Listxattr(req.ino());
+               if (!names.ok()) return names.status();
+               for (auto& name : *names) resp->add_names(name);
+               return Status::Ok();
+             }});
   d.Register(kRemovexattr, {[this](const pb::RemovexattrRequest& req, pb::RemovexattrResponse*,
                                    rpc::RequestContext&) -> Status {
-    return store_.Removexattr(req.ino(), Bytes(req.name()));
-  }});
+               return store_.Removexattr(req.ino(), Bytes(req.name()));
+             }});
   d.Register(kOpen, {[this](const pb::OpenRequest& req, pb::OpenResponse* resp,
                             rpc::RequestContext&) -> Status {
-    Result<pb::Inode> inode = store_.Getattr(req.ino());
-    if (!inode.ok()) return inode.status();
-    OpenFile(req.session_id(), req.ino());
-    *resp->mutable_attr() = inode->attr();
-    *resp->mutable_layout() = inode->layout();
-    return Status::Ok();
-  }});
+               Result<pb::Inode> inode = store_.Getattr(req.ino());
+               if (!inode.ok()) return inode.status();
+               OpenFile(req.session_id(), req.ino());
+               *resp->mutable_attr() = inode->attr();
+               *resp->mutable_layout() = inode->layout();
+               return Status::Ok();
+             }});
   d.Register(kClose, {[this](const pb::CloseRequest& req, pb::CloseResponse*,
                              rpc::RequestContext&) -> Status {
-    if (CloseFile(req.session_id(), req.ino())) {
-      Result<pb::Inode> inode = store_.Getattr(req.ino());
-      if (inode.ok() && inode->attr().nlink() == 0) {
-        SEALFS_RETURN_IF_ERROR(store_.ReleaseOrphan(req.ino()));
-        sweep_wakeup_.notify_all();
-      }
-    }
-    return Status::Ok();
-  }});
+               if (CloseFile(req.session_id(), req.ino())) {
+                 Result<pb::Inode> inode = store_.Getattr(req.ino());
+                 if (inode.ok() && inode->attr().nlink() == 0) {
+                   SEALFS_RETURN_IF_ERROR(store_.ReleaseOrphan(req.ino()));
+                   sweep_wakeup_.notify_all();
+                 }
+               }
+               return Status::Ok();
+             }});
   d.Register(kCommitWrite, {[this](const pb::CommitWriteRequest& req, pb::CommitWriteResponse* resp,
                                    rpc::RequestContext&) -> Status {
-    Result<pb::Inode> inode = store_.CommitWrite(req.ino(), req.size(), req.mtime_ns());
-    if (!inode.ok()) return inode.status();
-    *resp->mutable_attr() = inode->attr();
-    return Status::Ok();
-  }});
-  d.Register(kSessionKeepalive, {[this](const pb::SessionKeepaliveRequest& req,
-                                        pb::SessionKeepaliveResponse*,
-                                        rpc::RequestContext&) -> Status {
-    // The client's list is authoritative: it re-announces its open files,
-    // which also restores them after this server restarts.
-    std::lock_guard<std::mutex> lock(sessions_mutex_);
-    Session& session = sessions_[req.session_id()];
-    for (auto& [ino, count] : session.open_counts) {
-      auto total = open_totals_.find(ino);
-      if (total != open_totals_.end() && (total->second -= count) <= 0) open_totals_.erase(total);
-    }
-    session.open_counts.clear();
-    for (uint64_t ino : req.open_inodes()) {
-      ++session.open_counts[ino];
-      ++open_totals_[ino];
-    }
-    session.last_seen = Clock::now();
-    return Status::Ok();
-  }});
-  d.Register(kVolumeCreate, {[this](const pb::VolumeCreateRequest& req,
-                                    pb::VolumeCreateResponse* resp,
-                                    rpc::RequestContext&) -> Status {
-    Result<pb::Volume> volume = store_.CreateVolume(req.name(), 0, 0);
-    if (!volume.ok()) return volume.status();
-    *resp->mutable_volume() = *volume;
-    return Status::Ok();
-  }});
+               Result<pb::Inode> inode = store_.CommitWrite(req.ino(), req.size(), req.mtime_ns());
+               if (!inode.ok()) return inode.status();
+               *resp->mutable_attr() = inode->attr();
+               return Status::Ok();
+             }});
+  d.Register(kSessionKeepalive,
+             {[this](const pb::SessionKeepaliveRequest& req, pb::SessionKeepaliveResponse*,
+                     rpc::RequestContext&) -> Status {
+               // The client's list is authoritative: it re-announces its open files,
+               // which also restores them after this server restarts.
+               std::lock_guard<std::mutex> lock(sessions_mutex_);
+               Session& session = sessions_[req.session_id()];
+               for (auto& [ino, count] : session.open_counts) {
+                 auto total = open_totals_.find(ino);
+                 if (total != open_totals_.end() && (total->second -= count) <= 0)
+                   open_totals_.erase(total);
+               }
+               session.open_counts.clear();
+               for (uint64_t ino : req.open_inodes()) {
+                 ++session.open_counts[ino];
+                 ++open_totals_[ino];
+               }
+               session.last_seen = Clock::now();
+               return Status::Ok();
+             }});
+  d.Register(kVolumeCreate,
+             {[this](const pb::VolumeCreateRequest& req, pb::VolumeCreateResponse* resp,
+                     rpc::RequestContext&) -> Status {
+               Result<pb::Volume> volume = store_.CreateVolume(req.name(), 0, 0);
+               if (!volume.ok()) return volume.status();
+               *resp->mutable_volume() = *volume;
+               return Status::Ok();
+             }});
   d.Register(kVolumeList, {[this](const pb::VolumeListRequest&, pb::VolumeListResponse* resp,
                                   rpc::RequestContext&) -> Status {
-    for (auto& volume : store_.ListVolumes()) *resp->add_volumes() = volume;
-    return Status::Ok();
-  }});
+               for (auto& volume : store_.ListVolumes()) *resp->add_volumes() = volume;
+               return Status::Ok();
+             }});
   d.Register(kVolumeDelete, {[this](const pb::VolumeDeleteRequest& req, pb::VolumeDeleteResponse*,
                                     rpc::RequestContext&) -> Status {
-    Status status = store_.DeleteVolume(req.name());
-    sweep_wakeup_.notify_all();
-    return status;
-  }});
-  d.Register(kRegisterServer, {[this](const pb::RegisterServerRequest& req,
-                                      pb::RegisterServerResponse* resp,
-                                      rpc::RequestContext&) -> Status {
-    if (req.instance_id().empty()) return Status(EINVAL, "a data server needs an instance id");
-    if (!rpc::ParseAddress(req.address()).ok()) return Status(EINVAL, "bad server address");
-    Result<uint32_t> id = store_.RegisterServer(req.address(), req.instance_id());
-    if (!id.ok()) return id.status();
-    std::lock_guard<std::mutex> lock(servers_mutex_);
-    ServerState& state = servers_[*id];
-    state.record.set_id(*id);
-    state.record.set_address(req.address());
-    state.record.set_instance_id(req.instance_id());
-    state.record.set_capacity_bytes(req.capacity_bytes());
-    state.record.set_free_bytes(req.free_bytes());
-    state.last_heartbeat = Clock::now();
-    state.heard = true;
-    ++map_version_;
-    resp->set_server_id(*id);
-    return Status::Ok();
-  }});
+               Status status = store_.DeleteVolume(req.name());
+               sweep_wakeup_.notify_all();
+               return status;
+             }});
+  d.Register(kRegisterServer,
+             {[this](const pb::RegisterServerRequest& req, pb::RegisterServerResponse* resp,
+                     rpc::RequestContext&) -> Status {
+               if (req.instance_id().empty())
+                 return Status(EINVAL, "a data server needs an instance id");
+               if (!rpc::ParseAddress(req.address()).ok())
+                 return Status(EINVAL, "bad server address");
+               Result<uint32_t> id = store_.RegisterServer(req.address(), req.instance_id());
+               if (!id.ok()) return id.status();
+               std::lock_guard<std::mutex> lock(servers_mutex_);
+               ServerState& state = servers_[*id];
+               state.record.set_id(*id);
+               state.record.set_address(req.address());
+               state.record.set_instance_id(req.instance_id());
+               state.record.set_capacity_bytes(req.capacity_bytes());
+               state.record.set_free_bytes(req.free_bytes());
+               state.last_heartbeat = Clock::now();
+               state.heard = true;
+               ++map_version_;
+               resp->set_server_id(*id);
+               return Status::Ok();
+             }});
   d.Register(kHeartbeat, {[this](const pb::HeartbeatRequest& req, pb::HeartbeatResponse*,
                                  rpc::RequestContext&) -> Status {
-    std::lock_guard<std::mutex> lock(servers_mutex_);
-    auto found = servers_.find(req.server_id());
-    if (found == servers_.end()) return Status(ENOENT, "unknown data server; register again");
-    ServerState& state = found->second;
-    state.record.set_capacity_bytes(req.capacity_bytes());
-    state.record.set_free_bytes(req.free_bytes());
-    state.record.set_used_bytes(req.used_bytes());
-    state.record.set_chunk_count(req.chunk_count());
-    state.record.set_last_heartbeat_ns(NowNs());
-    state.last_heartbeat = Clock::now();
-    state.heard = true;
-    return Status::Ok();
-  }});
+               std::lock_guard<std::mutex> lock(servers_mutex_);
+               auto found = servers_.find(req.server_id());
+               if (found == servers_.end())
+                 return Status(ENOENT, "unknown data server; register again");
+               ServerState& state = found->second;
+               state.record.set_capacity_bytes(req.capacity_bytes());
+               state.record.set_free_bytes(req.free_bytes());
+               state.record.set_used_bytes(req.used_bytes());
+               state.record.set_chunk_count(req.chunk_count());
+               state.record.set_last_heartbeat_ns(NowNs());
+               state.last_heartbeat = Clock::now();
+               state.heard = true;
+               return Status::Ok();
+             }});
   d.Register(kClusterMap, {[this](const pb::ClusterMapRequest&, pb::ClusterMapResponse* resp,
                                   rpc::RequestContext&) -> Status {
-    *resp = ClusterMap();
-    return Status::Ok();
-  }});
+               *resp = ClusterMap();
+               return Status::Ok();
+             }});
 }
 
 }  // namespace sealfs::metadata

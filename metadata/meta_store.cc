@@ -22,13 +22,15 @@ namespace sealfs::metadata {
 
 namespace {
 
-constexpr uint64_t kFirstIno = 16;   // 1 is the FUSE root id; never a real inode
+constexpr uint64_t kFirstIno = 16;    // 1 is the FUSE root id; never a real inode
 constexpr uint64_t kFirstDirSeq = 3;  // 1 and 2 are the cookies of "." and ".."
 constexpr int kMaxDepth = 4096;
 
 bool IsDir(const pb::Inode& inode) { return S_ISDIR(inode.attr().mode()); }
 
-Status NotFound(uint64_t ino) { return Status(ENOENT, "inode " + std::to_string(ino) + " not found"); }
+Status NotFound(uint64_t ino) {
+  return Status(ENOENT, "inode " + std::to_string(ino) + " not found");
+}
 
 void Touch(pb::Attr* attr, int64_t now, bool mtime) {
   if (mtime) attr->set_mtime_ns(now);
@@ -83,13 +85,14 @@ class MetaStore::Locks {
 using LockSet = MetaStore::Locks::LockSet;
 
 MetaStore::MetaStore(MetaStoreOptions options)
-    : options_(std::move(options)), cf_(std::make_unique<Handles>()),
+    : options_(std::move(options)),
+      cf_(std::make_unique<Handles>()),
       locks_(std::make_unique<Locks>()) {}
 
 MetaStore::~MetaStore() {
   if (db_) {
-    for (auto* handle : {cf_->inodes, cf_->dentries, cf_->dirindex, cf_->xattrs, cf_->service,
-                         cf_->default_cf}) {
+    for (auto* handle :
+         {cf_->inodes, cf_->dentries, cf_->dirindex, cf_->xattrs, cf_->service, cf_->default_cf}) {
       if (handle) db_->DestroyColumnFamilyHandle(handle);
     }
     db_->Close();
@@ -165,14 +168,16 @@ Result<pb::Inode> MetaStore::LoadInode(uint64_t ino) {
   if (status.IsNotFound()) return NotFound(ino);
   if (!status.ok()) return Status(EIO, "reading inode failed: " + status.ToString());
   pb::Inode inode;
-  if (!inode.ParseFromString(value)) return Status(EIO, "inode " + std::to_string(ino) + " is corrupt");
+  if (!inode.ParseFromString(value))
+    return Status(EIO, "inode " + std::to_string(ino) + " is corrupt");
   return inode;
 }
 
 Result<pb::Inode> MetaStore::LoadDirectory(uint64_t ino) {
   Result<pb::Inode> inode = LoadInode(ino);
   if (!inode.ok()) return inode;
-  if (!IsDir(*inode)) return Status(ENOTDIR, "inode " + std::to_string(ino) + " is not a directory");
+  if (!IsDir(*inode))
+    return Status(ENOTDIR, "inode " + std::to_string(ino) + " is not a directory");
   if (inode->attr().nlink() == 0) return Status(ENOENT, "directory was removed");
   return inode;
 }
@@ -507,7 +512,8 @@ Result<Unlinked> MetaStore::Rename(uint64_t parent, const std::string& name, uin
       }
     }
     if (!exchange && dst_ino != 0) {
-      if (src_is_dir && !dst_is_dir) return Status(ENOTDIR, "'" + new_name + "' is not a directory");
+      if (src_is_dir && !dst_is_dir)
+        return Status(ENOTDIR, "'" + new_name + "' is not a directory");
       if (!src_is_dir && dst_is_dir) return Status(EISDIR, "'" + new_name + "' is a directory");
       if (dst_is_dir) {
         std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cf_->dirindex));
@@ -592,10 +598,14 @@ Result<pb::Inode> MetaStore::Setattr(const pb::SetattrRequest& request) {
   if (valid & pb::SETATTR_MODE) attr->set_mode((attr->mode() & S_IFMT) | (request.mode() & 07777));
   if (valid & pb::SETATTR_UID) attr->set_uid(request.uid());
   if (valid & pb::SETATTR_GID) attr->set_gid(request.gid());
-  if (valid & pb::SETATTR_ATIME_NOW) attr->set_atime_ns(now);
-  else if (valid & pb::SETATTR_ATIME) attr->set_atime_ns(request.atime_ns());
-  if (valid & pb::SETATTR_MTIME_NOW) attr->set_mtime_ns(now);
-  else if (valid & pb::SETATTR_MTIME) attr->set_mtime_ns(request.mtime_ns());
+  if (valid & pb::SETATTR_ATIME_NOW)
+    attr->set_atime_ns(now);
+  else if (valid & pb::SETATTR_ATIME)
+    attr->set_atime_ns(request.atime_ns());
+  if (valid & pb::SETATTR_MTIME_NOW)
+    attr->set_mtime_ns(now);
+  else if (valid & pb::SETATTR_MTIME)
+    attr->set_mtime_ns(request.mtime_ns());
   attr->set_ctime_ns((valid & pb::SETATTR_CTIME) ? request.ctime_ns() : now);
   rocksdb::WriteBatch batch;
   PutInode(batch, *inode);
@@ -766,8 +776,7 @@ Status MetaStore::ReleaseOrphan(uint64_t ino) {
 std::vector<std::pair<uint64_t, pb::Layout>> MetaStore::PendingRemovals() {
   std::vector<std::pair<uint64_t, pb::Layout>> result;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cf_->service));
-  for (it->Seek(kRemovalPrefix); it->Valid() && it->key().starts_with(kRemovalPrefix);
-       it->Next()) {
+  for (it->Seek(kRemovalPrefix); it->Valid() && it->key().starts_with(kRemovalPrefix); it->Next()) {
     pb::Layout layout;
     layout.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()));
     result.emplace_back(DecodeIno(it->key().data() + kRemovalPrefix.size()), layout);

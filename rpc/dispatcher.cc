@@ -36,20 +36,20 @@ void Dispatcher::Submit(Message request, std::string peer, std::function<void(Me
     reply.body = "server is shutting down";
     return respond(std::move(reply));
   }
-  auto found = handlers_.find(Key(static_cast<ServiceId>(request.header.service),
-                                  request.header.method));
+  auto found =
+      handlers_.find(Key(static_cast<ServiceId>(request.header.service), request.header.method));
   if (found == handlers_.end()) {
     reply.header.status = EOPNOTSUPP;
     reply.body = "unknown method " + std::to_string(request.header.service) + "." +
                  std::to_string(request.header.method);
     return respond(std::move(reply));
   }
-  asio::post(*pool_, [handler = &found->second, request = std::move(request),
-                      reply = std::move(reply), peer = std::move(peer),
-                      respond = std::move(respond)]() mutable {
-    handler->operator()(request, reply, peer);
-    respond(std::move(reply));
-  });
+  asio::post(*pool_,
+             [handler = &found->second, request = std::move(request), reply = std::move(reply),
+              peer = std::move(peer), respond = std::move(respond)]() mutable {
+               handler->operator()(request, reply, peer);
+               respond(std::move(reply));
+             });
 }
 
 }  // namespace sealfs::rpc

@@ -57,7 +57,8 @@ Status WriteFileAtomically(const std::string& path, const std::string& content) 
   bool ok = ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size());
   ok = ::fsync(fd) == 0 && ok;
   ::close(fd);
-  if (!ok || ::rename(temp.c_str(), path.c_str()) != 0) return Status(errno, "cannot write " + path);
+  if (!ok || ::rename(temp.c_str(), path.c_str()) != 0)
+    return Status(errno, "cannot write " + path);
   return Status::Ok();
 }
 

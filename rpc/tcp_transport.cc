@@ -6,8 +6,8 @@
 #include <asio/experimental/as_tuple.hpp>
 #include <cstdio>
 #include <deque>
-#include <optional>
 #include <mutex>
+#include <optional>
 #include <unordered_map>
 
 namespace sealfs::rpc {
@@ -145,8 +145,10 @@ class TcpChannel : public Channel, public std::enable_shared_from_this<TcpChanne
     queue_.clear();
     std::vector<uint64_t> ids;
     for (auto& [id, pending] : pending_) {
-      if (!pending.in_write) ids.push_back(id);
-      else if (!pending.deferred) pending.deferred = status;  // delivered when the writer returns
+      if (!pending.in_write)
+        ids.push_back(id);
+      else if (!pending.deferred)
+        pending.deferred = status;  // delivered when the writer returns
     }
     for (uint64_t id : ids) Complete(pending_.find(id), status);
     failure_ = status;
@@ -159,11 +161,11 @@ class TcpChannel : public Channel, public std::enable_shared_from_this<TcpChanne
       co_return;
     }
     tcp::resolver resolver(self->strand_);
-    auto [resolve_error, endpoints] = co_await resolver.async_resolve(
-        parsed->first, std::to_string(parsed->second), kNoThrow);
+    auto [resolve_error, endpoints] =
+        co_await resolver.async_resolve(parsed->first, std::to_string(parsed->second), kNoThrow);
     if (resolve_error) {
-      self->FailAll(Status(EHOSTUNREACH, "cannot resolve " + self->address_ + ": " +
-                                             resolve_error.message()));
+      self->FailAll(Status(EHOSTUNREACH,
+                           "cannot resolve " + self->address_ + ": " + resolve_error.message()));
       co_return;
     }
     auto socket = std::make_shared<tcp::socket>(self->strand_);
@@ -219,8 +221,8 @@ class TcpChannel : public Channel, public std::enable_shared_from_this<TcpChanne
       }
       if (error) {
         if (self->generation_ == generation) {
-          self->FailAll(Status(ErrnoOf(error), "write to " + self->address_ + " failed: " +
-                                                   error.message()));
+          self->FailAll(
+              Status(ErrnoOf(error), "write to " + self->address_ + " failed: " + error.message()));
         }
         co_return;
       }
@@ -234,8 +236,8 @@ class TcpChannel : public Channel, public std::enable_shared_from_this<TcpChanne
       Result<Message> message = co_await ReadFrame(*socket);
       if (self->generation_ != generation) co_return;
       if (!message.ok()) {
-        self->FailAll(Status(message.status().code(),
-                             self->address_ + ": " + message.status().message()));
+        self->FailAll(
+            Status(message.status().code(), self->address_ + ": " + message.status().message()));
         co_return;
       }
       if (!message->header.is_response()) {
@@ -277,7 +279,8 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
       : socket_(std::move(socket)), sink_(sink) {
     asio::error_code error;
     auto endpoint = socket_.remote_endpoint(error);
-    peer_ = error ? "unknown" : endpoint.address().to_string() + ":" + std::to_string(endpoint.port());
+    peer_ =
+        error ? "unknown" : endpoint.address().to_string() + ":" + std::to_string(endpoint.port());
   }
 
   static awaitable<void> Serve(std::shared_ptr<ServerConnection> self) {
@@ -314,9 +317,8 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
       }
       auto strand = self->socket_.get_executor();
       self->sink_.Submit(std::move(*request), self->peer_, [self, strand](Message reply) {
-        asio::post(strand, [self, reply = std::move(reply)]() mutable {
-          self->Send(std::move(reply));
-        });
+        asio::post(strand,
+                   [self, reply = std::move(reply)]() mutable { self->Send(std::move(reply)); });
       });
     }
   }
@@ -394,8 +396,8 @@ class TcpServer : public ServerTransport {
     if (!error) acceptor_.bind(endpoint, error);
     if (!error) acceptor_.listen(asio::socket_base::max_listen_connections, error);
     if (error) {
-      return Status(error.value(), "cannot listen on " + host + ":" + std::to_string(port) +
-                                       ": " + error.message());
+      return Status(error.value(), "cannot listen on " + host + ":" + std::to_string(port) + ": " +
+                                       error.message());
     }
     port_ = acceptor_.local_endpoint().port();
     asio::co_spawn(io_, AcceptLoop(this), asio::detached);
@@ -420,8 +422,8 @@ class TcpServer : public ServerTransport {
  private:
   static awaitable<void> AcceptLoop(TcpServer* self) {
     while (self->acceptor_.is_open()) {
-      auto [error, socket] = co_await self->acceptor_.async_accept(asio::make_strand(self->io_),
-                                                                   kNoThrow);
+      auto [error, socket] =
+          co_await self->acceptor_.async_accept(asio::make_strand(self->io_), kNoThrow);
       if (error) {
         if (error == asio::error::operation_aborted || !self->acceptor_.is_open()) co_return;
         continue;  // e.g. EMFILE: keep serving the connections we have

@@ -57,7 +57,9 @@ uint64_t BlockSum(const char* data, size_t size) {
   return XXH3_64bits(padded, kChecksumBlock) ^ ZeroBlockHash();
 }
 
-Status IoError(const std::string& what) { return Status(errno ? errno : EIO, what + ": " + std::strerror(errno)); }
+Status IoError(const std::string& what) {
+  return Status(errno ? errno : EIO, what + ": " + std::strerror(errno));
+}
 
 Status PreadFull(int fd, char* buffer, size_t size, off_t offset, size_t* got) {
   size_t done = 0;
@@ -175,7 +177,8 @@ Status ChunkStore::Write(uint64_t ino, uint32_t index, uint32_t offset, std::str
       SEALFS_RETURN_IF_ERROR(PreadFull(file.get(), buffer, kChecksumBlock, block_start, &got));
       uint64_t stored = 0;
       size_t sum_got = 0;
-      SEALFS_RETURN_IF_ERROR(PreadFull(sums.get(), reinterpret_cast<char*>(&stored), 8, block * 8, &sum_got));
+      SEALFS_RETURN_IF_ERROR(
+          PreadFull(sums.get(), reinterpret_cast<char*>(&stored), 8, block * 8, &sum_got));
       if (BlockSum(buffer, got) != stored) {
         std::fprintf(stderr, "chunk store: checksum mismatch in %s block %llu\n", path.c_str(),
                      static_cast<unsigned long long>(block));
@@ -232,7 +235,8 @@ Status ChunkStore::Read(uint64_t ino, uint32_t index, uint32_t offset, uint32_t 
   uint64_t end = std::min<uint64_t>(size, static_cast<uint64_t>(offset) + length);
   uint64_t first_block = offset / kChecksumBlock;
   uint64_t aligned_start = first_block * kChecksumBlock;
-  uint64_t aligned_end = std::min<uint64_t>(size, (end + kChecksumBlock - 1) / kChecksumBlock * kChecksumBlock);
+  uint64_t aligned_end =
+      std::min<uint64_t>(size, (end + kChecksumBlock - 1) / kChecksumBlock * kChecksumBlock);
   // Read whole blocks so each can be verified; the head is cut off after.
   out->resize(aligned_end - aligned_start);
   size_t got = 0;
@@ -243,8 +247,8 @@ Status ChunkStore::Read(uint64_t ino, uint32_t index, uint32_t offset, uint32_t 
   Fd sums(::open(SumPath(path).c_str(), O_RDONLY | O_CLOEXEC));
   if (sums.valid()) {
     size_t sum_got = 0;
-    SEALFS_RETURN_IF_ERROR(PreadFull(sums.get(), reinterpret_cast<char*>(stored.data()),
-                                     blocks * 8, first_block * 8, &sum_got));
+    SEALFS_RETURN_IF_ERROR(PreadFull(sums.get(), reinterpret_cast<char*>(stored.data()), blocks * 8,
+                                     first_block * 8, &sum_got));
   }
   for (uint64_t i = 0; i < blocks; ++i) {
     size_t block_size = std::min<size_t>(kChecksumBlock, got - i * kChecksumBlock);
@@ -280,19 +284,23 @@ Status ChunkStore::TruncateChunk(uint64_t ino, uint32_t index, uint64_t length) 
     // The new last block shrinks: verify it, then checksum what remains.
     char buffer[kChecksumBlock] = {};
     size_t got = 0;
-    SEALFS_RETURN_IF_ERROR(PreadFull(file.get(), buffer, kChecksumBlock, last_block * kChecksumBlock, &got));
+    SEALFS_RETURN_IF_ERROR(
+        PreadFull(file.get(), buffer, kChecksumBlock, last_block * kChecksumBlock, &got));
     uint64_t stored = 0;
     size_t sum_got = 0;
-    SEALFS_RETURN_IF_ERROR(PreadFull(sums.get(), reinterpret_cast<char*>(&stored), 8, last_block * 8, &sum_got));
+    SEALFS_RETURN_IF_ERROR(
+        PreadFull(sums.get(), reinterpret_cast<char*>(&stored), 8, last_block * 8, &sum_got));
     if (BlockSum(buffer, got) != stored) {
       return Status(EIO, "checksum mismatch in chunk " + std::to_string(index) + " of inode " +
                              std::to_string(ino));
     }
     uint64_t sum = BlockSum(buffer, tail);
-    SEALFS_RETURN_IF_ERROR(PwriteFull(sums.get(), reinterpret_cast<const char*>(&sum), 8, last_block * 8));
+    SEALFS_RETURN_IF_ERROR(
+        PwriteFull(sums.get(), reinterpret_cast<const char*>(&sum), 8, last_block * 8));
   }
   if (::ftruncate(file.get(), static_cast<off_t>(length)) != 0) return IoError("truncate " + path);
-  if (::ftruncate(sums.get(), static_cast<off_t>((length + kChecksumBlock - 1) / kChecksumBlock * 8)) != 0) {
+  if (::ftruncate(sums.get(),
+                  static_cast<off_t>((length + kChecksumBlock - 1) / kChecksumBlock * 8)) != 0) {
     return IoError("truncate checksums of " + path);
   }
   used_bytes_ -= static_cast<int64_t>(old_size - length);
@@ -303,7 +311,9 @@ Status ChunkStore::TruncateFile(uint64_t ino, uint64_t size, uint32_t chunk_size
   if (chunk_size == 0 || chunk_size > kMaxChunkSize) return Status(EINVAL, "bad chunk size");
   std::error_code ec;
   fs::directory_iterator it(FileDir(ino), ec);
-  if (ec) return ec == std::errc::no_such_file_or_directory ? Status::Ok() : Status(ec.value(), ec.message());
+  if (ec)
+    return ec == std::errc::no_such_file_or_directory ? Status::Ok()
+                                                      : Status(ec.value(), ec.message());
   std::vector<uint32_t> indexes;
   for (; it != fs::directory_iterator(); it.increment(ec)) {
     if (it->path().extension() != ".dat") continue;
@@ -353,7 +363,8 @@ Status ChunkStore::FsyncFile(uint64_t ino) {
   if (ec) return Status::Ok();
   for (; it != fs::directory_iterator(); it.increment(ec)) {
     Fd file(::open(it->path().c_str(), O_RDONLY | O_CLOEXEC));
-    if (file.valid() && ::fdatasync(file.get()) != 0) return IoError("fsync " + it->path().string());
+    if (file.valid() && ::fdatasync(file.get()) != 0)
+      return IoError("fsync " + it->path().string());
   }
   Fd directory(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (directory.valid()) ::fsync(directory.get());

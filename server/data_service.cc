@@ -20,46 +20,49 @@ void DataService::RegisterHandlers(rpc::Dispatcher& d) {
   using namespace rpc::data;
   d.Register(kWrite, {[this](const pb::WriteRequest& req, pb::WriteResponse*,
                              rpc::RequestContext& context) -> Status {
-    SEALFS_RETURN_IF_ERROR(CheckRange(req.offset(), context.payload.size()));
-    return store_.Write(req.chunk().ino(), req.chunk().index(), req.offset(), context.payload);
-  }});
+               SEALFS_RETURN_IF_ERROR(CheckRange(req.offset(), context.payload.size()));
+               return store_.Write(req.chunk().ino(), req.chunk().index(), req.offset(),
+                                   context.payload);
+             }});
   d.Register(kRead, {[this](const pb::ReadRequest& req, pb::ReadResponse*,
                             rpc::RequestContext& context) -> Status {
-    SEALFS_RETURN_IF_ERROR(CheckRange(req.offset(), req.length()));
-    return store_.Read(req.chunk().ino(), req.chunk().index(), req.offset(), req.length(),
-                       &context.reply_payload);
-  }});
+               SEALFS_RETURN_IF_ERROR(CheckRange(req.offset(), req.length()));
+               return store_.Read(req.chunk().ino(), req.chunk().index(), req.offset(),
+                                  req.length(), &context.reply_payload);
+             }});
   d.Register(kTruncateFile, {[this](const pb::TruncateFileRequest& req, pb::TruncateFileResponse*,
                                     rpc::RequestContext&) -> Status {
-    return store_.TruncateFile(req.ino(), req.size(), req.chunk_size());
-  }});
-  d.Register(kRemoveFile, {[this](const pb::RemoveFileRequest& req, pb::RemoveFileResponse*,
-                                  rpc::RequestContext&) -> Status {
-    return store_.RemoveFile(req.ino());
-  }});
-  d.Register(kFsyncFile, {[this](const pb::FsyncFileRequest& req, pb::FsyncFileResponse*,
-                                 rpc::RequestContext&) -> Status {
-    return store_.FsyncFile(req.ino());
-  }});
+               return store_.TruncateFile(req.ino(), req.size(), req.chunk_size());
+             }});
+  d.Register(kRemoveFile,
+             {[this](const pb::RemoveFileRequest& req, pb::RemoveFileResponse*,
+                     rpc::RequestContext&) -> Status { return store_.RemoveFile(req.ino()); }});
+  d.Register(kFsyncFile,
+             {[this](const pb::FsyncFileRequest& req, pb::FsyncFileResponse*,
+                     rpc::RequestContext&) -> Status { return store_.FsyncFile(req.ino()); }});
   d.Register(kStat, {[this](const pb::StatRequest&, pb::StatResponse* resp,
                             rpc::RequestContext&) -> Status {
-    ChunkStoreUsage usage = store_.Usage();
-    resp->set_capacity_bytes(usage.capacity_bytes);
-    resp->set_free_bytes(usage.free_bytes);
-    resp->set_used_bytes(usage.used_bytes);
-    resp->set_chunk_count(usage.chunk_count);
-    return Status::Ok();
-  }});
+               ChunkStoreUsage usage = store_.Usage();
+               resp->set_capacity_bytes(usage.capacity_bytes);
+               resp->set_free_bytes(usage.free_bytes);
+               resp->set_used_bytes(usage.used_bytes);
+               resp->set_chunk_count(usage.chunk_count);
+               return Status::Ok();
+             }});
 }
 
 Registration::Registration(rpc::IoThreads& io, ChunkStore& store, std::string meta_address,
                            std::string advertised_address, std::chrono::milliseconds interval)
-    : store_(store), meta_(rpc::MakeTcpChannel(io, meta_address)),
-      advertised_address_(std::move(advertised_address)), interval_(interval) {}
+    : store_(store),
+      meta_(rpc::MakeTcpChannel(io, meta_address)),
+      advertised_address_(std::move(advertised_address)),
+      interval_(interval) {}
 
 Registration::~Registration() { Stop(); }
 
-void Registration::Start() { thread_ = std::thread([this] { Loop(); }); }
+void Registration::Start() {
+  thread_ = std::thread([this] { Loop(); });
+}
 
 void Registration::Stop() {
   {
@@ -85,7 +88,8 @@ void Registration::Loop() {
       request.set_capacity_bytes(usage.capacity_bytes);
       request.set_free_bytes(usage.free_bytes);
       pb::RegisterServerResponse response;
-      status = rpc::Invoke(*meta_, rpc::meta::kRegisterServer, request, &response, {}, nullptr, options);
+      status =
+          rpc::Invoke(*meta_, rpc::meta::kRegisterServer, request, &response, {}, nullptr, options);
       if (status.ok()) {
         server_id_ = response.server_id();
         std::fprintf(stderr, "sealfs-data: registered as data server %u\n", server_id_.load());

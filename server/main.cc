@@ -44,13 +44,15 @@ int main(int argc, char** argv) {
                                     std::chrono::milliseconds(flags->GetInt("heartbeat-ms", 2000)));
   registration.Start();
   if (flags->Has("port-file")) {
-    Status written = WriteFileAtomically(flags->Get("port-file"), std::to_string(listener->port()) + "\n");
+    Status written =
+        WriteFileAtomically(flags->Get("port-file"), std::to_string(listener->port()) + "\n");
     if (!written.ok()) {
       std::fprintf(stderr, "sealfs-data: %s\n", written.ToString().c_str());
       return 1;
     }
   }
-  std::fprintf(stderr, "sealfs-data: serving %s on %s\n", flags->Get("dir").c_str(), advertised.c_str());
+  std::fprintf(stderr, "sealfs-data: serving %s on %s\n", flags->Get("dir").c_str(),
+               advertised.c_str());
   int signal_number = WaitForTerminationSignal();
   std::fprintf(stderr, "sealfs-data: signal %d, shutting down\n", signal_number);
   registration.Stop();

@@ -61,10 +61,10 @@ class TestCluster {
   bool StartData(int i) {
     std::string port_file = DataDir(i) + ".port";
     std::filesystem::remove(port_file);
-    data_pids_[i] = Spawn({SEALFS_DATA_BIN, "--dir", DataDir(i), "--meta", meta_address(),
-                           "--listen", "127.0.0.1:" + data_ports_[i], "--port-file", port_file,
-                           "--heartbeat-ms", "200"},
-                          DataDir(i) + ".log");
+    data_pids_[i] =
+        Spawn({SEALFS_DATA_BIN, "--dir", DataDir(i), "--meta", meta_address(), "--listen",
+               "127.0.0.1:" + data_ports_[i], "--port-file", port_file, "--heartbeat-ms", "200"},
+              DataDir(i) + ".log");
     data_ports_[i] = WaitForLine(port_file, data_pids_[i]);
     return !data_ports_[i].empty();
   }
@@ -112,8 +112,9 @@ class TestCluster {
     std::string mountpoint = root_ + "/" + name;
     std::filesystem::create_directories(mountpoint);
     std::string command = std::string(SEALFS_FUSE_BIN) + " " + meta_address() + "/default " +
-                          mountpoint + " -o allow_other,default_permissions,attr_timeout=1,log=" +
-                          root_ + "/" + name + ".log" + extra_options;
+                          mountpoint +
+                          " -o allow_other,default_permissions,attr_timeout=1,log=" + root_ + "/" +
+                          name + ".log" + extra_options;
     if (std::system(command.c_str()) != 0) return "";
     mounts_.push_back(mountpoint);
     return mountpoint;

@@ -52,9 +52,9 @@ std::string FindProgram(const std::string& name) {
   fs::path self = fs::read_symlink("/proc/self/exe", ec);
   if (!ec) {
     fs::path dir = self.parent_path();
-    for (const fs::path& candidate : {dir / name, dir.parent_path() / "metadata" / name,
-                                      dir.parent_path() / "server" / name,
-                                      dir.parent_path() / "client" / name}) {
+    for (const fs::path& candidate :
+         {dir / name, dir.parent_path() / "metadata" / name, dir.parent_path() / "server" / name,
+          dir.parent_path() / "client" / name}) {
       if (access(candidate.c_str(), X_OK) == 0) return candidate.string();
     }
   }
@@ -145,7 +145,8 @@ Status LocalUp(const LocalClusterOptions& o) {
                      logs + "/meta.log");
     if (!pid.ok()) return pid.status();
     WriteLine(state + "/meta.pid", std::to_string(*pid));
-    SEALFS_RETURN_IF_ERROR(WaitForFile(state + "/meta.port", *pid, "metadata server", logs + "/meta.log"));
+    SEALFS_RETURN_IF_ERROR(
+        WaitForFile(state + "/meta.port", *pid, "metadata server", logs + "/meta.log"));
     meta_address = "127.0.0.1:" + ReadFirstLine(state + "/meta.port");
     WriteLine(state + "/meta.address", meta_address);
     std::printf("started metadata server (pid %d) on %s\n", *pid, meta_address.c_str());
@@ -228,7 +229,8 @@ Status LocalDown(const LocalClusterOptions& o) {
   std::string mountpoint = ReadFirstLine(state + "/mountpoint");
   if (!mountpoint.empty() && IsMounted(mountpoint)) {
     if (umount2(mountpoint.c_str(), 0) != 0) {
-      std::fprintf(stderr, "unmount of %s busy (%s); detaching it\n", mountpoint.c_str(), std::strerror(errno));
+      std::fprintf(stderr, "unmount of %s busy (%s); detaching it\n", mountpoint.c_str(),
+                   std::strerror(errno));
       umount2(mountpoint.c_str(), MNT_DETACH);
     }
     std::printf("unmounted %s\n", mountpoint.c_str());
@@ -274,7 +276,8 @@ Status LocalStatus(const LocalClusterOptions& o) {
   std::string mountpoint = ReadFirstLine(state + "/mountpoint");
   if (!mountpoint.empty()) {
     bool mounted = IsMounted(mountpoint);
-    std::printf("mount            %s %s\n", mountpoint.c_str(), mounted ? "mounted" : "NOT MOUNTED");
+    std::printf("mount            %s %s\n", mountpoint.c_str(),
+                mounted ? "mounted" : "NOT MOUNTED");
     all_up = all_up && mounted;
   }
   return all_up ? Status::Ok() : Status(EIO, "some parts of the local cluster are down");

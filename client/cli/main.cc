@@ -21,7 +21,8 @@ namespace {
 
 const char* kUsage =
     "usage:\n"
-    "  sealfs local up [--state DIR] [--mount MNT] [--data-servers N] [--chunk-size BYTES] [--no-mount]\n"
+    "  sealfs local up [--state DIR] [--mount MNT] [--data-servers N] [--chunk-size BYTES] "
+    "[--no-mount]\n"
     "  sealfs local down [--state DIR]\n"
     "  sealfs local status [--state DIR]\n"
     "  sealfs status [--meta HOST:PORT]\n"
@@ -51,9 +52,9 @@ Result<std::unique_ptr<client::Client>> Admin(const Flags& flags) {
   options.timeout = std::chrono::seconds(10);
   auto connected = client::Client::Connect(options);
   if (!connected.ok()) {
-    return Status(connected.status().code(),
-                  "cannot reach metadata server " + options.meta_address + ": " +
-                      connected.status().ToString());
+    return Status(connected.status().code(), "cannot reach metadata server " +
+                                                 options.meta_address + ": " +
+                                                 connected.status().ToString());
   }
   return connected;
 }
@@ -166,9 +167,12 @@ int Local(const Flags& flags) {
   options.chunk_size = static_cast<uint32_t>(flags.GetInt("chunk-size", 4 << 20));
   options.mount = !flags.Has("no-mount");
   Status status;
-  if (args[1] == "up") status = cli::LocalUp(options);
-  else if (args[1] == "down") status = cli::LocalDown(options);
-  else if (args[1] == "status") status = cli::LocalStatus(options);
+  if (args[1] == "up")
+    status = cli::LocalUp(options);
+  else if (args[1] == "down")
+    status = cli::LocalDown(options);
+  else if (args[1] == "status")
+    status = cli::LocalStatus(options);
   else {
     std::fprintf(stderr, "sealfs: unknown local command '%s'\n", args[1].c_str());
     return 2;
@@ -180,8 +184,9 @@ int Local(const Flags& flags) {
 
 int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
-  auto flags = Flags::Parse(argc, argv, {"state", "mount", "data-servers", "chunk-size", "meta",
-                                         "no-mount", "help", "version"});
+  auto flags = Flags::Parse(
+      argc, argv,
+      {"state", "mount", "data-servers", "chunk-size", "meta", "no-mount", "help", "version"});
   if (!flags.ok()) {
     std::fprintf(stderr, "sealfs: %s\n%s", flags.status().message().c_str(), kUsage);
     return 2;

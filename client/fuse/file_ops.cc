@@ -25,7 +25,8 @@ int64_t NowNs() {
 
 void FuseFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
                     fuse_file_info* fi) {
-  auto created = client_.CreateAndOpen(ToServer(parent), name, S_IFREG | (mode & 07777), CallerOf(req));
+  auto created =
+      client_.CreateAndOpen(ToServer(parent), name, S_IFREG | (mode & 07777), CallerOf(req));
   if (!created.ok()) return ReplyStatus(req, created.status());
   const pb::Attr& attr = created->attr();
   auto state = State(attr.ino());

@@ -25,7 +25,9 @@ timespec ToTimespec(int64_t ns) {
 const fuse_lowlevel_ops& FuseFs::Operations() {
   static const fuse_lowlevel_ops ops = [] {
     fuse_lowlevel_ops o{};
-    o.init = [](void* userdata, fuse_conn_info* conn) { static_cast<FuseFs*>(userdata)->Init(conn); };
+    o.init = [](void* userdata, fuse_conn_info* conn) {
+      static_cast<FuseFs*>(userdata)->Init(conn);
+    };
     o.lookup = [](fuse_req_t r, fuse_ino_t p, const char* n) { Fs(r)->Lookup(r, p, n); };
     o.forget = [](fuse_req_t r, fuse_ino_t i, uint64_t n) {
       Fs(r)->Forget(i, n);
@@ -51,7 +53,9 @@ const fuse_lowlevel_ops& FuseFs::Operations() {
     };
     o.rename = [](fuse_req_t r, fuse_ino_t p, const char* n, fuse_ino_t np, const char* nn,
                   unsigned int f) { Fs(r)->Rename(r, p, n, np, nn, f); };
-    o.link = [](fuse_req_t r, fuse_ino_t i, fuse_ino_t p, const char* n) { Fs(r)->Link(r, i, p, n); };
+    o.link = [](fuse_req_t r, fuse_ino_t i, fuse_ino_t p, const char* n) {
+      Fs(r)->Link(r, i, p, n);
+    };
     o.open = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* f) { Fs(r)->Open(r, i, f); };
     o.read = [](fuse_req_t r, fuse_ino_t i, size_t s, off_t o2, fuse_file_info* f) {
       Fs(r)->Read(r, i, s, o2, f);
@@ -61,7 +65,9 @@ const fuse_lowlevel_ops& FuseFs::Operations() {
     };
     o.flush = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* f) { Fs(r)->Flush(r, i, f); };
     o.release = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* f) { Fs(r)->Release(r, i, f); };
-    o.fsync = [](fuse_req_t r, fuse_ino_t i, int d, fuse_file_info* f) { Fs(r)->Fsync(r, i, d, f); };
+    o.fsync = [](fuse_req_t r, fuse_ino_t i, int d, fuse_file_info* f) {
+      Fs(r)->Fsync(r, i, d, f);
+    };
     o.opendir = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* f) {
       f->fh = 0;
       fuse_reply_open(r, f);
@@ -79,7 +85,9 @@ const fuse_lowlevel_ops& FuseFs::Operations() {
     o.setxattr = [](fuse_req_t r, fuse_ino_t i, const char* n, const char* v, size_t s, int f) {
       Fs(r)->Setxattr(r, i, n, v, s, f);
     };
-    o.getxattr = [](fuse_req_t r, fuse_ino_t i, const char* n, size_t s) { Fs(r)->Getxattr(r, i, n, s); };
+    o.getxattr = [](fuse_req_t r, fuse_ino_t i, const char* n, size_t s) {
+      Fs(r)->Getxattr(r, i, n, s);
+    };
     o.listxattr = [](fuse_req_t r, fuse_ino_t i, size_t s) { Fs(r)->Listxattr(r, i, s); };
     o.removexattr = [](fuse_req_t r, fuse_ino_t i, const char* n) { Fs(r)->Removexattr(r, i, n); };
     o.access = [](fuse_req_t r, fuse_ino_t i, int m) { Fs(r)->Access(r, i, m); };

@@ -24,10 +24,10 @@ struct FuseOptions {
 struct InodeState {
   std::mutex mutex;
   pb::Layout layout;
-  uint64_t size = 0;         // size including this mount's uncommitted writes
+  uint64_t size = 0;  // size including this mount's uncommitted writes
   int64_t mtime_ns = 0;
-  bool dirty = false;        // written here, size/mtime not yet committed
-  uint64_t lookups = 0;      // the kernel's lookup count (forget lowers it)
+  bool dirty = false;    // written here, size/mtime not yet committed
+  uint64_t lookups = 0;  // the kernel's lookup count (forget lowers it)
   int opens = 0;
   // What the kernel was last told, to notice changes made by other clients.
   uint64_t kernel_size = 0;
@@ -65,7 +65,8 @@ class FuseFs {
   void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi);
   void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
   void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, fuse_file_info* fi);
-  void WriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* bufs, off_t offset, fuse_file_info* fi);
+  void WriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* bufs, off_t offset,
+                fuse_file_info* fi);
   void Flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
   void Release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
   void Fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi);

@@ -41,23 +41,29 @@ bool ParseArguments(int argc, char** argv, Arguments* out, std::string* error) {
   std::vector<std::string> positional;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
-    if (arg == "-f") out->foreground = true;
-    else if (arg == "-d") out->debug = out->foreground = true;
+    if (arg == "-f")
+      out->foreground = true;
+    else if (arg == "-d")
+      out->debug = out->foreground = true;
     else if (arg == "-o" && i + 1 < argc) {
       std::stringstream options(argv[++i]);
       std::string option;
       while (std::getline(options, option, ',')) {
         if (option.empty()) continue;
         // Options of mount(8) and fstab that are not for the kernel.
-        if (option == "defaults" || option == "auto" || option == "noauto" ||
-            option == "nofail" || option == "_netdev" || option == "user" || option == "users" ||
-            option == "nouser" || option.rfind("x-", 0) == 0) {
+        if (option == "defaults" || option == "auto" || option == "noauto" || option == "nofail" ||
+            option == "_netdev" || option == "user" || option == "users" || option == "nouser" ||
+            option.rfind("x-", 0) == 0) {
           continue;
         }
-        if (option.rfind("log=", 0) == 0) out->log_file = option.substr(4);
-        else if (option.rfind("attr_timeout=", 0) == 0) out->attr_timeout = std::stod(option.substr(13));
-        else if (option.rfind("entry_timeout=", 0) == 0) out->entry_timeout = std::stod(option.substr(14));
-        else out->fuse_options.push_back(option);
+        if (option.rfind("log=", 0) == 0)
+          out->log_file = option.substr(4);
+        else if (option.rfind("attr_timeout=", 0) == 0)
+          out->attr_timeout = std::stod(option.substr(13));
+        else if (option.rfind("entry_timeout=", 0) == 0)
+          out->entry_timeout = std::stod(option.substr(14));
+        else
+          out->fuse_options.push_back(option);
       }
     } else if (arg == "-h" || arg == "--help") {
       *error = "";
@@ -98,7 +104,8 @@ int main(int argc, char** argv) {
   }
   size_t slash = args.source.find('/');
   if (slash == std::string::npos || slash + 1 == args.source.size()) {
-    std::fprintf(stderr, "sealfs-fuse: source '%s' must be HOST:PORT/VOLUME\n", args.source.c_str());
+    std::fprintf(stderr, "sealfs-fuse: source '%s' must be HOST:PORT/VOLUME\n",
+                 args.source.c_str());
     return 2;
   }
   client::ClientOptions options;
@@ -106,7 +113,8 @@ int main(int argc, char** argv) {
   options.volume = args.source.substr(slash + 1);
   struct stat mount_stat;
   if (stat(args.mountpoint.c_str(), &mount_stat) != 0 || !S_ISDIR(mount_stat.st_mode)) {
-    std::fprintf(stderr, "sealfs-fuse: mountpoint %s is not a directory\n", args.mountpoint.c_str());
+    std::fprintf(stderr, "sealfs-fuse: mountpoint %s is not a directory\n",
+                 args.mountpoint.c_str());
     return 2;
   }
 
@@ -127,17 +135,20 @@ int main(int argc, char** argv) {
       std::string message;
       char buffer[512];
       ssize_t n;
-      while ((n = read(pipe_fds[0], buffer, sizeof buffer)) > 0) message.append(buffer, static_cast<size_t>(n));
+      while ((n = read(pipe_fds[0], buffer, sizeof buffer)) > 0)
+        message.append(buffer, static_cast<size_t>(n));
       if (message == "ok") return 0;
-      std::fprintf(stderr, "sealfs-fuse: %s\n", message.empty() ? "mount process died" : message.c_str());
+      std::fprintf(stderr, "sealfs-fuse: %s\n",
+                   message.empty() ? "mount process died" : message.c_str());
       return 1;
     }
     close(pipe_fds[0]);
     report_fd = pipe_fds[1];
     setsid();
     int null_fd = open("/dev/null", O_RDWR);
-    int log_fd = args.log_file.empty() ? null_fd
-                                       : open(args.log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    int log_fd = args.log_file.empty()
+                     ? null_fd
+                     : open(args.log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (log_fd < 0) log_fd = null_fd;
     dup2(null_fd, 0);
     dup2(log_fd, 1);
@@ -174,12 +185,14 @@ int main(int argc, char** argv) {
     return 1;
   }
   fs.set_session(session);
-  if (fuse_set_signal_handlers(session) != 0 || fuse_session_mount(session, args.mountpoint.c_str()) != 0) {
+  if (fuse_set_signal_handlers(session) != 0 ||
+      fuse_session_mount(session, args.mountpoint.c_str()) != 0) {
     Report(report_fd, "cannot mount FUSE at " + args.mountpoint + " (is /dev/fuse available?)");
     fuse_session_destroy(session);
     return 1;
   }
-  std::fprintf(stderr, "sealfs-fuse: mounted %s at %s\n", args.source.c_str(), args.mountpoint.c_str());
+  std::fprintf(stderr, "sealfs-fuse: mounted %s at %s\n", args.source.c_str(),
+               args.mountpoint.c_str());
   std::fflush(stderr);
   Report(report_fd, "ok");
   fuse_loop_config* loop = fuse_loop_cfg_create();

@@ -18,10 +18,10 @@ constexpr uint32_t kLinuxRenameExchange = 2;
 void FuseFs::Init(fuse_conn_info* conn) {
   conn->max_write = 1u << 20;
   conn->max_readahead = 1u << 20;
-  const unsigned wanted[] = {FUSE_CAP_SPLICE_WRITE, FUSE_CAP_SPLICE_MOVE, FUSE_CAP_SPLICE_READ,
-                             FUSE_CAP_READDIRPLUS, FUSE_CAP_READDIRPLUS_AUTO,
-                             FUSE_CAP_PARALLEL_DIROPS, FUSE_CAP_EXPORT_SUPPORT,
-                             FUSE_CAP_ASYNC_READ};
+  const unsigned wanted[] = {FUSE_CAP_SPLICE_WRITE,     FUSE_CAP_SPLICE_MOVE,
+                             FUSE_CAP_SPLICE_READ,      FUSE_CAP_READDIRPLUS,
+                             FUSE_CAP_READDIRPLUS_AUTO, FUSE_CAP_PARALLEL_DIROPS,
+                             FUSE_CAP_EXPORT_SUPPORT,   FUSE_CAP_ASYNC_READ};
   for (unsigned capability : wanted) {
     if (conn->capable & capability) conn->want |= capability;
   }
@@ -115,12 +115,14 @@ void FuseFs::Setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_s
   auto to_ns = [](const timespec& ts) {
     return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
   };
-  if (to_set & FUSE_SET_ATTR_ATIME_NOW) valid |= pb::SETATTR_ATIME_NOW;
+  if (to_set & FUSE_SET_ATTR_ATIME_NOW)
+    valid |= pb::SETATTR_ATIME_NOW;
   else if (to_set & FUSE_SET_ATTR_ATIME) {
     valid |= pb::SETATTR_ATIME;
     request.set_atime_ns(to_ns(attr->st_atim));
   }
-  if (to_set & FUSE_SET_ATTR_MTIME_NOW) valid |= pb::SETATTR_MTIME_NOW;
+  if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+    valid |= pb::SETATTR_MTIME_NOW;
   else if (to_set & FUSE_SET_ATTR_MTIME) {
     valid |= pb::SETATTR_MTIME;
     request.set_mtime_ns(to_ns(attr->st_mtim));
@@ -329,7 +331,8 @@ void FuseFs::Access(fuse_req_t req, fuse_ino_t ino, int mask) {
     if (!in_group) {
       gid_t groups[64];
       int count = fuse_req_getgroups(req, 64, groups);
-      for (int i = 0; i < count && i < 64; ++i) in_group = in_group || groups[i] == response.attr().gid();
+      for (int i = 0; i < count && i < 64; ++i)
+        in_group = in_group || groups[i] == response.attr().gid();
     }
     granted = in_group ? (mode >> 3) & 7 : mode & 7;
   }

@@ -46,14 +46,15 @@ std::string ReadFile(const std::string& path) {
 }
 
 int Renameat2(const std::string& from, const std::string& to, unsigned flags) {
-  return static_cast<int>(syscall(SYS_renameat2, AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), flags));
+  return static_cast<int>(
+      syscall(SYS_renameat2, AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), flags));
 }
 
 std::vector<std::string> ChunkFiles(const std::string& dir) {
   std::vector<std::string> files;
   std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(dir, ec); it != fs::recursive_directory_iterator();
-       it.increment(ec)) {
+  for (auto it = fs::recursive_directory_iterator(dir, ec);
+       it != fs::recursive_directory_iterator(); it.increment(ec)) {
     if (it->path().extension() == ".dat") files.push_back(it->path().string());
   }
   return files;
@@ -213,7 +214,8 @@ TEST_F(FuseTest, ExtendedAttributes) {
   ssize_t length = listxattr(path.c_str(), names, sizeof names);
   ASSERT_GT(length, 0);
   std::set<std::string> listed;
-  for (ssize_t i = 0; i < length; i += static_cast<ssize_t>(strlen(names + i)) + 1) listed.insert(names + i);
+  for (ssize_t i = 0; i < length; i += static_cast<ssize_t>(strlen(names + i)) + 1)
+    listed.insert(names + i);
   EXPECT_EQ(listed, (std::set<std::string>{"user.color", "user.shape"}));
   ASSERT_EQ(removexattr(path.c_str(), "user.color"), 0);
   EXPECT_EQ(removexattr(path.c_str(), "user.color"), -1);
@@ -408,7 +410,8 @@ TEST_F(FuseTest, CorruptedChunkReadsAsEio) {
   struct stat st;
   ASSERT_EQ(stat(A("fragile").c_str(), &st), 0);
   char suffix[64];
-  std::snprintf(suffix, sizeof suffix, "/chunks/%02x/%016llx/0.dat", static_cast<unsigned>(st.st_ino & 0xff),
+  std::snprintf(suffix, sizeof suffix, "/chunks/%02x/%016llx/0.dat",
+                static_cast<unsigned>(st.st_ino & 0xff),
                 static_cast<unsigned long long>(st.st_ino));
   std::string chunk;
   for (int i = 0; i < 3; ++i) {
@@ -471,7 +474,8 @@ TEST_F(FuseTest, OneGibFileAcrossMountsIsByteIdenticalAndStriped) {
   struct stat st;
   ASSERT_EQ(stat(A("big").c_str(), &st), 0);
   char suffix[64];
-  std::snprintf(suffix, sizeof suffix, "/chunks/%02x/%016llx", static_cast<unsigned>(st.st_ino & 0xff),
+  std::snprintf(suffix, sizeof suffix, "/chunks/%02x/%016llx",
+                static_cast<unsigned>(st.st_ino & 0xff),
                 static_cast<unsigned long long>(st.st_ino));
   size_t chunks = 0;
   for (int i = 0; i < 3; ++i) {
@@ -498,7 +502,8 @@ TEST_F(FuseTest, RandomOperationsMatchAModel) {
       size_t offset = random() % kMaxSize;
       size_t length = 1 + random() % 70000;
       std::string data = Pattern(length, static_cast<unsigned>(step));
-      ASSERT_EQ(pwrite(fd, data.data(), length, static_cast<off_t>(offset)), static_cast<ssize_t>(length))
+      ASSERT_EQ(pwrite(fd, data.data(), length, static_cast<off_t>(offset)),
+                static_cast<ssize_t>(length))
           << "step " << step;
       if (model.size() < offset + length) model.resize(offset + length, '\0');
       model.replace(offset, length, data);
@@ -624,8 +629,8 @@ TEST(FuseMountHelper, MountSealfsHelperMounts) {
   fs::create_directories(mountpoint);
   std::string helper = fs::path(SEALFS_FUSE_BIN).parent_path().string();
   std::string command = "PATH=" + helper + ":$PATH sh " + std::string(SEALFS_SOURCE_DIR) +
-                        "/deploy/mount.sealfs " + cluster.meta_address() + "/default " + mountpoint +
-                        " -o rw,allow_other,default_permissions,_netdev";
+                        "/deploy/mount.sealfs " + cluster.meta_address() + "/default " +
+                        mountpoint + " -o rw,allow_other,default_permissions,_netdev";
   ASSERT_EQ(std::system(command.c_str()), 0);
   EXPECT_TRUE(WriteFile(mountpoint + "/x", "through the helper"));
   EXPECT_EQ(ReadFile(mountpoint + "/x"), "through the helper");

@@ -65,7 +65,9 @@ class MetaStoreTest : public ::testing::Test {
     }
     return names;
   }
-  static MetaStore::OpenCheck NeverOpen() { return [](uint64_t) { return false; }; }
+  static MetaStore::OpenCheck NeverOpen() {
+    return [](uint64_t) { return false; };
+  }
 
   std::string dir_;
   std::unique_ptr<MetaStore> store_;
@@ -97,7 +99,8 @@ TEST_F(MetaStoreTest, InodeIdsCarryTheShard) {
 TEST_F(MetaStoreTest, LayoutsRotateOverServers) {
   std::set<uint32_t> first_servers;
   for (int i = 0; i < 6; ++i) {
-    auto inode = store_->Mknod(root_, "f" + std::to_string(i), S_IFREG | 0644, 0, caller_, servers_);
+    auto inode =
+        store_->Mknod(root_, "f" + std::to_string(i), S_IFREG | 0644, 0, caller_, servers_);
     ASSERT_TRUE(inode.ok());
     first_servers.insert(inode->layout().servers(0));
   }
@@ -105,23 +108,31 @@ TEST_F(MetaStoreTest, LayoutsRotateOverServers) {
 }
 
 TEST_F(MetaStoreTest, NameErrors) {
-  EXPECT_EQ(store_->Mknod(root_, std::string(256, 'x'), S_IFREG | 0644, 0, caller_, servers_).status().code(),
+  EXPECT_EQ(store_->Mknod(root_, std::string(256, 'x'), S_IFREG | 0644, 0, caller_, servers_)
+                .status()
+                .code(),
             ENAMETOOLONG);
-  EXPECT_TRUE(store_->Mknod(root_, std::string(255, 'x'), S_IFREG | 0644, 0, caller_, servers_).ok());
-  EXPECT_EQ(store_->Mknod(root_, "a/b", S_IFREG | 0644, 0, caller_, servers_).status().code(), EINVAL);
+  EXPECT_TRUE(
+      store_->Mknod(root_, std::string(255, 'x'), S_IFREG | 0644, 0, caller_, servers_).ok());
+  EXPECT_EQ(store_->Mknod(root_, "a/b", S_IFREG | 0644, 0, caller_, servers_).status().code(),
+            EINVAL);
   EXPECT_EQ(store_->Mknod(root_, "", S_IFREG | 0644, 0, caller_, servers_).status().code(), EINVAL);
   EXPECT_EQ(store_->Mkdir(root_, ".", 0755, caller_).status().code(), EINVAL);
   EXPECT_EQ(store_->Lookup(root_, std::string(256, 'y')).status().code(), ENAMETOOLONG);
-  EXPECT_EQ(store_->Unlink(root_, std::string(256, 'y'), NeverOpen()).status().code(), ENAMETOOLONG);
-  EXPECT_EQ(store_->Symlink(root_, "l", std::string(4096, 't'), caller_).status().code(), ENAMETOOLONG);
+  EXPECT_EQ(store_->Unlink(root_, std::string(256, 'y'), NeverOpen()).status().code(),
+            ENAMETOOLONG);
+  EXPECT_EQ(store_->Symlink(root_, "l", std::string(4096, 't'), caller_).status().code(),
+            ENAMETOOLONG);
   EXPECT_TRUE(store_->Symlink(root_, "l", std::string(4095, 't'), caller_).ok());
 }
 
 TEST_F(MetaStoreTest, CreateErrors) {
   uint64_t file = File(root_, "a");
-  EXPECT_EQ(store_->Mknod(root_, "a", S_IFREG | 0644, 0, caller_, servers_).status().code(), EEXIST);
+  EXPECT_EQ(store_->Mknod(root_, "a", S_IFREG | 0644, 0, caller_, servers_).status().code(),
+            EEXIST);
   EXPECT_EQ(store_->Mkdir(root_, "a", 0755, caller_).status().code(), EEXIST);
-  EXPECT_EQ(store_->Mknod(file, "x", S_IFREG | 0644, 0, caller_, servers_).status().code(), ENOTDIR);
+  EXPECT_EQ(store_->Mknod(file, "x", S_IFREG | 0644, 0, caller_, servers_).status().code(),
+            ENOTDIR);
   EXPECT_EQ(store_->Mkdir(424242, "x", 0755, caller_).status().code(), ENOENT);
 }
 
@@ -168,7 +179,8 @@ TEST_F(MetaStoreTest, UnlinkAndRmdirErrors) {
   EXPECT_EQ(Attr(root_).nlink(), links - 1);
   EXPECT_EQ(store_->Getattr(dir).status().code(), ENOENT);
   // Creating inside a removed directory fails.
-  EXPECT_EQ(store_->Mknod(dir, "late", S_IFREG | 0644, 0, caller_, servers_).status().code(), ENOENT);
+  EXPECT_EQ(store_->Mknod(dir, "late", S_IFREG | 0644, 0, caller_, servers_).status().code(),
+            ENOENT);
 }
 
 TEST_F(MetaStoreTest, UnlinkFreesAndQueuesChunkRemoval) {
@@ -194,7 +206,7 @@ TEST_F(MetaStoreTest, UnlinkedOpenFileBecomesOrphanUntilReleased) {
   EXPECT_EQ(Attr(ino).nlink(), 0u);
   EXPECT_EQ(store_->Orphans(), std::vector<uint64_t>{ino});
   EXPECT_TRUE(store_->CommitWrite(ino, 100, 0).ok());  // still writable
-  Reopen();  // orphans survive restarts
+  Reopen();                                            // orphans survive restarts
   EXPECT_EQ(store_->Orphans(), std::vector<uint64_t>{ino});
   ASSERT_TRUE(store_->ReleaseOrphan(ino).ok());
   EXPECT_EQ(store_->Getattr(ino).status().code(), ENOENT);
@@ -339,7 +351,9 @@ TEST_F(MetaStoreTest, RenameDirectoryRules) {
 TEST_F(MetaStoreTest, RenameNoreplace) {
   File(root_, "a");
   File(root_, "b");
-  EXPECT_EQ(store_->Rename(root_, "a", root_, "b", pb::RENAME_FLAG_NOREPLACE, NeverOpen()).status().code(),
+  EXPECT_EQ(store_->Rename(root_, "a", root_, "b", pb::RENAME_FLAG_NOREPLACE, NeverOpen())
+                .status()
+                .code(),
             EEXIST);
   EXPECT_TRUE(store_->Rename(root_, "a", root_, "c", pb::RENAME_FLAG_NOREPLACE, NeverOpen()).ok());
 }
@@ -348,10 +362,13 @@ TEST_F(MetaStoreTest, RenameExchange) {
   uint64_t file = File(root_, "f");
   uint64_t dir = Dir(root_, "d");
   uint64_t other = Dir(root_, "o");
-  EXPECT_EQ(store_->Rename(root_, "f", root_, "none", pb::RENAME_FLAG_EXCHANGE, NeverOpen()).status().code(),
+  EXPECT_EQ(store_->Rename(root_, "f", root_, "none", pb::RENAME_FLAG_EXCHANGE, NeverOpen())
+                .status()
+                .code(),
             ENOENT);
-  EXPECT_EQ(store_->Rename(root_, "f", root_, "d",
-                           pb::RENAME_FLAG_EXCHANGE | pb::RENAME_FLAG_NOREPLACE, NeverOpen())
+  EXPECT_EQ(store_
+                ->Rename(root_, "f", root_, "d",
+                         pb::RENAME_FLAG_EXCHANGE | pb::RENAME_FLAG_NOREPLACE, NeverOpen())
                 .status()
                 .code(),
             EINVAL);
@@ -367,7 +384,9 @@ TEST_F(MetaStoreTest, RenameExchange) {
   // A directory cannot be exchanged into its own subtree.
   uint64_t inner = Dir(dir, "inner");
   File(inner, "leaf");
-  EXPECT_EQ(store_->Rename(root_, "g", inner, "leaf", pb::RENAME_FLAG_EXCHANGE, NeverOpen()).status().code(),
+  EXPECT_EQ(store_->Rename(root_, "g", inner, "leaf", pb::RENAME_FLAG_EXCHANGE, NeverOpen())
+                .status()
+                .code(),
             EINVAL);
 }
 
@@ -422,7 +441,8 @@ TEST_F(MetaStoreTest, Xattrs) {
   ASSERT_TRUE(store_->Removexattr(ino, "user.a").ok());
   EXPECT_EQ(store_->Removexattr(ino, "user.a").code(), ENODATA);
   EXPECT_EQ(store_->Setxattr(ino, std::string(256, 'n'), "v", 0).code(), ERANGE);
-  EXPECT_EQ(store_->Setxattr(ino, "user.big", std::string(kXattrValueMax + 1, 'v'), 0).code(), E2BIG);
+  EXPECT_EQ(store_->Setxattr(ino, "user.big", std::string(kXattrValueMax + 1, 'v'), 0).code(),
+            E2BIG);
   EXPECT_EQ(store_->Getxattr(999999, "user.a").status().code(), ENOENT);
   // Xattrs go with the inode.
   ASSERT_TRUE(store_->Unlink(root_, "f", NeverOpen()).ok());

@@ -23,19 +23,20 @@ using namespace std::chrono_literals;
 class TransportTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dispatcher_.Register(data::kRead, {[this](const pb::ReadRequest& req, pb::ReadResponse*,
-                                              RequestContext& context) -> Status {
-      if (req.length() == 404) return Status(ENOENT, "no such thing");
-      if (req.length() == 999) std::this_thread::sleep_for(500ms);
-      ++served_;
-      context.reply_payload.assign(req.length(), static_cast<char>('a' + req.offset() % 26));
-      return Status::Ok();
-    }});
+    dispatcher_.Register(
+        data::kRead,
+        {[this](const pb::ReadRequest& req, pb::ReadResponse*, RequestContext& context) -> Status {
+          if (req.length() == 404) return Status(ENOENT, "no such thing");
+          if (req.length() == 999) std::this_thread::sleep_for(500ms);
+          ++served_;
+          context.reply_payload.assign(req.length(), static_cast<char>('a' + req.offset() % 26));
+          return Status::Ok();
+        }});
     dispatcher_.Register(data::kWrite, {[](const pb::WriteRequest&, pb::WriteResponse*,
                                            RequestContext& context) -> Status {
-      context.reply_payload = std::string(context.payload);  // echo
-      return Status::Ok();
-    }});
+                           context.reply_payload = std::string(context.payload);  // echo
+                           return Status::Ok();
+                         }});
     server_ = MakeTcpServer(io_, dispatcher_);
     ASSERT_TRUE(server_->Listen("127.0.0.1", 0).ok());
     address_ = "127.0.0.1:" + std::to_string(server_->port());
@@ -65,7 +66,8 @@ class TransportTest : public ::testing::Test {
     std::string received;
     char buffer[4096];
     ssize_t n;
-    while ((n = read(fd, buffer, sizeof buffer)) > 0) received.append(buffer, static_cast<size_t>(n));
+    while ((n = read(fd, buffer, sizeof buffer)) > 0)
+      received.append(buffer, static_cast<size_t>(n));
     EXPECT_EQ(n, 0) << "server did not close the connection";
     return received;
   }
@@ -118,13 +120,14 @@ TEST_F(TransportTest, ManyCallsInFlightOnOneConnection) {
     pb::ReadRequest request;
     request.set_offset(static_cast<uint32_t>(i));
     request.set_length(static_cast<uint32_t>(1000 + i));
-    InvokeAsync(*channel, data::kRead, request, {}, CallOptions{},
-                [&, i](Status status, pb::ReadResponse&, std::string& payload) {
-                  if (status.ok() && payload == std::string(1000 + i, static_cast<char>('a' + i % 26))) {
-                    ++correct;
-                  }
-                  done.count_down();
-                });
+    InvokeAsync(
+        *channel, data::kRead, request, {}, CallOptions{},
+        [&, i](Status status, pb::ReadResponse&, std::string& payload) {
+          if (status.ok() && payload == std::string(1000 + i, static_cast<char>('a' + i % 26))) {
+            ++correct;
+          }
+          done.count_down();
+        });
   }
   done.wait();
   EXPECT_EQ(correct.load(), kCalls);
@@ -144,7 +147,8 @@ TEST_F(TransportTest, UnknownMethodGetsAnErrorNotACrash) {
 
 TEST_F(TransportTest, UnparsableBodyGetsEbadmsg) {
   auto channel = MakeTcpChannel(io_, address_);
-  Result<Message> reply = channel->Call(ServiceId::kData, data::kRead.id, "\xff\xff\xff", {}, CallOptions{});
+  Result<Message> reply =
+      channel->Call(ServiceId::kData, data::kRead.id, "\xff\xff\xff", {}, CallOptions{});
   ASSERT_TRUE(reply.ok());
   EXPECT_EQ(reply->header.status, EBADMSG);
 }

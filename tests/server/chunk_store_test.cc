@@ -57,9 +57,7 @@ TEST_F(ChunkStoreTest, WriteThenReadBack) {
   EXPECT_EQ(ReadAll(7, 0, 12345, 1000), data.substr(12345, 1000));
 }
 
-TEST_F(ChunkStoreTest, MissingChunkReadsEmpty) {
-  EXPECT_EQ(ReadAll(1, 5, 0, 4096), "");
-}
+TEST_F(ChunkStoreTest, MissingChunkReadsEmpty) { EXPECT_EQ(ReadAll(1, 5, 0, 4096), ""); }
 
 TEST_F(ChunkStoreTest, ReadPastEndIsShort) {
   ASSERT_TRUE(store_->Write(7, 0, 0, "hello").ok());
@@ -113,7 +111,8 @@ TEST_F(ChunkStoreTest, ZeroedBlockIsDetected) {
   ASSERT_TRUE(store_->Write(14, 0, 0, data).ok());
   int fd = ::open(store_->ChunkPath(14, 0).c_str(), O_RDWR);
   std::string zeros(kChecksumBlock, '\0');
-  ASSERT_EQ(::pwrite(fd, zeros.data(), zeros.size(), kChecksumBlock), static_cast<ssize_t>(zeros.size()));
+  ASSERT_EQ(::pwrite(fd, zeros.data(), zeros.size(), kChecksumBlock),
+            static_cast<ssize_t>(zeros.size()));
   ::close(fd);
   std::string out;
   EXPECT_EQ(store_->Read(14, 0, 0, 2 * kChecksumBlock, &out).code(), EIO);

@@ -65,7 +65,8 @@ class Client {
   explicit Client(ClientOptions options);
   rpc::CallOptions call_options() const { return rpc::CallOptions{options_.timeout}; }
   Result<std::shared_ptr<rpc::Channel>> ChannelFor(uint32_t server_id);
-  Result<std::vector<std::shared_ptr<rpc::Channel>>> ChannelsFor(const std::vector<uint32_t>& servers);
+  Result<std::vector<std::shared_ptr<rpc::Channel>>> ChannelsFor(
+      const std::vector<uint32_t>& servers);
   void KeepaliveLoop();
 
   ClientOptions options_;

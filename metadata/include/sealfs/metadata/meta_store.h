@@ -111,7 +111,7 @@ class MetaStore {
   std::vector<pb::DataServer> ListServers();
   uint64_t UsedInodes();
 
- // Opaque internals, declared here so implementation files can share them.
+  // Opaque internals, declared here so implementation files can share them.
   struct Handles;
   class Locks;
 
@@ -143,8 +143,8 @@ class MetaStore {
   std::unique_ptr<Handles> cf_;
   std::unique_ptr<Locks> locks_;
   std::atomic<uint64_t> next_ino_{0};
-  std::mutex rename_mutex_;   // serializes directory moves between parents
-  std::mutex registry_mutex_; // volumes and servers
+  std::mutex rename_mutex_;    // serializes directory moves between parents
+  std::mutex registry_mutex_;  // volumes and servers
 };
 
 // Validates a single path component; EINVAL or ENAMETOOLONG.

@@ -9,7 +9,7 @@ namespace sealfs::rpc {
 
 namespace meta {
 #define SEALFS_META_METHOD(Name, Req, Resp, Id) \
-  inline constexpr Method<pb::Req, pb::Resp> k##Name{ServiceId::kMeta, pb::Id, #Name}
+  inline constexpr Method<pb::Req, pb::Resp> k##Name { ServiceId::kMeta, pb::Id, #Name }
 SEALFS_META_METHOD(Mount, MountRequest, MountResponse, META_MOUNT);
 SEALFS_META_METHOD(Lookup, LookupRequest, LookupResponse, META_LOOKUP);
 SEALFS_META_METHOD(Getattr, GetattrRequest, GetattrResponse, META_GETATTR);
@@ -45,7 +45,7 @@ SEALFS_META_METHOD(ClusterMap, ClusterMapRequest, ClusterMapResponse, META_CLUST
 
 namespace data {
 #define SEALFS_DATA_METHOD(Name, Req, Resp, Id) \
-  inline constexpr Method<pb::Req, pb::Resp> k##Name{ServiceId::kData, pb::Id, #Name}
+  inline constexpr Method<pb::Req, pb::Resp> k##Name { ServiceId::kData, pb::Id, #Name }
 SEALFS_DATA_METHOD(Write, WriteRequest, WriteResponse, DATA_WRITE);
 SEALFS_DATA_METHOD(Read, ReadRequest, ReadResponse, DATA_READ);
 SEALFS_DATA_METHOD(TruncateFile, TruncateFileRequest, TruncateFileResponse, DATA_TRUNCATE_FILE);

@@ -26,8 +26,8 @@ struct Method {
 
 // What a handler sees besides its request message.
 struct RequestContext {
-  std::string_view payload;    // raw bytes sent with the request
-  std::string reply_payload;   // raw bytes to send back
+  std::string_view payload;   // raw bytes sent with the request
+  std::string reply_payload;  // raw bytes to send back
   const std::string* peer = nullptr;
 };
 
@@ -41,9 +41,8 @@ class Dispatcher : public RequestSink {
   template <typename Request, typename Response>
   void Register(Method<Request, Response> method,
                 std::function<Status(const Request&, Response*, RequestContext&)> handler) {
-    handlers_[Key(method.service, method.id)] = [handler](Message& request,
-                                                           Message& reply,
-                                                           const std::string& peer) {
+    handlers_[Key(method.service, method.id)] = [handler](Message& request, Message& reply,
+                                                          const std::string& peer) {
       Request typed_request;
       if (!typed_request.ParseFromString(request.body)) {
         reply.header.status = EBADMSG;
@@ -87,8 +86,8 @@ template <typename Request, typename Response>
 Status Invoke(Channel& channel, Method<Request, Response> method, const Request& request,
               Response* response, std::string_view payload = {},
               std::string* reply_payload = nullptr, CallOptions options = {}) {
-  Result<Message> reply = channel.Call(method.service, method.id, request.SerializeAsString(),
-                                       payload, options);
+  Result<Message> reply =
+      channel.Call(method.service, method.id, request.SerializeAsString(), payload, options);
   if (!reply.ok()) return reply.status();
   if (reply->header.status != 0) return Status(reply->header.status, reply->body);
   if (!response->ParseFromString(reply->body)) {
@@ -103,21 +102,21 @@ Status Invoke(Channel& channel, Method<Request, Response> method, const Request&
 template <typename Request, typename Response, typename Done>
 void InvokeAsync(Channel& channel, Method<Request, Response> method, const Request& request,
                  std::string_view payload, CallOptions options, Done done) {
-  channel.CallAsync(
-      method.service, method.id, request.SerializeAsString(), payload, options,
-      [method, done = std::move(done)](Result<Message> reply) {
-        Response response;
-        std::string empty;
-        if (!reply.ok()) return done(reply.status(), response, empty);
-        if (reply->header.status != 0) {
-          return done(Status(reply->header.status, reply->body), response, empty);
-        }
-        if (!response.ParseFromString(reply->body)) {
-          return done(Status(EBADMSG, std::string(method.name) + ": response does not parse"),
-                      response, empty);
-        }
-        done(Status::Ok(), response, reply->payload);
-      });
+  channel.CallAsync(method.service, method.id, request.SerializeAsString(), payload, options,
+                    [method, done = std::move(done)](Result<Message> reply) {
+                      Response response;
+                      std::string empty;
+                      if (!reply.ok()) return done(reply.status(), response, empty);
+                      if (reply->header.status != 0) {
+                        return done(Status(reply->header.status, reply->body), response, empty);
+                      }
+                      if (!response.ParseFromString(reply->body)) {
+                        return done(
+                            Status(EBADMSG, std::string(method.name) + ": response does not parse"),
+                            response, empty);
+                      }
+                      done(Status::Ok(), response, reply->payload);
+                    });
 }
 
 }  // namespace sealfs::rpc

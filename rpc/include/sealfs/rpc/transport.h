@@ -30,8 +30,7 @@ class Channel {
   // `on_reply` has run. The callback runs on a transport thread and must not
   // block.
   virtual void CallAsync(ServiceId service, uint16_t method, std::string body,
-                         std::string_view payload, CallOptions options,
-                         ReplyCallback on_reply) = 0;
+                         std::string_view payload, CallOptions options, ReplyCallback on_reply) = 0;
 
   // The server this channel talks to, as "host:port".
   virtual const std::string& address() const = 0;
@@ -46,8 +45,7 @@ class RequestSink {
  public:
   virtual ~RequestSink() = default;
   // `respond` may be called from any thread, exactly once.
-  virtual void Submit(Message request, std::string peer,
-                      std::function<void(Message)> respond) = 0;
+  virtual void Submit(Message request, std::string peer, std::function<void(Message)> respond) = 0;
 };
 
 class ServerTransport {
