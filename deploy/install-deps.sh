@@ -14,7 +14,7 @@ packages=(
   libxxhash-dev libgtest-dev libgmock-dev libbenchmark-dev
   libibverbs-dev librdmacm-dev
   # runtime and test tools
-  fuse3 attr acl fio psmisc procps util-linux python3 e2fsprogs
+  fuse3 attr acl fio psmisc procps util-linux python3 python3-matplotlib e2fsprogs
 )
 if ! apt-get install -y --no-install-recommends "${packages[@]}" >/tmp/sealfs-apt.log 2>&1; then
   apt-get update >/tmp/sealfs-apt-update.log 2>&1

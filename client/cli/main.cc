@@ -9,7 +9,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <cstring>
+#include <filesystem>
 #include <string>
+#include <vector>
+
+#include <unistd.h>
 
 #include "local_cluster.h"
 #include "sealfs/client/client.h"
@@ -29,6 +34,7 @@ const char* kUsage =
     "  sealfs volume create NAME [--meta HOST:PORT]\n"
     "  sealfs volume list [--meta HOST:PORT]\n"
     "  sealfs volume delete NAME [--meta HOST:PORT]\n"
+    "  sealfs bench [--quick] [--data-servers N] [--chunk-size BYTES] [--results DIR]\n"
     "Without --meta, the local cluster's address is used (or $SEALFS_META).\n";
 
 const std::string kDefaultState = "/var/lib/sealfs/local";
@@ -182,8 +188,30 @@ int Local(const Flags& flags) {
 
 }  // namespace
 
+// Runs the benchmark harness, installed next to us or in this source tree.
+int Bench(int argc, char** argv) {
+  std::error_code ec;
+  std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  std::vector<std::string> candidates = {
+      (self.parent_path().parent_path() / "lib" / "sealfs" / "bench-run").string(),
+      std::string(SEALFS_SOURCE_DIR) + "/bench/run"};
+  for (const std::string& harness : candidates) {
+    if (access(harness.c_str(), X_OK) != 0) continue;
+    std::vector<char*> args{const_cast<char*>(harness.c_str())};
+    for (int i = 2; i < argc; ++i) args.push_back(argv[i]);
+    args.push_back(nullptr);
+    execv(harness.c_str(), args.data());
+    std::fprintf(stderr, "sealfs: cannot run %s: %s\n", harness.c_str(), std::strerror(errno));
+    return 1;
+  }
+  std::fprintf(stderr, "sealfs: the benchmark harness is not installed (looked for %s)\n",
+               candidates[0].c_str());
+  return 1;
+}
+
 int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
+  if (argc >= 2 && std::string(argv[1]) == "bench") return Bench(argc, argv);
   auto flags = Flags::Parse(
       argc, argv,
       {"state", "mount", "data-servers", "chunk-size", "meta", "no-mount", "help", "version"});

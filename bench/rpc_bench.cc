@@ -1,0 +1,121 @@
+// RPC round trip and 1 MiB payload throughput over loopback TCP, each beside a
+// bare Asio echo over a blocking socket as the baseline.
+#include <benchmark/benchmark.h>
+
+#include <asio.hpp>
+#include <thread>
+
+#include "sealfs/rpc/methods.h"
+#include "sealfs/rpc/tcp_transport.h"
+
+namespace sealfs::rpc {
+namespace {
+
+constexpr size_t kBulk = 1 << 20;
+
+// A SealFS service with a no-op method and a payload sink.
+struct SealfsServer {
+  SealfsServer() {
+    dispatcher.Register(data::kStat, {[](const pb::StatRequest&, pb::StatResponse*,
+                                         RequestContext&) { return Status::Ok(); }});
+    dispatcher.Register(data::kWrite, {[](const pb::WriteRequest&, pb::WriteResponse*,
+                                          RequestContext& context) {
+      benchmark::DoNotOptimize(context.payload.data());
+      return Status::Ok();
+    }});
+    server = MakeTcpServer(io, dispatcher);
+    if (!server->Listen("127.0.0.1", 0).ok()) std::abort();
+    channel = MakeTcpChannel(io, "127.0.0.1:" + std::to_string(server->port()));
+  }
+  ~SealfsServer() {
+    server->Stop();
+    dispatcher.Shutdown();
+    io.Stop();
+  }
+  IoThreads io{2};
+  Dispatcher dispatcher{2};
+  std::unique_ptr<ServerTransport> server;
+  std::shared_ptr<Channel> channel;
+};
+
+// A bare Asio server: reads `request` bytes, answers `reply` bytes.
+struct EchoServer {
+  EchoServer(size_t request, size_t reply) : acceptor(io, {asio::ip::make_address("127.0.0.1"), 0}) {
+    thread = std::thread([this, request, reply] {
+      asio::ip::tcp::socket socket(io);
+      acceptor.accept(socket);
+      socket.set_option(asio::ip::tcp::no_delay(true));
+      std::string in(request, '\0'), out(reply, 'r');
+      asio::error_code error;
+      while (!error) {
+        asio::read(socket, asio::buffer(in), error);
+        if (!error) asio::write(socket, asio::buffer(out), error);
+      }
+    });
+    client.connect(acceptor.local_endpoint());
+    client.set_option(asio::ip::tcp::no_delay(true));
+  }
+  ~EchoServer() {
+    client.close();
+    thread.join();
+  }
+  asio::io_context io;
+  asio::ip::tcp::acceptor acceptor;
+  asio::ip::tcp::socket client{io};
+  std::thread thread;
+};
+
+void BM_SealfsRoundTrip(benchmark::State& state) {
+  SealfsServer server;
+  pb::StatRequest request;
+  pb::StatResponse response;
+  for (auto _ : state) {
+    if (!Invoke(*server.channel, data::kStat, request, &response).ok()) {
+      state.SkipWithError("call failed");
+      break;
+    }
+  }
+}
+BENCHMARK(BM_SealfsRoundTrip)->UseRealTime();
+
+void BM_AsioEchoRoundTrip(benchmark::State& state) {
+  EchoServer server(64, 64);
+  std::string message(64, 'm'), reply(64, '\0');
+  for (auto _ : state) {
+    asio::write(server.client, asio::buffer(message));
+    asio::read(server.client, asio::buffer(reply));
+  }
+}
+BENCHMARK(BM_AsioEchoRoundTrip)->UseRealTime();
+
+void BM_SealfsPayload1MiB(benchmark::State& state) {
+  SealfsServer server;
+  std::string payload(kBulk, 'p');
+  pb::WriteRequest request;
+  pb::WriteResponse response;
+  for (auto _ : state) {
+    if (!Invoke(*server.channel, data::kWrite, request, &response, payload).ok()) {
+      state.SkipWithError("call failed");
+      break;
+    }
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * kBulk));
+}
+BENCHMARK(BM_SealfsPayload1MiB)->UseRealTime();
+
+void BM_AsioEchoPayload1MiB(benchmark::State& state) {
+  EchoServer server(kBulk, 1);
+  std::string payload(kBulk, 'p');
+  char ack;
+  for (auto _ : state) {
+    asio::write(server.client, asio::buffer(payload));
+    asio::read(server.client, asio::buffer(&ack, 1));
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * kBulk));
+}
+BENCHMARK(BM_AsioEchoPayload1MiB)->UseRealTime();
+
+}  // namespace
+}  // namespace sealfs::rpc
+
+BENCHMARK_MAIN();
