@@ -65,7 +65,8 @@ void PlainWrite(benchmark::State& state, uint32_t size, bool random_offsets) {
   uint64_t n = 0;
   for (auto _ : state) {
     uint64_t slot = random_offsets ? random() % (kChunk / size) : n % slots;
-    if (pwrite(fd, data.data(), size, static_cast<off_t>(slot * size)) != size) state.SkipWithError("pwrite failed");
+    if (pwrite(fd, data.data(), size, static_cast<off_t>(slot * size)) != size)
+      state.SkipWithError("pwrite failed");
     ++n;
   }
   close(fd);
@@ -83,7 +84,8 @@ void PlainRead(benchmark::State& state, uint32_t size, bool random_offsets) {
   uint64_t n = 0;
   for (auto _ : state) {
     uint64_t slot = random_offsets ? random() % slots : n % slots;
-    if (pread(fd, out.data(), size, static_cast<off_t>(slot * size)) != size) state.SkipWithError("pread failed");
+    if (pread(fd, out.data(), size, static_cast<off_t>(slot * size)) != size)
+      state.SkipWithError("pread failed");
     ++n;
   }
   close(fd);

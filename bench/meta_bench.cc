@@ -36,7 +36,8 @@ void BM_Create(benchmark::State& state) {
   Store s;
   int64_t i = 0;
   for (auto _ : state) {
-    auto made = s.store->Mknod(s.root, "f" + std::to_string(i++), S_IFREG | 0644, 0, s.caller, s.servers);
+    auto made =
+        s.store->Mknod(s.root, "f" + std::to_string(i++), S_IFREG | 0644, 0, s.caller, s.servers);
     if (!made.ok()) state.SkipWithError("create failed");
   }
   state.SetItemsProcessed(state.iterations());
@@ -45,7 +46,8 @@ BENCHMARK(BM_Create)->UseRealTime();
 
 void BM_Lookup(benchmark::State& state) {
   Store s;
-  for (int i = 0; i < 1000; ++i) s.store->Mknod(s.root, "f" + std::to_string(i), S_IFREG | 0644, 0, s.caller, s.servers);
+  for (int i = 0; i < 1000; ++i)
+    s.store->Mknod(s.root, "f" + std::to_string(i), S_IFREG | 0644, 0, s.caller, s.servers);
   int64_t i = 0;
   for (auto _ : state) {
     auto found = s.store->Lookup(s.root, "f" + std::to_string(i++ % 1000));
@@ -59,7 +61,10 @@ void BM_Getattr(benchmark::State& state) {
   Store s;
   std::vector<uint64_t> inos;
   for (int i = 0; i < 1000; ++i) {
-    inos.push_back(s.store->Mknod(s.root, "f" + std::to_string(i), S_IFREG | 0644, 0, s.caller, s.servers)->attr().ino());
+    inos.push_back(
+        s.store->Mknod(s.root, "f" + std::to_string(i), S_IFREG | 0644, 0, s.caller, s.servers)
+            ->attr()
+            .ino());
   }
   int64_t i = 0;
   for (auto _ : state) {

@@ -56,7 +56,8 @@ bool ReadAll(int fd, void* buffer, size_t size) {
 }
 
 // Forks `procs` workers for one phase; gathers their latencies through pipes.
-PhaseResult Phase(const std::string& name, int count, int procs, const std::function<bool(int)>& op) {
+PhaseResult Phase(const std::string& name, int count, int procs,
+                  const std::function<bool(int)>& op) {
   PhaseResult result;
   result.name = name;
   std::vector<std::pair<pid_t, int>> workers;
@@ -114,8 +115,10 @@ int main(int argc, char** argv) {
   int files = 10000, procs = 1;
   for (int i = 2; i + 1 < argc; i += 2) {
     std::string flag = argv[i];
-    if (flag == "--files") files = std::atoi(argv[i + 1]);
-    else if (flag == "--procs") procs = std::atoi(argv[i + 1]);
+    if (flag == "--files")
+      files = std::atoi(argv[i + 1]);
+    else if (flag == "--procs")
+      procs = std::atoi(argv[i + 1]);
     else {
       std::fprintf(stderr, "sealfs-metabench: unknown option %s\n", flag.c_str());
       return 2;
@@ -124,7 +127,8 @@ int main(int argc, char** argv) {
   if (files <= 0 || procs <= 0) return 2;
   std::string dir = base + "/metabench-" + std::to_string(getpid());
   if (mkdir(dir.c_str(), 0755) != 0) {
-    std::fprintf(stderr, "sealfs-metabench: cannot create %s: %s\n", dir.c_str(), std::strerror(errno));
+    std::fprintf(stderr, "sealfs-metabench: cannot create %s: %s\n", dir.c_str(),
+                 std::strerror(errno));
     return 1;
   }
   const std::string block(4096, 'm');
@@ -148,12 +152,15 @@ int main(int argc, char** argv) {
     bool ok = read(fd, buffer, sizeof buffer) == 4096;
     return close(fd) == 0 && ok;
   }));
-  results.push_back(Phase("remove", files, procs, [&](int i) { return unlink(file(i).c_str()) == 0; }));
-  results.push_back(Phase("mkdir", files, procs, [&](int i) { return mkdir(subdir(i).c_str(), 0755) == 0; }));
+  results.push_back(
+      Phase("remove", files, procs, [&](int i) { return unlink(file(i).c_str()) == 0; }));
+  results.push_back(
+      Phase("mkdir", files, procs, [&](int i) { return mkdir(subdir(i).c_str(), 0755) == 0; }));
   results.push_back(Phase("rename", files, procs, [&](int i) {
     return rename(subdir(i).c_str(), (subdir(i) + "-moved").c_str()) == 0;
   }));
-  results.push_back(Phase("rmdir", files, procs, [&](int i) { return rmdir((subdir(i) + "-moved").c_str()) == 0; }));
+  results.push_back(Phase("rmdir", files, procs,
+                          [&](int i) { return rmdir((subdir(i) + "-moved").c_str()) == 0; }));
   rmdir(dir.c_str());
 
   std::printf("{\"files\": %d, \"procs\": %d, \"phases\": [", files, procs);
@@ -163,7 +170,10 @@ int main(int argc, char** argv) {
     double sum = 0;
     for (float value : latencies) sum += value;
     double mean = latencies.empty() ? 0 : sum / static_cast<double>(latencies.size());
-    double p99 = latencies.empty() ? 0 : latencies[static_cast<size_t>(0.99 * static_cast<double>(latencies.size() - 1))];
+    double p99 =
+        latencies.empty()
+            ? 0
+            : latencies[static_cast<size_t>(0.99 * static_cast<double>(latencies.size() - 1))];
     std::printf("%s{\"name\": \"%s\", \"ops_per_sec\": %.1f, \"mean_us\": %.1f, \"p99_us\": %.1f}",
                 p == 0 ? "" : ", ", results[p].name.c_str(),
                 static_cast<double>(latencies.size()) / results[p].seconds, mean, p99);

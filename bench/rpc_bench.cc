@@ -18,11 +18,11 @@ struct SealfsServer {
   SealfsServer() {
     dispatcher.Register(data::kStat, {[](const pb::StatRequest&, pb::StatResponse*,
                                          RequestContext&) { return Status::Ok(); }});
-    dispatcher.Register(data::kWrite, {[](const pb::WriteRequest&, pb::WriteResponse*,
-                                          RequestContext& context) {
-      benchmark::DoNotOptimize(context.payload.data());
-      return Status::Ok();
-    }});
+    dispatcher.Register(data::kWrite,
+                        {[](const pb::WriteRequest&, pb::WriteResponse*, RequestContext& context) {
+                          benchmark::DoNotOptimize(context.payload.data());
+                          return Status::Ok();
+                        }});
     server = MakeTcpServer(io, dispatcher);
     if (!server->Listen("127.0.0.1", 0).ok()) std::abort();
     channel = MakeTcpChannel(io, "127.0.0.1:" + std::to_string(server->port()));
@@ -40,7 +40,8 @@ struct SealfsServer {
 
 // A bare Asio server: reads `request` bytes, answers `reply` bytes.
 struct EchoServer {
-  EchoServer(size_t request, size_t reply) : acceptor(io, {asio::ip::make_address("127.0.0.1"), 0}) {
+  EchoServer(size_t request, size_t reply)
+      : acceptor(io, {asio::ip::make_address("127.0.0.1"), 0}) {
     thread = std::thread([this, request, reply] {
       asio::ip::tcp::socket socket(io);
       acceptor.accept(socket);

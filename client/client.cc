@@ -1,8 +1,10 @@
 #include "sealfs/client/client.h"
 
+#include <atomic>
 #include <cstdio>
-#include <latch>
 #include <random>
+
+#include "sealfs/rpc/parallel_calls.h"
 
 namespace sealfs::client {
 
@@ -130,21 +132,6 @@ std::vector<uint32_t> ServersOf(const std::vector<Piece>& pieces) {
   return servers;
 }
 
-// Collects the first error of calls running in parallel.
-struct ParallelCalls {
-  explicit ParallelCalls(size_t count) : remaining(static_cast<std::ptrdiff_t>(count)) {}
-  void Done(const Status& status) {
-    if (!status.ok()) {
-      std::lock_guard<std::mutex> lock(mutex);
-      if (first_error.ok()) first_error = status;
-    }
-    remaining.count_down();
-  }
-  std::latch remaining;
-  std::mutex mutex;
-  Status first_error;
-};
-
 }  // namespace
 
 Result<std::vector<std::shared_ptr<rpc::Channel>>> Client::ChannelsFor(
@@ -164,7 +151,7 @@ Status Client::Write(uint64_t ino, const pb::Layout& layout, uint64_t offset,
   if (!pieces.ok()) return pieces.status();
   auto channels = ChannelsFor(ServersOf(*pieces));
   if (!channels.ok()) return channels.status();
-  ParallelCalls calls(pieces->size());
+  auto calls = rpc::ParallelCalls::Start(pieces->size());
   for (size_t i = 0; i < pieces->size(); ++i) {
     const Piece& piece = (*pieces)[i];
     pb::WriteRequest request;
@@ -175,10 +162,9 @@ Status Client::Write(uint64_t ino, const pb::Layout& layout, uint64_t offset,
     rpc::InvokeAsync(
         *(*channels)[i], rpc::data::kWrite, request,
         data.substr(piece.offset_in_request, piece.length), call_options(),
-        [&calls](Status status, pb::WriteResponse&, std::string&) { calls.Done(status); });
+        [calls](Status status, pb::WriteResponse&, std::string&) { calls->Done(status); });
   }
-  calls.remaining.wait();
-  return ToFileError(calls.first_error);
+  return ToFileError(calls->Wait());
 }
 
 Status Client::Read(uint64_t ino, const pb::Layout& layout, uint64_t offset, size_t length,
@@ -187,7 +173,7 @@ Status Client::Read(uint64_t ino, const pb::Layout& layout, uint64_t offset, siz
   if (!pieces.ok()) return pieces.status();
   auto channels = ChannelsFor(ServersOf(*pieces));
   if (!channels.ok()) return channels.status();
-  ParallelCalls calls(pieces->size());
+  auto calls = rpc::ParallelCalls::Start(pieces->size());
   for (size_t i = 0; i < pieces->size(); ++i) {
     const Piece& piece = (*pieces)[i];
     pb::ReadRequest request;
@@ -199,17 +185,16 @@ Status Client::Read(uint64_t ino, const pb::Layout& layout, uint64_t offset, siz
     uint32_t wanted = piece.length;
     rpc::InvokeAsync(
         *(*channels)[i], rpc::data::kRead, request, {}, call_options(),
-        [&calls, destination, wanted](Status status, pb::ReadResponse&, std::string& payload) {
+        [calls, destination, wanted](Status status, pb::ReadResponse&, std::string& payload) {
           if (status.ok()) {
             size_t got = std::min<size_t>(payload.size(), wanted);
             std::memcpy(destination, payload.data(), got);
             std::memset(destination + got, 0, wanted - got);  // a hole reads as zeros
           }
-          calls.Done(status);
+          calls->Done(status);
         });
   }
-  calls.remaining.wait();
-  return ToFileError(calls.first_error);
+  return ToFileError(calls->Wait());
 }
 
 Status Client::FsyncData(uint64_t ino, const pb::Layout& layout) {
@@ -218,16 +203,15 @@ Status Client::FsyncData(uint64_t ino, const pb::Layout& layout) {
   servers.erase(std::unique(servers.begin(), servers.end()), servers.end());
   auto channels = ChannelsFor(servers);
   if (!channels.ok()) return channels.status();
-  ParallelCalls calls(channels->size());
+  auto calls = rpc::ParallelCalls::Start(channels->size());
   pb::FsyncFileRequest request;
   request.set_ino(ino);
   for (auto& channel : *channels) {
     rpc::InvokeAsync(
         *channel, rpc::data::kFsyncFile, request, {}, call_options(),
-        [&calls](Status status, pb::FsyncFileResponse&, std::string&) { calls.Done(status); });
+        [calls](Status status, pb::FsyncFileResponse&, std::string&) { calls->Done(status); });
   }
-  calls.remaining.wait();
-  return ToFileError(calls.first_error);
+  return ToFileError(calls->Wait());
 }
 
 Result<pb::OpenResponse> Client::Open(uint64_t ino) {

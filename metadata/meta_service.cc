@@ -3,10 +3,10 @@
 #include <sys/stat.h>
 
 #include <cstdio>
-#include <latch>
 #include <random>
 
 #include "sealfs/rpc/methods.h"
+#include "sealfs/rpc/parallel_calls.h"
 
 namespace sealfs::metadata {
 
@@ -180,10 +180,6 @@ pb::ClusterMapResponse MetaService::ClusterMap() {
 Status MetaService::TruncateData(const pb::Inode& inode, uint64_t size) {
   const pb::Layout& layout = inode.layout();
   if (layout.servers_size() == 0) return Status::Ok();
-  struct Outcome {
-    std::mutex mutex;
-    Status first_error;
-  } outcome;
   std::vector<std::shared_ptr<rpc::Channel>> channels;
   for (uint32_t id : layout.servers()) {
     std::string address;
@@ -191,25 +187,19 @@ Status MetaService::TruncateData(const pb::Inode& inode, uint64_t size) {
     if (!channel) return Status(EIO, "data server " + std::to_string(id) + " is unknown");
     channels.push_back(channel);
   }
-  std::latch done(static_cast<std::ptrdiff_t>(channels.size()));
+  auto calls = rpc::ParallelCalls::Start(channels.size());
   pb::TruncateFileRequest request;
   request.set_ino(inode.attr().ino());
   request.set_size(size);
   request.set_chunk_size(layout.chunk_size());
   for (auto& channel : channels) {
-    rpc::InvokeAsync(*channel, rpc::data::kTruncateFile, request, {},
-                     rpc::CallOptions{kDataCallTimeout},
-                     [&](Status status, pb::TruncateFileResponse&, std::string&) {
-                       if (!status.ok()) {
-                         std::lock_guard<std::mutex> lock(outcome.mutex);
-                         if (outcome.first_error.ok()) outcome.first_error = status;
-                       }
-                       done.count_down();
-                     });
+    rpc::InvokeAsync(
+        *channel, rpc::data::kTruncateFile, request, {}, rpc::CallOptions{kDataCallTimeout},
+        [calls](Status status, pb::TruncateFileResponse&, std::string&) { calls->Done(status); });
   }
-  done.wait();
-  if (!outcome.first_error.ok()) {
-    return Status(EIO, "truncating file data failed: " + outcome.first_error.ToString());
+  Status first_error = calls->Wait();
+  if (!first_error.ok()) {
+    return Status(EIO, "truncating file data failed: " + first_error.ToString());
   }
   return Status::Ok();
 }

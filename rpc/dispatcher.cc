@@ -1,6 +1,11 @@
 #include <asio/post.hpp>
 #include <asio/thread_pool.hpp>
-#include <future>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+#include <thread>
 
 #include "sealfs/rpc/service.h"
 
@@ -8,11 +13,35 @@ namespace sealfs::rpc {
 
 Result<Message> Channel::Call(ServiceId service, uint16_t method, std::string body,
                               std::string_view payload, CallOptions options) {
-  std::promise<Result<Message>> promise;
-  auto future = promise.get_future();
-  CallAsync(service, method, std::move(body), payload, options,
-            [&promise](Result<Message> reply) { promise.set_value(std::move(reply)); });
-  return future.get();
+  // Shared with the callback, which may still be running when we return.
+  struct Outcome {
+    std::mutex mutex;
+    std::condition_variable ready;
+    std::optional<Result<Message>> reply;
+    std::atomic<bool> done{false};
+  };
+  auto outcome = std::make_shared<Outcome>();
+  CallAsync(service, method, std::move(body), payload, options, [outcome](Result<Message> reply) {
+    {
+      std::lock_guard<std::mutex> lock(outcome->mutex);
+      outcome->reply = std::move(reply);
+    }
+    outcome->done.store(true, std::memory_order_release);
+    outcome->ready.notify_one();
+  });
+  SpinUntil([&outcome] { return outcome->done.load(std::memory_order_acquire); });
+  std::unique_lock<std::mutex> lock(outcome->mutex);
+  outcome->ready.wait(lock, [&outcome] { return outcome->reply.has_value(); });
+  return std::move(*outcome->reply);
+}
+
+bool SpinUntil(const std::function<bool()>& ready, std::chrono::microseconds budget) {
+  auto deadline = std::chrono::steady_clock::now() + budget;
+  while (!ready()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::yield();
+  }
+  return true;
 }
 
 Dispatcher::Dispatcher(int worker_threads)

@@ -142,6 +142,65 @@ std::shared_mutex& ChunkStore::LockFor(uint64_t ino, uint32_t index) {
   return locks_[(key >> 32) % kLockStripes];
 }
 
+ChunkStore::OpenChunk::~OpenChunk() {
+  if (data_fd >= 0) ::close(data_fd);
+  if (sum_fd >= 0) ::close(sum_fd);
+}
+
+Result<std::shared_ptr<ChunkStore::OpenChunk>> ChunkStore::OpenFiles(uint64_t ino, uint32_t index,
+                                                                     bool create) {
+  auto key = std::make_pair(ino, index);
+  {
+    std::lock_guard<std::mutex> lock(open_mutex_);
+    auto found = open_chunks_.find(key);
+    if (found != open_chunks_.end()) {
+      open_lru_.splice(open_lru_.begin(), open_lru_, found->second);
+      return found->second->second;
+    }
+  }
+  std::string path = ChunkPath(ino, index);
+  int flags = create ? (O_RDWR | O_CREAT | O_CLOEXEC) : (O_RDWR | O_CLOEXEC);
+  int fd = ::open(path.c_str(), flags, 0644);
+  if (fd < 0 && errno == ENOENT && create) {
+    std::error_code ec;
+    fs::create_directories(FileDir(ino), ec);
+    fd = ::open(path.c_str(), flags, 0644);
+  }
+  if (fd < 0) {
+    if (errno == ENOENT && !create) return std::shared_ptr<OpenChunk>();
+    return IoError("open " + path);
+  }
+  auto chunk = std::make_shared<OpenChunk>();
+  chunk->data_fd = fd;
+  chunk->sum_fd = ::open(SumPath(path).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (chunk->sum_fd < 0) return IoError("open checksums of " + path);
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return IoError("stat " + path);
+  chunk->size = static_cast<uint64_t>(st.st_size);
+  std::lock_guard<std::mutex> lock(open_mutex_);
+  auto found = open_chunks_.find(key);
+  if (found != open_chunks_.end()) return found->second->second;  // another thread won
+  open_lru_.emplace_front(key, chunk);
+  open_chunks_[key] = open_lru_.begin();
+  if (open_lru_.size() > kOpenChunkLimit) {
+    open_chunks_.erase(open_lru_.back().first);
+    open_lru_.pop_back();
+  }
+  return chunk;
+}
+
+void ChunkStore::ForgetFiles(uint64_t ino) {
+  std::lock_guard<std::mutex> lock(open_mutex_);
+  for (auto it = open_lru_.begin(); it != open_lru_.end();) {
+    if (it->first.first == ino) {
+      open_chunks_.erase(it->first);
+      it = open_lru_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
 Status ChunkStore::Write(uint64_t ino, uint32_t index, uint32_t offset, std::string_view data) {
   if (static_cast<uint64_t>(offset) + data.size() > kMaxChunkSize) {
     return Status(EINVAL, "write past the largest chunk size");
@@ -149,19 +208,11 @@ Status ChunkStore::Write(uint64_t ino, uint32_t index, uint32_t offset, std::str
   if (data.empty()) return Status::Ok();
   std::unique_lock<std::shared_mutex> lock(LockFor(ino, index));
   std::string path = ChunkPath(ino, index);
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0 && errno == ENOENT) {
-    std::error_code ec;
-    fs::create_directories(FileDir(ino), ec);
-    fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  }
-  Fd file(fd);
-  if (!file.valid()) return IoError("open " + path);
-  Fd sums(::open(SumPath(path).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
-  if (!sums.valid()) return IoError("open checksums of " + path);
-  struct stat st;
-  if (::fstat(file.get(), &st) != 0) return IoError("stat " + path);
-  const uint64_t old_size = static_cast<uint64_t>(st.st_size);
+  auto chunk = OpenFiles(ino, index, true);
+  if (!chunk.ok()) return chunk.status();
+  const int data_fd = (*chunk)->data_fd;
+  const int sum_fd = (*chunk)->sum_fd;
+  const uint64_t old_size = (*chunk)->size;
   const uint64_t end = offset + data.size();
   const uint64_t first_block = offset / kChecksumBlock;
   const uint64_t last_block = (end - 1) / kChecksumBlock;
@@ -174,11 +225,11 @@ Status ChunkStore::Write(uint64_t ino, uint32_t index, uint32_t offset, std::str
     char buffer[kChecksumBlock] = {};
     size_t got = 0;
     if (block_start < old_size) {
-      SEALFS_RETURN_IF_ERROR(PreadFull(file.get(), buffer, kChecksumBlock, block_start, &got));
+      SEALFS_RETURN_IF_ERROR(PreadFull(data_fd, buffer, kChecksumBlock, block_start, &got));
       uint64_t stored = 0;
       size_t sum_got = 0;
       SEALFS_RETURN_IF_ERROR(
-          PreadFull(sums.get(), reinterpret_cast<char*>(&stored), 8, block * 8, &sum_got));
+          PreadFull(sum_fd, reinterpret_cast<char*>(&stored), 8, block * 8, &sum_got));
       if (BlockSum(buffer, got) != stored) {
         std::fprintf(stderr, "chunk store: checksum mismatch in %s block %llu\n", path.c_str(),
                      static_cast<unsigned long long>(block));
@@ -207,10 +258,11 @@ Status ChunkStore::Write(uint64_t ino, uint32_t index, uint32_t offset, std::str
       SEALFS_RETURN_IF_ERROR(merged_sum(block, &sum));
     }
   }
-  SEALFS_RETURN_IF_ERROR(PwriteFull(file.get(), data.data(), data.size(), offset));
-  SEALFS_RETURN_IF_ERROR(PwriteFull(sums.get(), reinterpret_cast<const char*>(new_sums.data()),
+  SEALFS_RETURN_IF_ERROR(PwriteFull(data_fd, data.data(), data.size(), offset));
+  SEALFS_RETURN_IF_ERROR(PwriteFull(sum_fd, reinterpret_cast<const char*>(new_sums.data()),
                                     new_sums.size() * 8, first_block * 8));
   if (end > old_size) {
+    (*chunk)->size = end;
     used_bytes_ += static_cast<int64_t>(end - old_size);
     if (old_size == 0) ++chunk_count_;
   }
@@ -223,14 +275,11 @@ Status ChunkStore::Read(uint64_t ino, uint32_t index, uint32_t offset, uint32_t 
   if (length == 0) return Status::Ok();
   std::shared_lock<std::shared_mutex> lock(LockFor(ino, index));
   std::string path = ChunkPath(ino, index);
-  Fd file(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!file.valid()) {
-    if (errno == ENOENT) return Status::Ok();  // never written: a hole
-    return IoError("open " + path);
-  }
-  struct stat st;
-  if (::fstat(file.get(), &st) != 0) return IoError("stat " + path);
-  uint64_t size = static_cast<uint64_t>(st.st_size);
+  auto chunk = OpenFiles(ino, index, false);
+  if (!chunk.ok()) return chunk.status();
+  if (!*chunk) return Status::Ok();  // never written: a hole
+  const int data_fd = (*chunk)->data_fd;
+  const uint64_t size = (*chunk)->size;
   if (offset >= size) return Status::Ok();
   uint64_t end = std::min<uint64_t>(size, static_cast<uint64_t>(offset) + length);
   uint64_t first_block = offset / kChecksumBlock;
@@ -240,16 +289,13 @@ Status ChunkStore::Read(uint64_t ino, uint32_t index, uint32_t offset, uint32_t 
   // Read whole blocks so each can be verified; the head is cut off after.
   out->resize(aligned_end - aligned_start);
   size_t got = 0;
-  SEALFS_RETURN_IF_ERROR(PreadFull(file.get(), out->data(), out->size(), aligned_start, &got));
+  SEALFS_RETURN_IF_ERROR(PreadFull(data_fd, out->data(), out->size(), aligned_start, &got));
   out->resize(got);
   uint64_t blocks = (got + kChecksumBlock - 1) / kChecksumBlock;
   std::vector<uint64_t> stored(blocks, 0);
-  Fd sums(::open(SumPath(path).c_str(), O_RDONLY | O_CLOEXEC));
-  if (sums.valid()) {
-    size_t sum_got = 0;
-    SEALFS_RETURN_IF_ERROR(PreadFull(sums.get(), reinterpret_cast<char*>(stored.data()), blocks * 8,
-                                     first_block * 8, &sum_got));
-  }
+  size_t sum_got = 0;
+  SEALFS_RETURN_IF_ERROR(PreadFull((*chunk)->sum_fd, reinterpret_cast<char*>(stored.data()),
+                                   blocks * 8, first_block * 8, &sum_got));
   for (uint64_t i = 0; i < blocks; ++i) {
     size_t block_size = std::min<size_t>(kChecksumBlock, got - i * kChecksumBlock);
     if (BlockSum(out->data() + i * kChecksumBlock, block_size) != stored[i]) {
@@ -270,14 +316,13 @@ Status ChunkStore::Read(uint64_t ino, uint32_t index, uint32_t offset, uint32_t 
 Status ChunkStore::TruncateChunk(uint64_t ino, uint32_t index, uint64_t length) {
   std::unique_lock<std::shared_mutex> lock(LockFor(ino, index));
   std::string path = ChunkPath(ino, index);
-  Fd file(::open(path.c_str(), O_RDWR | O_CLOEXEC));
-  if (!file.valid()) return errno == ENOENT ? Status::Ok() : IoError("open " + path);
-  struct stat st;
-  if (::fstat(file.get(), &st) != 0) return IoError("stat " + path);
-  uint64_t old_size = static_cast<uint64_t>(st.st_size);
+  auto chunk = OpenFiles(ino, index, false);
+  if (!chunk.ok()) return chunk.status();
+  if (!*chunk) return Status::Ok();
+  const int data_fd = (*chunk)->data_fd;
+  const int sum_fd = (*chunk)->sum_fd;
+  uint64_t old_size = (*chunk)->size;
   if (length >= old_size) return Status::Ok();
-  Fd sums(::open(SumPath(path).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
-  if (!sums.valid()) return IoError("open checksums of " + path);
   uint64_t tail = length % kChecksumBlock;
   uint64_t last_block = length / kChecksumBlock;
   if (tail != 0) {
@@ -285,24 +330,25 @@ Status ChunkStore::TruncateChunk(uint64_t ino, uint32_t index, uint64_t length) 
     char buffer[kChecksumBlock] = {};
     size_t got = 0;
     SEALFS_RETURN_IF_ERROR(
-        PreadFull(file.get(), buffer, kChecksumBlock, last_block * kChecksumBlock, &got));
+        PreadFull(data_fd, buffer, kChecksumBlock, last_block * kChecksumBlock, &got));
     uint64_t stored = 0;
     size_t sum_got = 0;
     SEALFS_RETURN_IF_ERROR(
-        PreadFull(sums.get(), reinterpret_cast<char*>(&stored), 8, last_block * 8, &sum_got));
+        PreadFull(sum_fd, reinterpret_cast<char*>(&stored), 8, last_block * 8, &sum_got));
     if (BlockSum(buffer, got) != stored) {
       return Status(EIO, "checksum mismatch in chunk " + std::to_string(index) + " of inode " +
                              std::to_string(ino));
     }
     uint64_t sum = BlockSum(buffer, tail);
     SEALFS_RETURN_IF_ERROR(
-        PwriteFull(sums.get(), reinterpret_cast<const char*>(&sum), 8, last_block * 8));
+        PwriteFull(sum_fd, reinterpret_cast<const char*>(&sum), 8, last_block * 8));
   }
-  if (::ftruncate(file.get(), static_cast<off_t>(length)) != 0) return IoError("truncate " + path);
-  if (::ftruncate(sums.get(),
-                  static_cast<off_t>((length + kChecksumBlock - 1) / kChecksumBlock * 8)) != 0) {
+  if (::ftruncate(data_fd, static_cast<off_t>(length)) != 0) return IoError("truncate " + path);
+  if (::ftruncate(sum_fd, static_cast<off_t>((length + kChecksumBlock - 1) / kChecksumBlock * 8)) !=
+      0) {
     return IoError("truncate checksums of " + path);
   }
+  (*chunk)->size = length;
   used_bytes_ -= static_cast<int64_t>(old_size - length);
   return Status::Ok();
 }
@@ -326,6 +372,15 @@ Status ChunkStore::TruncateFile(uint64_t ino, uint64_t size, uint32_t chunk_size
     uint64_t start = static_cast<uint64_t>(index) * chunk_size;
     if (start >= size) {
       std::unique_lock<std::shared_mutex> lock(LockFor(ino, index));
+      {
+        // Drop the cached files of this chunk before it goes.
+        std::lock_guard<std::mutex> open_lock(open_mutex_);
+        auto found = open_chunks_.find({ino, index});
+        if (found != open_chunks_.end()) {
+          open_lru_.erase(found->second);
+          open_chunks_.erase(found);
+        }
+      }
       std::string path = ChunkPath(ino, index);
       struct stat st;
       if (::stat(path.c_str(), &st) == 0) {
@@ -342,6 +397,7 @@ Status ChunkStore::TruncateFile(uint64_t ino, uint64_t size, uint32_t chunk_size
 }
 
 Status ChunkStore::RemoveFile(uint64_t ino) {
+  ForgetFiles(ino);
   std::error_code ec;
   fs::directory_iterator it(FileDir(ino), ec);
   if (ec) return Status::Ok();

@@ -5,16 +5,16 @@
 //   sealfs local status [--state DIR]
 //   sealfs status [--meta HOST:PORT]
 //   sealfs volume create|list|delete [NAME] [--meta HOST:PORT]
+#include <unistd.h>
+
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <ctime>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <string>
 #include <vector>
-
-#include <unistd.h>
 
 #include "local_cluster.h"
 #include "sealfs/client/client.h"

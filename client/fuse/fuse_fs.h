@@ -29,6 +29,9 @@ struct InodeState {
   bool dirty = false;    // written here, size/mtime not yet committed
   uint64_t lookups = 0;  // the kernel's lookup count (forget lowers it)
   int opens = 0;
+  // The kernel asks for security.capability before every write; a recent
+  // "none" answer is kept until this time (steady clock, ns).
+  int64_t no_capability_until_ns = 0;
   // What the kernel was last told, to notice changes made by other clients.
   uint64_t kernel_size = 0;
   int64_t kernel_mtime_ns = 0;

@@ -1,9 +1,22 @@
 // Extended attributes, stored by the metadata server next to the inode.
 #include <sys/xattr.h>
 
+#include <chrono>
+#include <cstring>
+
 #include "fuse_fs.h"
 
 namespace sealfs::fuse {
+
+namespace {
+constexpr const char* kCapability = "security.capability";
+
+int64_t SteadyNowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
 
 void FuseFs::Setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value,
                       size_t size, int flags) {
@@ -12,16 +25,35 @@ void FuseFs::Setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const ch
   request.set_name(name);
   request.set_value(std::string(value, size));
   request.set_flags(static_cast<uint32_t>(flags));
+  if (std::strcmp(name, kCapability) == 0) {
+    auto state = State(ToServer(ino));
+    std::lock_guard<std::mutex> lock(state->mutex);
+    state->no_capability_until_ns = 0;
+  }
   pb::SetxattrResponse response;
   ReplyStatus(req, client::ToFileError(client_.Meta(rpc::meta::kSetxattr, request, &response)));
 }
 
 void FuseFs::Getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  const bool capability = std::strcmp(name, kCapability) == 0;
+  if (capability) {
+    auto state = State(ToServer(ino));
+    std::lock_guard<std::mutex> lock(state->mutex);
+    if (state->no_capability_until_ns > SteadyNowNs()) {
+      return ReplyStatus(req, Status(ENODATA, "no such attribute"));
+    }
+  }
   pb::GetxattrRequest request;
   request.set_ino(ToServer(ino));
   request.set_name(name);
   pb::GetxattrResponse response;
   Status status = client_.Meta(rpc::meta::kGetxattr, request, &response);
+  if (capability && status.code() == ENODATA) {
+    auto state = State(ToServer(ino));
+    std::lock_guard<std::mutex> lock(state->mutex);
+    state->no_capability_until_ns =
+        SteadyNowNs() + static_cast<int64_t>(options_.attr_timeout * 1e9);
+  }
   if (!status.ok()) return ReplyStatus(req, client::ToFileError(status));
   if (size == 0) {
     fuse_reply_xattr(req, response.value().size());
@@ -51,6 +83,11 @@ void FuseFs::Listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 }
 
 void FuseFs::Removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  if (std::strcmp(name, kCapability) == 0) {
+    auto state = State(ToServer(ino));
+    std::lock_guard<std::mutex> lock(state->mutex);
+    state->no_capability_until_ns = 0;
+  }
   pb::RemovexattrRequest request;
   request.set_ino(ToServer(ino));
   request.set_name(name);

@@ -57,6 +57,13 @@ class ServerTransport {
   virtual void Stop() = 0;
 };
 
+// Polls `ready` (yielding the CPU to anything runnable) for up to `budget`
+// before the caller goes to sleep. On virtual machines waking a sleeping
+// thread costs around 100 us, several times a loopback round trip, so a
+// short wait in user space cuts call latency several-fold. Returns ready().
+bool SpinUntil(const std::function<bool()>& ready,
+               std::chrono::microseconds budget = std::chrono::microseconds(200));
+
 // Splits "host:port"; fails with EINVAL on anything else.
 Result<std::pair<std::string, uint16_t>> ParseAddress(std::string_view address);
 

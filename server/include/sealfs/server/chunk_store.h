@@ -10,10 +10,13 @@
 
 #include <atomic>
 #include <cstdint>
+#include <list>
 #include <memory>
+#include <mutex>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "sealfs/rpc/status.h"
 
@@ -51,6 +54,18 @@ class ChunkStore {
   std::string ChunkPath(uint64_t ino, uint32_t index) const;
 
  private:
+  // A chunk's open files and size, cached so that small I/O costs no
+  // open/fstat/close. Guarded by the chunk's stripe lock.
+  struct OpenChunk {
+    ~OpenChunk();
+    int data_fd = -1;
+    int sum_fd = -1;
+    uint64_t size = 0;
+  };
+  // Returns the chunk's files; with `create` false, nullptr if it does not exist.
+  Result<std::shared_ptr<OpenChunk>> OpenFiles(uint64_t ino, uint32_t index, bool create);
+  void ForgetFiles(uint64_t ino);
+
   explicit ChunkStore(std::string root);
   std::string FileDir(uint64_t ino) const;
   std::shared_mutex& LockFor(uint64_t ino, uint32_t index);
@@ -61,6 +76,17 @@ class ChunkStore {
   std::unique_ptr<std::shared_mutex[]> locks_;
   std::atomic<int64_t> used_bytes_{0};
   std::atomic<int64_t> chunk_count_{0};
+
+  static constexpr size_t kOpenChunkLimit = 512;
+  struct KeyHash {
+    size_t operator()(const std::pair<uint64_t, uint32_t>& key) const {
+      return std::hash<uint64_t>()(key.first * 0x9E3779B97F4A7C15ull ^ key.second);
+    }
+  };
+  using Lru = std::list<std::pair<std::pair<uint64_t, uint32_t>, std::shared_ptr<OpenChunk>>>;
+  std::mutex open_mutex_;
+  Lru open_lru_;  // most recently used first
+  std::unordered_map<std::pair<uint64_t, uint32_t>, Lru::iterator, KeyHash> open_chunks_;
 };
 
 }  // namespace sealfs::server
