@@ -395,7 +395,7 @@ void MetaService::RegisterHandlers(rpc::Dispatcher& d) {
              }});
   d.Register(kCommitWrite, {[this](const pb::CommitWriteRequest& req, pb::CommitWriteResponse* resp,
                                    rpc::RequestContext&) -> Status {
-               Result<pb::Inode> inode = store_.CommitWrite(req.ino(), req.size(), req.mtime_ns());
+               Result<pb::Inode> inode = store_.CommitWrite(req.ino(), req.size(), req.mtime_ns(), req.durable());
                if (!inode.ok()) return inode.status();
                *resp->mutable_attr() = inode->attr();
                return Status::Ok();

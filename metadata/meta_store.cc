@@ -152,9 +152,9 @@ Result<std::unique_ptr<MetaStore>> MetaStore::Open(const MetaStoreOptions& optio
   return store;
 }
 
-Status MetaStore::Commit(rocksdb::WriteBatch& batch) {
+Status MetaStore::Commit(rocksdb::WriteBatch& batch, bool sync) {
   rocksdb::WriteOptions write_options;
-  write_options.sync = true;
+  write_options.sync = sync;
   rocksdb::Status status = db_->Write(write_options, &batch);
   if (!status.ok()) return Status(EIO, "metadata write failed: " + status.ToString());
   return Status::Ok();
@@ -613,7 +613,8 @@ Result<pb::Inode> MetaStore::Setattr(const pb::SetattrRequest& request) {
   return inode;
 }
 
-Result<pb::Inode> MetaStore::CommitWrite(uint64_t ino, uint64_t size, int64_t mtime_ns) {
+Result<pb::Inode> MetaStore::CommitWrite(uint64_t ino, uint64_t size, int64_t mtime_ns,
+                                         bool durable) {
   LockSet lock(*locks_, {ino});
   Result<pb::Inode> inode = LoadInode(ino);
   if (!inode.ok()) return inode.status();
@@ -625,7 +626,7 @@ Result<pb::Inode> MetaStore::CommitWrite(uint64_t ino, uint64_t size, int64_t mt
   attr->set_ctime_ns(stamp);
   rocksdb::WriteBatch batch;
   PutInode(batch, *inode);
-  SEALFS_RETURN_IF_ERROR(Commit(batch));
+  SEALFS_RETURN_IF_ERROR(Commit(batch, durable));
   return inode;
 }
 

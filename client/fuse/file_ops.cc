@@ -177,7 +177,7 @@ void FuseFs::Fsync(fuse_req_t req, fuse_ino_t ino, int, fuse_file_info*) {
     Status synced = client_.FsyncData(server_ino, layout);
     if (!synced.ok()) return ReplyStatus(req, synced);
   }
-  Status status = CommitWrites(server_ino, nullptr);
+  Status status = CommitWrites(server_ino, nullptr, /*durable=*/true);
   if (status.code() == EAGAIN || status.code() == ENOENT) status = Status::Ok();
   ReplyStatus(req, status);
 }

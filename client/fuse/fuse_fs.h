@@ -26,7 +26,8 @@ struct InodeState {
   pb::Layout layout;
   uint64_t size = 0;  // size including this mount's uncommitted writes
   int64_t mtime_ns = 0;
-  bool dirty = false;    // written here, size/mtime not yet committed
+  bool dirty = false;     // written here, size/mtime not yet committed
+  bool unsynced = false;  // committed without sync since the last fsync
   uint64_t lookups = 0;  // the kernel's lookup count (forget lowers it)
   int opens = 0;
   // The kernel asks for security.capability before every write; a recent
@@ -93,7 +94,7 @@ class FuseFs {
   // Records fresh attributes from the server, keeping this mount's unwritten size.
   void Remember(const pb::Attr& attr, const pb::Layout* layout);
   // Commits this mount's writes to the file's size and mtime.
-  Status CommitWrites(uint64_t ino, pb::Attr* attr);
+  Status CommitWrites(uint64_t ino, pb::Attr* attr, bool durable = false);
 
   struct stat ToStat(const pb::Attr& attr) const;
   void ReplyEntry(fuse_req_t req, const pb::Attr& attr, const pb::Layout* layout);

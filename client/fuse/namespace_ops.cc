@@ -42,14 +42,14 @@ void FuseFs::Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   ReplyEntry(req, response.attr(), &response.layout());
 }
 
-Status FuseFs::CommitWrites(uint64_t ino, pb::Attr* attr) {
+Status FuseFs::CommitWrites(uint64_t ino, pb::Attr* attr, bool durable) {
   auto state = FindState(ino);
   if (!state) return Status(ENOENT, "no state");
   uint64_t size;
   int64_t mtime;
   {
     std::lock_guard<std::mutex> lock(state->mutex);
-    if (!state->dirty) return Status(EAGAIN, "nothing to commit");
+    if (!state->dirty && !(durable && state->unsynced)) return Status(EAGAIN, "nothing to commit");
     size = state->size;
     mtime = state->mtime_ns;
   }
@@ -57,13 +57,17 @@ Status FuseFs::CommitWrites(uint64_t ino, pb::Attr* attr) {
   request.set_ino(ino);
   request.set_size(size);
   request.set_mtime_ns(mtime);
+  request.set_durable(durable);
   pb::CommitWriteResponse response;
   Status status = client_.Meta(rpc::meta::kCommitWrite, request, &response);
   if (!status.ok()) return client::ToFileError(status);
   {
     std::lock_guard<std::mutex> lock(state->mutex);
     // Writes that landed meanwhile keep the state dirty.
-    if (state->size == size && state->mtime_ns == mtime) state->dirty = false;
+    if (state->size == size && state->mtime_ns == mtime) {
+      state->dirty = false;
+      state->unsynced = !durable;
+    }
     state->size = std::max(state->size, response.attr().size());
   }
   if (attr) *attr = response.attr();

@@ -82,7 +82,8 @@ class MetaStore {
   Result<pb::ReaddirResponse> Readdir(uint64_t ino, uint64_t cookie, uint32_t max_entries,
                                       bool with_attrs);
   // Grows the size to at least `size` and sets mtime (data was written).
-  Result<pb::Inode> CommitWrite(uint64_t ino, uint64_t size, int64_t mtime_ns);
+  // Synced to disk only when `durable` (the client's fsync).
+  Result<pb::Inode> CommitWrite(uint64_t ino, uint64_t size, int64_t mtime_ns, bool durable = true);
 
   // ---- extended attributes (flags: XATTR_CREATE / XATTR_REPLACE)
   Status Setxattr(uint64_t ino, const std::string& name, const std::string& value, uint32_t flags);
@@ -122,7 +123,7 @@ class MetaStore {
   Result<uint64_t> LookupChild(uint64_t parent, const std::string& name, uint32_t* type,
                                uint64_t* seq);
   Result<pb::Inode> LoadDirectory(uint64_t ino);
-  Status Commit(rocksdb::WriteBatch& batch);
+  Status Commit(rocksdb::WriteBatch& batch, bool sync = true);
   uint64_t AllocateIno();
   void PutInode(rocksdb::WriteBatch& batch, const pb::Inode& inode);
   void AddEntry(rocksdb::WriteBatch& batch, pb::Inode& parent, const std::string& name,
