@@ -44,7 +44,7 @@ Result<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
                   "metadata server address '" + options.meta_address + "' is not host:port");
   }
   std::unique_ptr<Client> client(new Client(options));
-  client->meta_ = rpc::MakeTcpChannel(client->io_, options.meta_address);
+  client->meta_ = rpc::MakeChannel(client->io_, options.meta_address, options.transport);
   if (!options.volume.empty()) {
     std::random_device random;
     pb::MountRequest request;
@@ -82,7 +82,7 @@ Result<std::shared_ptr<rpc::Channel>> Client::ChannelFor(uint32_t server_id) {
       auto found = server_addresses_.find(server_id);
       if (found != server_addresses_.end()) {
         auto& channel = channels_[found->second];
-        if (!channel) channel = rpc::MakeTcpChannel(io_, found->second);
+        if (!channel) channel = rpc::MakeChannel(io_, found->second, options_.transport);
         return channel;
       }
     }
@@ -183,8 +183,10 @@ Status Client::Read(uint64_t ino, const pb::Layout& layout, uint64_t offset, siz
     request.set_length(piece.length);
     char* destination = out + piece.offset_in_request;
     uint32_t wanted = piece.length;
+    rpc::CallOptions options = call_options();
+    options.reply_payload_hint = piece.length;
     rpc::InvokeAsync(
-        *(*channels)[i], rpc::data::kRead, request, {}, call_options(),
+        *(*channels)[i], rpc::data::kRead, request, {}, options,
         [calls, destination, wanted](Status status, pb::ReadResponse&, std::string& payload) {
           if (status.ok()) {
             size_t got = std::min<size_t>(payload.size(), wanted);

@@ -4,16 +4,18 @@
 
 #include "sealfs/metadata/meta_service.h"
 #include "sealfs/rpc/process.h"
+#include "sealfs/rpc/rdma_transport.h"
 
 using namespace sealfs;
 
 static const char* kUsage =
     "usage: sealfs-meta --db DIR [--listen 127.0.0.1:7400] [--port-file FILE]\n"
-    "                   [--chunk-size BYTES] [--create-volume NAME] [--threads N]\n";
+    "                   [--chunk-size BYTES] [--create-volume NAME] [--threads N]\n"
+    "                   [--transport tcp|rdma|auto]   (rdma/auto: also listen over RDMA)\n";
 
 int main(int argc, char** argv) {
   Result<Flags> flags = Flags::Parse(
-      argc, argv, {"db", "listen", "port-file", "chunk-size", "create-volume", "threads", "help"});
+      argc, argv, {"db", "listen", "port-file", "chunk-size", "create-volume", "threads", "transport", "help"});
   if (!flags.ok() || flags->Has("help") || !flags->Has("db")) {
     if (!flags.ok()) std::fprintf(stderr, "sealfs-meta: %s\n", flags.status().message().c_str());
     std::fputs(kUsage, stderr);
@@ -49,13 +51,16 @@ int main(int argc, char** argv) {
   rpc::Dispatcher dispatcher(static_cast<int>(flags->GetInt("threads", 16)));
   metadata::MetaService service(**store, io);
   service.RegisterHandlers(dispatcher);
-  auto server = rpc::MakeTcpServer(io, dispatcher);
   auto address = rpc::ParseAddress(flags->Get("listen", "127.0.0.1:7400"));
-  if (!address.ok()) {
-    std::fprintf(stderr, "sealfs-meta: %s\n", address.status().message().c_str());
+  auto transport = rpc::ParseTransportKind(flags->Get("transport", "tcp"));
+  if (!address.ok() || !transport.ok()) {
+    std::fprintf(stderr, "sealfs-meta: %s\n",
+                 (address.ok() ? transport.status() : address.status()).message().c_str());
     return 2;
   }
-  Status listening = server->Listen(address->first, address->second);
+  rpc::Listeners server_storage;
+  auto* server = &server_storage;
+  Status listening = server->Listen(io, dispatcher, address->first, address->second, *transport);
   if (!listening.ok()) {
     std::fprintf(stderr, "sealfs-meta: %s\n", listening.ToString().c_str());
     return 1;
@@ -69,8 +74,8 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  std::fprintf(stderr, "sealfs-meta: serving %s on %s:%u\n", flags->Get("db").c_str(),
-               address->first.c_str(), server->port());
+  std::fprintf(stderr, "sealfs-meta: serving %s on %s:%u (%s)\n", flags->Get("db").c_str(),
+               address->first.c_str(), server->port(), server->rdma() ? "tcp+rdma" : "tcp");
   int signal_number = WaitForTerminationSignal();
   std::fprintf(stderr, "sealfs-meta: signal %d, shutting down\n", signal_number);
   server->Stop();

@@ -472,6 +472,8 @@ void MetaService::RegisterHandlers(rpc::Dispatcher& d) {
                state.record.set_free_bytes(req.free_bytes());
                state.record.set_used_bytes(req.used_bytes());
                state.record.set_chunk_count(req.chunk_count());
+    *state.record.mutable_tcp() = req.tcp();
+    *state.record.mutable_rdma() = req.rdma();
                state.record.set_last_heartbeat_ns(NowNs());
                state.last_heartbeat = Clock::now();
                state.heard = true;

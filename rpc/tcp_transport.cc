@@ -205,6 +205,8 @@ class TcpChannel : public Channel, public std::enable_shared_from_this<TcpChanne
       }
       asio::error_code error;
       if (!buffers.empty()) {
+        TcpCounters().messages_sent += batch.size();
+        TcpCounters().bytes_sent += asio::buffer_size(buffers);
         auto socket = self->socket_;
         std::tie(error, std::ignore) = co_await asio::async_write(*socket, buffers, kNoThrow);
       }
@@ -362,6 +364,8 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
         if (!message.body.empty()) buffers.push_back(asio::buffer(message.body));
         if (!message.payload.empty()) buffers.push_back(asio::buffer(message.payload));
       }
+      TcpCounters().messages_sent += batch.size();
+      TcpCounters().bytes_sent += asio::buffer_size(buffers);
       auto [error, n] = co_await asio::async_write(self->socket_, buffers, kNoThrow);
       if (error) {
         self->Close();

@@ -102,6 +102,16 @@ void Registration::Loop() {
       request.set_free_bytes(usage.free_bytes);
       request.set_used_bytes(usage.used_bytes);
       request.set_chunk_count(usage.chunk_count);
+      auto fill = [](const rpc::TransportCounters& counters, pb::TransportStats* stats) {
+        stats->set_messages_sent(counters.messages_sent);
+        stats->set_bytes_sent(counters.bytes_sent);
+        stats->set_rdma_read_ops(counters.rdma_read_ops);
+        stats->set_rdma_read_bytes(counters.rdma_read_bytes);
+        stats->set_rdma_write_ops(counters.rdma_write_ops);
+        stats->set_rdma_write_bytes(counters.rdma_write_bytes);
+      };
+      fill(rpc::TcpCounters(), request.mutable_tcp());
+      fill(rpc::RdmaCounters(), request.mutable_rdma());
       pb::HeartbeatResponse response;
       status = rpc::Invoke(*meta_, rpc::meta::kHeartbeat, request, &response, {}, nullptr, options);
       if (status.code() == ENOENT) server_id_ = 0;  // forgotten: register again at once

@@ -2,17 +2,19 @@
 #include <cstdio>
 
 #include "sealfs/rpc/process.h"
+#include "sealfs/rpc/rdma_transport.h"
 #include "sealfs/server/data_service.h"
 
 using namespace sealfs;
 
 static const char* kUsage =
     "usage: sealfs-data --dir DIR --meta HOST:PORT [--listen 127.0.0.1:0]\n"
-    "                   [--port-file FILE] [--threads N] [--heartbeat-ms MS]\n";
+    "                   [--port-file FILE] [--threads N] [--heartbeat-ms MS]\n"
+    "                   [--transport tcp|rdma|auto]   (rdma/auto: also listen over RDMA)\n";
 
 int main(int argc, char** argv) {
   Result<Flags> flags = Flags::Parse(
-      argc, argv, {"dir", "meta", "listen", "port-file", "threads", "heartbeat-ms", "help"});
+      argc, argv, {"dir", "meta", "listen", "port-file", "threads", "heartbeat-ms", "transport", "help"});
   if (!flags.ok() || flags->Has("help") || !flags->Has("dir") || !flags->Has("meta")) {
     if (!flags.ok()) std::fprintf(stderr, "sealfs-data: %s\n", flags.status().message().c_str());
     std::fputs(kUsage, stderr);
@@ -33,8 +35,14 @@ int main(int argc, char** argv) {
   rpc::Dispatcher dispatcher(static_cast<int>(flags->GetInt("threads", 16)));
   server::DataService service(**store);
   service.RegisterHandlers(dispatcher);
-  auto listener = rpc::MakeTcpServer(io, dispatcher);
-  Status listening = listener->Listen(address->first, address->second);
+  auto transport = rpc::ParseTransportKind(flags->Get("transport", "tcp"));
+  if (!transport.ok()) {
+    std::fprintf(stderr, "sealfs-data: %s\n", transport.status().message().c_str());
+    return 2;
+  }
+  rpc::Listeners listener_storage;
+  auto* listener = &listener_storage;
+  Status listening = listener->Listen(io, dispatcher, address->first, address->second, *transport);
   if (!listening.ok()) {
     std::fprintf(stderr, "sealfs-data: %s\n", listening.ToString().c_str());
     return 1;

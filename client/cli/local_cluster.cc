@@ -121,6 +121,13 @@ std::string LocalMetaAddress(const std::string& state_dir) {
 }
 
 Status LocalUp(const LocalClusterOptions& o) {
+  if (!rpc::ParseTransportKind(o.transport).ok()) {
+    return Status(EINVAL, "--transport must be tcp, rdma or auto");
+  }
+  if (o.transport == "rdma") {
+    std::string reason;
+    if (!rpc::RdmaDeviceAvailable(&reason)) return Status(ENODEV, "--transport rdma: " + reason);
+  }
   if (o.data_servers < 1 || o.data_servers > 64) {
     return Status(EINVAL, "--data-servers must be between 1 and 64");
   }
@@ -141,7 +148,7 @@ Status LocalUp(const LocalClusterOptions& o) {
     fs::remove(state + "/meta.port", ec);
     auto pid = Spawn({FindProgram("sealfs-meta"), "--db", state + "/meta", "--listen", listen,
                       "--port-file", state + "/meta.port", "--create-volume", o.volume,
-                      "--chunk-size", std::to_string(o.chunk_size)},
+                      "--chunk-size", std::to_string(o.chunk_size), "--transport", o.transport},
                      logs + "/meta.log");
     if (!pid.ok()) return pid.status();
     WriteLine(state + "/meta.pid", std::to_string(*pid));
@@ -163,7 +170,7 @@ Status LocalUp(const LocalClusterOptions& o) {
     std::string listen = "127.0.0.1:" + (previous_port.empty() ? std::string("0") : previous_port);
     fs::remove(dir + ".port", ec);
     auto spawned = Spawn({FindProgram("sealfs-data"), "--dir", dir, "--meta", meta_address,
-                          "--listen", listen, "--port-file", dir + ".port"},
+                          "--listen", listen, "--port-file", dir + ".port", "--transport", o.transport},
                          logs + "/data" + std::to_string(i) + ".log");
     if (!spawned.ok()) return spawned.status();
     WriteLine(dir + ".pid", std::to_string(*spawned));
@@ -213,8 +220,8 @@ Status LocalUp(const LocalClusterOptions& o) {
     umount2(mountpoint.c_str(), MNT_DETACH);
   }
   std::string command = "'" + FindProgram("sealfs-fuse") + "' '" + meta_address + "/" + o.volume +
-                        "' '" + mountpoint + "' -o allow_other,default_permissions,log=" + logs +
-                        "/fuse.log";
+                        "' '" + mountpoint + "' -o allow_other,default_permissions,transport=" +
+                        o.transport + ",log=" + logs + "/fuse.log";
   if (std::system(command.c_str()) != 0) {
     return Status(EIO, "mounting " + mountpoint + " failed; see " + logs + "/fuse.log");
   }

@@ -15,6 +15,7 @@ struct LocalClusterOptions {
   std::string volume = "default";
   uint32_t chunk_size = 4u << 20;
   bool mount = true;
+  std::string transport = "tcp";  // tcp, rdma or auto: for servers and the mount
 };
 
 // Starts whatever is not running yet (a restart reuses state and ports) and

@@ -99,6 +99,18 @@ int ClusterStatus(const Flags& flags) {
     free += server.free_bytes();
     down += server.state() != "up";
   }
+  std::printf("%-4s %-10s %-10s %-12s %-10s %-12s %-10s %-12s\n", "ID", "TCP MSGS", "TCP BYTES",
+              "RDMA MSGS", "READS", "READ BYTES", "WRITES", "WRITE BYTES");
+  for (const auto& server : map->servers()) {
+    std::printf("%-4u %-10llu %-10s %-12llu %-10llu %-12s %-10llu %-12s\n", server.id(),
+                static_cast<unsigned long long>(server.tcp().messages_sent()),
+                HumanBytes(server.tcp().bytes_sent()).c_str(),
+                static_cast<unsigned long long>(server.rdma().messages_sent()),
+                static_cast<unsigned long long>(server.rdma().rdma_read_ops()),
+                HumanBytes(server.rdma().rdma_read_bytes()).c_str(),
+                static_cast<unsigned long long>(server.rdma().rdma_write_ops()),
+                HumanBytes(server.rdma().rdma_write_bytes()).c_str());
+  }
   pb::StatfsResponse statfs;
   (*admin)->Meta(rpc::meta::kStatfs, pb::StatfsRequest{}, &statfs);
   pb::VolumeListResponse volumes;
@@ -172,6 +184,7 @@ int Local(const Flags& flags) {
   options.data_servers = static_cast<int>(flags.GetInt("data-servers", 3));
   options.chunk_size = static_cast<uint32_t>(flags.GetInt("chunk-size", 4 << 20));
   options.mount = !flags.Has("no-mount");
+  options.transport = flags.Get("transport", "tcp");
   Status status;
   if (args[1] == "up")
     status = cli::LocalUp(options);
@@ -214,7 +227,7 @@ int main(int argc, char** argv) {
   if (argc >= 2 && std::string(argv[1]) == "bench") return Bench(argc, argv);
   auto flags = Flags::Parse(
       argc, argv,
-      {"state", "mount", "data-servers", "chunk-size", "meta", "no-mount", "help", "version"});
+      {"state", "mount", "data-servers", "chunk-size", "meta", "no-mount", "transport", "help", "version"});
   if (!flags.ok()) {
     std::fprintf(stderr, "sealfs: %s\n%s", flags.status().message().c_str(), kUsage);
     return 2;

@@ -24,7 +24,7 @@ namespace {
 const char* kUsage =
     "usage: sealfs-fuse HOST:PORT/VOLUME MOUNTPOINT [-o OPTIONS] [-f] [-d]\n"
     "options: allow_other, default_permissions, ro, log=FILE, attr_timeout=SECONDS,\n"
-    "         entry_timeout=SECONDS, and the usual FUSE mount options\n";
+    "         entry_timeout=SECONDS, transport=tcp|rdma|auto, and the usual FUSE mount options\n";
 
 struct Arguments {
   std::string source;
@@ -35,6 +35,7 @@ struct Arguments {
   bool debug = false;
   double attr_timeout = 1.0;
   double entry_timeout = 1.0;
+  std::string transport = "tcp";
 };
 
 bool ParseArguments(int argc, char** argv, Arguments* out, std::string* error) {
@@ -111,6 +112,12 @@ int main(int argc, char** argv) {
   client::ClientOptions options;
   options.meta_address = args.source.substr(0, slash);
   options.volume = args.source.substr(slash + 1);
+  auto transport = rpc::ParseTransportKind(args.transport);
+  if (!transport.ok()) {
+    std::fprintf(stderr, "sealfs-fuse: %s\n", transport.status().message().c_str());
+    return 2;
+  }
+  options.transport = *transport;
   struct stat mount_stat;
   if (stat(args.mountpoint.c_str(), &mount_stat) != 0 || !S_ISDIR(mount_stat.st_mode)) {
     std::fprintf(stderr, "sealfs-fuse: mountpoint %s is not a directory\n",

@@ -15,6 +15,7 @@
 #include <unordered_map>
 
 #include "sealfs/rpc/methods.h"
+#include "sealfs/rpc/rdma_transport.h"
 #include "sealfs/rpc/tcp_transport.h"
 
 namespace sealfs::client {
@@ -25,6 +26,7 @@ struct ClientOptions {
   std::chrono::milliseconds timeout{std::chrono::seconds(30)};
   std::chrono::milliseconds keepalive_interval{std::chrono::seconds(5)};
   int io_threads = 2;
+  rpc::TransportKind transport = rpc::TransportKind::kTcp;
 };
 
 class Client {

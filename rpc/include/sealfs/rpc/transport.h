@@ -3,6 +3,7 @@
 // Dispatcher); TCP implements both today and RDMA slots under the same types.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -16,7 +17,29 @@ namespace sealfs::rpc {
 
 struct CallOptions {
   std::chrono::milliseconds timeout{std::chrono::seconds(30)};
+  // The largest reply payload the caller expects. RDMA offers the server a
+  // registered buffer of this size to write the reply payload into; TCP
+  // ignores it.
+  size_t reply_payload_hint = 0;
 };
+
+// Which transport a client uses: TCP, RDMA, or RDMA where a device exists and
+// the server accepts it, TCP otherwise.
+enum class TransportKind { kTcp, kRdma, kAuto };
+Result<TransportKind> ParseTransportKind(std::string_view name);
+const char* TransportName(TransportKind kind);
+
+// Traffic counters of one transport in this process.
+struct TransportCounters {
+  std::atomic<uint64_t> messages_sent{0};
+  std::atomic<uint64_t> bytes_sent{0};
+  std::atomic<uint64_t> rdma_read_ops{0};
+  std::atomic<uint64_t> rdma_read_bytes{0};
+  std::atomic<uint64_t> rdma_write_ops{0};
+  std::atomic<uint64_t> rdma_write_bytes{0};
+};
+TransportCounters& TcpCounters();
+TransportCounters& RdmaCounters();
 
 // Receives the response message (whose header.status may carry a remote errno)
 // or a local transport error (ETIMEDOUT, ECONNREFUSED, ECONNRESET, EPROTO).
