@@ -57,14 +57,22 @@ bool ParseArguments(int argc, char** argv, Arguments* out, std::string* error) {
             option.rfind("x-", 0) == 0) {
           continue;
         }
-        if (option.rfind("log=", 0) == 0)
-          out->log_file = option.substr(4);
-        else if (option.rfind("attr_timeout=", 0) == 0)
-          out->attr_timeout = std::stod(option.substr(13));
-        else if (option.rfind("entry_timeout=", 0) == 0)
-          out->entry_timeout = std::stod(option.substr(14));
-        else
-          out->fuse_options.push_back(option);
+        try {
+          if (option.rfind("log=", 0) == 0) {
+            out->log_file = option.substr(4);
+          } else if (option.rfind("attr_timeout=", 0) == 0) {
+            out->attr_timeout = std::stod(option.substr(13));
+          } else if (option.rfind("entry_timeout=", 0) == 0) {
+            out->entry_timeout = std::stod(option.substr(14));
+          } else if (option.rfind("transport=", 0) == 0) {
+            out->transport = option.substr(10);
+          } else {
+            out->fuse_options.push_back(option);
+          }
+        } catch (const std::exception&) {
+          *error = "bad value in option " + option;
+          return false;
+        }
       }
     } else if (arg == "-h" || arg == "--help") {
       *error = "";
