@@ -99,17 +99,16 @@ int ClusterStatus(const Flags& flags) {
     free += server.free_bytes();
     down += server.state() != "up";
   }
-  std::printf("%-4s %-10s %-10s %-12s %-10s %-12s %-10s %-12s\n", "ID", "TCP MSGS", "TCP BYTES",
-              "RDMA MSGS", "READS", "READ BYTES", "WRITES", "WRITE BYTES");
+  // Transport counters, in plain numbers so scripts can read them.
+  std::printf("%-4s %12s %14s %12s %12s %14s %12s %14s\n", "ID", "TCP_MSGS", "TCP_BYTES",
+              "RDMA_MSGS", "RDMA_READS", "READ_BYTES", "RDMA_WRITES", "WRITE_BYTES");
   for (const auto& server : map->servers()) {
-    std::printf("%-4u %-10llu %-10s %-12llu %-10llu %-12s %-10llu %-12s\n", server.id(),
-                static_cast<unsigned long long>(server.tcp().messages_sent()),
-                HumanBytes(server.tcp().bytes_sent()).c_str(),
-                static_cast<unsigned long long>(server.rdma().messages_sent()),
-                static_cast<unsigned long long>(server.rdma().rdma_read_ops()),
-                HumanBytes(server.rdma().rdma_read_bytes()).c_str(),
-                static_cast<unsigned long long>(server.rdma().rdma_write_ops()),
-                HumanBytes(server.rdma().rdma_write_bytes()).c_str());
+    auto n = [](uint64_t value) { return static_cast<unsigned long long>(value); };
+    std::printf("%-4u %12llu %14llu %12llu %12llu %14llu %12llu %14llu\n", server.id(),
+                n(server.tcp().messages_sent()), n(server.tcp().bytes_sent()),
+                n(server.rdma().messages_sent()), n(server.rdma().rdma_read_ops()),
+                n(server.rdma().rdma_read_bytes()), n(server.rdma().rdma_write_ops()),
+                n(server.rdma().rdma_write_bytes()));
   }
   pb::StatfsResponse statfs;
   (*admin)->Meta(rpc::meta::kStatfs, pb::StatfsRequest{}, &statfs);
