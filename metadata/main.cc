@@ -15,7 +15,8 @@ static const char* kUsage =
 
 int main(int argc, char** argv) {
   Result<Flags> flags = Flags::Parse(
-      argc, argv, {"db", "listen", "port-file", "chunk-size", "create-volume", "threads", "transport", "help"});
+      argc, argv,
+      {"db", "listen", "port-file", "chunk-size", "create-volume", "threads", "transport", "help"});
   if (!flags.ok() || flags->Has("help") || !flags->Has("db")) {
     if (!flags.ok()) std::fprintf(stderr, "sealfs-meta: %s\n", flags.status().message().c_str());
     std::fputs(kUsage, stderr);

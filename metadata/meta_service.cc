@@ -395,7 +395,8 @@ void MetaService::RegisterHandlers(rpc::Dispatcher& d) {
              }});
   d.Register(kCommitWrite, {[this](const pb::CommitWriteRequest& req, pb::CommitWriteResponse* resp,
                                    rpc::RequestContext&) -> Status {
-               Result<pb::Inode> inode = store_.CommitWrite(req.ino(), req.size(), req.mtime_ns(), req.durable());
+               Result<pb::Inode> inode =
+                   store_.CommitWrite(req.ino(), req.size(), req.mtime_ns(), req.durable());
                if (!inode.ok()) return inode.status();
                *resp->mutable_attr() = inode->attr();
                return Status::Ok();
@@ -472,8 +473,8 @@ void MetaService::RegisterHandlers(rpc::Dispatcher& d) {
                state.record.set_free_bytes(req.free_bytes());
                state.record.set_used_bytes(req.used_bytes());
                state.record.set_chunk_count(req.chunk_count());
-    *state.record.mutable_tcp() = req.tcp();
-    *state.record.mutable_rdma() = req.rdma();
+               *state.record.mutable_tcp() = req.tcp();
+               *state.record.mutable_rdma() = req.rdma();
                state.record.set_last_heartbeat_ns(NowNs());
                state.last_heartbeat = Clock::now();
                state.heard = true;

@@ -14,9 +14,9 @@
 #include <rdma/rdma_cma.h>
 
 #include <asio.hpp>
+#include <atomic>
 #include <cstdio>
 #include <cstring>
-#include <atomic>
 #include <deque>
 #include <future>
 #include <map>
@@ -91,8 +91,10 @@ class BufferPool {
   }
   void Release(Registered buffer) {
     auto& list = free_[buffer.size];
-    if (list.size() < 8) list.push_back(buffer);
-    else Destroy(buffer);
+    if (list.size() < 8)
+      list.push_back(buffer);
+    else
+      Destroy(buffer);
   }
 
  private:
@@ -142,13 +144,15 @@ class RdmaConnection : public std::enable_shared_from_this<RdmaConnection> {
     attr.cap.max_send_sge = 1;
     attr.cap.max_recv_sge = 1;
     if (rdma_create_qp(id_, pd_, &attr) != 0) {
-      return Status(errno ? errno : EIO, std::string("rdma_create_qp failed: ") + std::strerror(errno));
+      return Status(errno ? errno : EIO,
+                    std::string("rdma_create_qp failed: ") + std::strerror(errno));
     }
     qp_created_ = true;
     bulk_pool_ = std::make_unique<BufferPool>(
         pd_, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_WRITE);
     message_area_.resize((kRecvDepth + kSendBuffers) * kMessageSize);
-    message_mr_ = ibv_reg_mr(pd_, message_area_.data(), message_area_.size(), IBV_ACCESS_LOCAL_WRITE);
+    message_mr_ =
+        ibv_reg_mr(pd_, message_area_.data(), message_area_.size(), IBV_ACCESS_LOCAL_WRITE);
     if (!message_mr_) return Status(ENOMEM, "cannot register message buffers");
     for (size_t i = 0; i < kRecvDepth; ++i) SEALFS_RETURN_IF_ERROR(PostRecv(i));
     for (size_t i = 0; i < kSendBuffers; ++i) free_send_.push_back(i);
@@ -252,7 +256,8 @@ class RdmaConnection : public std::enable_shared_from_this<RdmaConnection> {
   char* Slot(size_t index) { return message_area_.data() + index * kMessageSize; }
 
   Status PostRecv(size_t index) {
-    ibv_sge sge{reinterpret_cast<uint64_t>(Slot(index)), static_cast<uint32_t>(kMessageSize), message_mr_->lkey};
+    ibv_sge sge{reinterpret_cast<uint64_t>(Slot(index)), static_cast<uint32_t>(kMessageSize),
+                message_mr_->lkey};
     ibv_recv_wr wr{};
     wr.wr_id = WorkId(kRecvWork, index);
     wr.sg_list = &sge;
@@ -311,7 +316,8 @@ class RdmaConnection : public std::enable_shared_from_this<RdmaConnection> {
         RdmaCounters().bytes_sent += length;
       }
       queue_.pop_front();
-      ibv_sge sge{reinterpret_cast<uint64_t>(out), static_cast<uint32_t>(length), message_mr_->lkey};
+      ibv_sge sge{reinterpret_cast<uint64_t>(out), static_cast<uint32_t>(length),
+                  message_mr_->lkey};
       ibv_send_wr wr{};
       wr.wr_id = WorkId(kSendWork, slot);
       wr.opcode = IBV_WR_SEND;
@@ -358,7 +364,8 @@ class RdmaConnection : public std::enable_shared_from_this<RdmaConnection> {
         if (op != bulk_ops_.end()) {
           auto done = std::move(op->second);
           bulk_ops_.erase(op);
-          done(Status(EIO, std::string("one-sided transfer failed: ") + ibv_wc_status_str(wc.status)));
+          done(Status(EIO,
+                      std::string("one-sided transfer failed: ") + ibv_wc_status_str(wc.status)));
         }
       }
       Fail(Status(wc.status == IBV_WC_WR_FLUSH_ERR ? ECONNRESET : EIO,
@@ -461,7 +468,8 @@ class CmEvents {
   ~CmEvents() { Close(); }
   Status Open() {
     channel_ = rdma_create_event_channel();
-    if (!channel_) return Status(ENODEV, std::string("rdma_create_event_channel: ") + std::strerror(errno));
+    if (!channel_)
+      return Status(ENODEV, std::string("rdma_create_event_channel: ") + std::strerror(errno));
     int flags = fcntl(channel_->fd, F_GETFL);
     fcntl(channel_->fd, F_SETFL, flags | O_NONBLOCK);
     watch_.assign(channel_->fd);
@@ -484,12 +492,14 @@ class CmEvents {
 
  private:
   void Arm() {
-    watch_.async_wait(asio::posix::stream_descriptor::wait_read, [this, alive = alive_](const asio::error_code& error) {
-      if (error || !*alive || !channel_) return;
-      rdma_cm_event* event = nullptr;
-      while (*alive && channel_ && rdma_get_cm_event(channel_, &event) == 0) on_event_(event);
-      if (channel_ && *alive) Arm();
-    });
+    watch_.async_wait(asio::posix::stream_descriptor::wait_read,
+                      [this, alive = alive_](const asio::error_code& error) {
+                        if (error || !*alive || !channel_) return;
+                        rdma_cm_event* event = nullptr;
+                        while (*alive && channel_ && rdma_get_cm_event(channel_, &event) == 0)
+                          on_event_(event);
+                        if (channel_ && *alive) Arm();
+                      });
   }
   asio::posix::stream_descriptor watch_;
   rdma_event_channel* channel_ = nullptr;
@@ -507,7 +517,8 @@ Result<sockaddr_storage> Resolve(const std::string& address) {
   hints.ai_family = AF_INET;
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* result = nullptr;
-  if (getaddrinfo(parsed->first.c_str(), std::to_string(parsed->second).c_str(), &hints, &result) != 0 ||
+  if (getaddrinfo(parsed->first.c_str(), std::to_string(parsed->second).c_str(), &hints, &result) !=
+          0 ||
       result == nullptr) {
     return Status(EHOSTUNREACH, "cannot resolve " + address);
   }
@@ -548,8 +559,8 @@ class RdmaChannel : public Channel, public std::enable_shared_from_this<RdmaChan
       on_reply(Status(EMSGSIZE, "request body too large for RDMA messages"));
       return;
     }
-    asio::post(strand_, [self = shared_from_this(), service, method, body = std::move(body), payload,
-                         options, on_reply = std::move(on_reply)]() mutable {
+    asio::post(strand_, [self = shared_from_this(), service, method, body = std::move(body),
+                         payload, options, on_reply = std::move(on_reply)]() mutable {
       self->StartCall(service, method, std::move(body), payload, options, std::move(on_reply));
     });
   }
@@ -571,7 +582,8 @@ class RdmaChannel : public Channel, public std::enable_shared_from_this<RdmaChan
     pending.on_reply = std::move(on_reply);
     pending.timer = std::make_unique<asio::steady_timer>(strand_, options.timeout);
     pending.timer->async_wait([self = shared_from_this(), id](const asio::error_code& error) {
-      if (!error) self->Complete(id, Status(ETIMEDOUT, "no reply from " + self->address_ + " in time"));
+      if (!error)
+        self->Complete(id, Status(ETIMEDOUT, "no reply from " + self->address_ + " in time"));
     });
     FrameHeader header;
     header.service = static_cast<uint16_t>(service);
@@ -582,7 +594,8 @@ class RdmaChannel : public Channel, public std::enable_shared_from_this<RdmaChan
     // call completes, even by timeout, while the server could still read.
     std::string payload_copy(payload);
     size_t hint = options.reply_payload_hint;
-    pending.send = [this, id, header, body = std::move(body), payload_copy = std::move(payload_copy), hint]() mutable {
+    pending.send = [this, id, header, body = std::move(body),
+                    payload_copy = std::move(payload_copy), hint]() mutable {
       auto found = pending_.find(id);
       if (found == pending_.end()) return;
       RdmaExt ext;
@@ -666,8 +679,10 @@ class RdmaChannel : public Channel, public std::enable_shared_from_this<RdmaChan
       rdma_ack_cm_event(event);
       if (self) self->OnEvent(copy);
     });
-    if (rdma_resolve_addr(id_, nullptr, reinterpret_cast<sockaddr*>(&*address), kResolveTimeoutMs) != 0) {
-      return FailAll(Status(EHOSTUNREACH, "cannot resolve RDMA address " + address_ + ": " + std::strerror(errno)));
+    if (rdma_resolve_addr(id_, nullptr, reinterpret_cast<sockaddr*>(&*address),
+                          kResolveTimeoutMs) != 0) {
+      return FailAll(Status(
+          EHOSTUNREACH, "cannot resolve RDMA address " + address_ + ": " + std::strerror(errno)));
     }
   }
 
@@ -722,8 +737,8 @@ class RdmaChannel : public Channel, public std::enable_shared_from_this<RdmaChan
       case RDMA_CM_EVENT_ROUTE_ERROR:
       case RDMA_CM_EVENT_UNREACHABLE:
       case RDMA_CM_EVENT_CONNECT_ERROR:
-        FailAll(Status(EHOSTUNREACH, std::string("RDMA connection to ") + address_ + " failed: " +
-                                         rdma_event_str(event.event)));
+        FailAll(Status(EHOSTUNREACH, std::string("RDMA connection to ") + address_ +
+                                         " failed: " + rdma_event_str(event.event)));
         break;
       default:
         break;
@@ -735,7 +750,8 @@ class RdmaChannel : public Channel, public std::enable_shared_from_this<RdmaChan
     if (found == pending_.end()) return;
     if (message.header.flags & kFlagPayloadPlaced) {
       if (!found->second.reply || message.header.payload_length > found->second.reply->size) {
-        return Complete(found->first, Status(EPROTO, "server placed a reply payload we did not offer"));
+        return Complete(found->first,
+                        Status(EPROTO, "server placed a reply payload we did not offer"));
       }
       message.payload.assign(found->second.reply->data, message.header.payload_length);
     }
@@ -800,8 +816,8 @@ class RdmaServer : public ServerTransport {
       return Status(errno, "rdma_create_id failed");
     }
     if (rdma_bind_addr(listen_id_, reinterpret_cast<sockaddr*>(&*address)) != 0) {
-      return Status(errno, "cannot bind RDMA listener to " + host + ":" + std::to_string(port) + ": " +
-                               std::strerror(errno));
+      return Status(errno, "cannot bind RDMA listener to " + host + ":" + std::to_string(port) +
+                               ": " + std::strerror(errno));
     }
     if (rdma_listen(listen_id_, 64) != 0) return Status(errno, "rdma_listen failed");
     port_ = ntohs(rdma_get_src_port(listen_id_));
@@ -829,8 +845,10 @@ class RdmaServer : public ServerTransport {
       done.set_value();
     };
     // Once the event loop has stopped nothing else runs: stop inline.
-    if (io_.stopped()) stop();
-    else asio::post(strand_, stop);
+    if (io_.stopped())
+      stop();
+    else
+      asio::post(strand_, stop);
     future.wait();
   }
 
@@ -942,7 +960,8 @@ class RdmaServer : public ServerTransport {
       Message error;
       error.header = reply.header;
       error.header.status = EMSGSIZE;
-      connection->Send(error.header, "reply payload larger than the buffer the client offered", {}, {});
+      connection->Send(error.header, "reply payload larger than the buffer the client offered", {},
+                       {});
       return;
     }
     // Push the payload into the client's buffer, then send the reply frame.
@@ -991,7 +1010,8 @@ class AutoChannel : public Channel, public std::enable_shared_from_this<AutoChan
   void CallAsync(ServiceId service, uint16_t method, std::string body, std::string_view payload,
                  CallOptions options, ReplyCallback on_reply) override {
     if (!use_rdma_.load()) {
-      return tcp_->CallAsync(service, method, std::move(body), payload, options, std::move(on_reply));
+      return tcp_->CallAsync(service, method, std::move(body), payload, options,
+                             std::move(on_reply));
     }
     auto self = shared_from_this();
     std::string body_copy = body;
@@ -1001,8 +1021,8 @@ class AutoChannel : public Channel, public std::enable_shared_from_this<AutoChan
                        int code = reply.ok() ? 0 : reply.status().code();
                        if (code == ENODEV || code == ECONNREFUSED || code == EHOSTUNREACH) {
                          self->use_rdma_ = false;
-                         return self->tcp_->CallAsync(service, method, std::move(body_copy), payload,
-                                                      options, std::move(on_reply));
+                         return self->tcp_->CallAsync(service, method, std::move(body_copy),
+                                                      payload, options, std::move(on_reply));
                        }
                        on_reply(std::move(reply));
                      });
@@ -1025,7 +1045,8 @@ std::unique_ptr<ServerTransport> MakeRdmaServer(IoThreads& io, RequestSink& sink
   return std::make_unique<RdmaServer>(io.context(), sink);
 }
 
-std::shared_ptr<Channel> MakeChannel(IoThreads& io, const std::string& address, TransportKind kind) {
+std::shared_ptr<Channel> MakeChannel(IoThreads& io, const std::string& address,
+                                     TransportKind kind) {
   switch (kind) {
     case TransportKind::kRdma:
       return MakeRdmaChannel(io, address);

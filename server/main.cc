@@ -14,7 +14,8 @@ static const char* kUsage =
 
 int main(int argc, char** argv) {
   Result<Flags> flags = Flags::Parse(
-      argc, argv, {"dir", "meta", "listen", "port-file", "threads", "heartbeat-ms", "transport", "help"});
+      argc, argv,
+      {"dir", "meta", "listen", "port-file", "threads", "heartbeat-ms", "transport", "help"});
   if (!flags.ok() || flags->Has("help") || !flags->Has("dir") || !flags->Has("meta")) {
     if (!flags.ok()) std::fprintf(stderr, "sealfs-data: %s\n", flags.status().message().c_str());
     std::fputs(kUsage, stderr);
@@ -59,8 +60,8 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  std::fprintf(stderr, "sealfs-data: serving %s on %s\n", flags->Get("dir").c_str(),
-               advertised.c_str());
+  std::fprintf(stderr, "sealfs-data: serving %s on %s (%s)\n", flags->Get("dir").c_str(),
+               advertised.c_str(), listener->rdma() ? "tcp+rdma" : "tcp");
   int signal_number = WaitForTerminationSignal();
   std::fprintf(stderr, "sealfs-data: signal %d, shutting down\n", signal_number);
   registration.Stop();

@@ -169,9 +169,10 @@ Status LocalUp(const LocalClusterOptions& o) {
     std::string previous_port = ReadFirstLine(dir + ".port");
     std::string listen = "127.0.0.1:" + (previous_port.empty() ? std::string("0") : previous_port);
     fs::remove(dir + ".port", ec);
-    auto spawned = Spawn({FindProgram("sealfs-data"), "--dir", dir, "--meta", meta_address,
-                          "--listen", listen, "--port-file", dir + ".port", "--transport", o.transport},
-                         logs + "/data" + std::to_string(i) + ".log");
+    auto spawned =
+        Spawn({FindProgram("sealfs-data"), "--dir", dir, "--meta", meta_address, "--listen", listen,
+               "--port-file", dir + ".port", "--transport", o.transport},
+              logs + "/data" + std::to_string(i) + ".log");
     if (!spawned.ok()) return spawned.status();
     WriteLine(dir + ".pid", std::to_string(*spawned));
     SEALFS_RETURN_IF_ERROR(WaitForFile(dir + ".port", *spawned, "data server " + std::to_string(i),
@@ -220,8 +221,9 @@ Status LocalUp(const LocalClusterOptions& o) {
     umount2(mountpoint.c_str(), MNT_DETACH);
   }
   std::string command = "'" + FindProgram("sealfs-fuse") + "' '" + meta_address + "/" + o.volume +
-                        "' '" + mountpoint + "' -o allow_other,default_permissions,transport=" +
-                        o.transport + ",log=" + logs + "/fuse.log";
+                        "' '" + mountpoint +
+                        "' -o allow_other,default_permissions,transport=" + o.transport +
+                        ",log=" + logs + "/fuse.log";
   if (std::system(command.c_str()) != 0) {
     return Status(EIO, "mounting " + mountpoint + " failed; see " + logs + "/fuse.log");
   }

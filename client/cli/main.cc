@@ -224,9 +224,9 @@ int Bench(int argc, char** argv) {
 int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   if (argc >= 2 && std::string(argv[1]) == "bench") return Bench(argc, argv);
-  auto flags = Flags::Parse(
-      argc, argv,
-      {"state", "mount", "data-servers", "chunk-size", "meta", "no-mount", "transport", "help", "version"});
+  auto flags = Flags::Parse(argc, argv,
+                            {"state", "mount", "data-servers", "chunk-size", "meta", "no-mount",
+                             "transport", "help", "version"});
   if (!flags.ok()) {
     std::fprintf(stderr, "sealfs: %s\n%s", flags.status().message().c_str(), kUsage);
     return 2;

@@ -54,22 +54,25 @@ class RdmaTransportTest : public ::testing::Test {
   void SetUp() override {
     std::string reason;
     if (!RdmaDeviceAvailable(&reason)) GTEST_SKIP() << reason;
-    if (TestAddress().empty()) GTEST_SKIP() << "SEALFS_RDMA_TEST_ADDR names no RDMA-capable address";
-    dispatcher_.Register(data::kRead, {[](const pb::ReadRequest& req, pb::ReadResponse*,
-                                          RequestContext& context) -> Status {
-      if (req.length() == 404) return Status(ENOENT, "no such thing");
-      if (req.offset() == 999) std::this_thread::sleep_for(3s);
-      context.reply_payload = Pattern(req.length(), static_cast<int>(req.offset()));
-      return Status::Ok();
-    }});
-    dispatcher_.Register(data::kWrite, {[](const pb::WriteRequest& req, pb::WriteResponse*,
-                                           RequestContext& context) -> Status {
-      if (context.payload != Pattern(context.payload.size(), static_cast<int>(req.offset()))) {
-        return Status(EBADMSG, "payload arrived damaged");
-      }
-      context.reply_payload = std::to_string(context.payload.size());
-      return Status::Ok();
-    }});
+    if (TestAddress().empty())
+      GTEST_SKIP() << "SEALFS_RDMA_TEST_ADDR names no RDMA-capable address";
+    dispatcher_.Register(
+        data::kRead,
+        {[](const pb::ReadRequest& req, pb::ReadResponse*, RequestContext& context) -> Status {
+          if (req.length() == 404) return Status(ENOENT, "no such thing");
+          if (req.offset() == 999) std::this_thread::sleep_for(3s);
+          context.reply_payload = Pattern(req.length(), static_cast<int>(req.offset()));
+          return Status::Ok();
+        }});
+    dispatcher_.Register(
+        data::kWrite,
+        {[](const pb::WriteRequest& req, pb::WriteResponse*, RequestContext& context) -> Status {
+          if (context.payload != Pattern(context.payload.size(), static_cast<int>(req.offset()))) {
+            return Status(EBADMSG, "payload arrived damaged");
+          }
+          context.reply_payload = std::to_string(context.payload.size());
+          return Status::Ok();
+        }});
     server_ = MakeRdmaServer(io_, dispatcher_);
     Status listening = server_->Listen(TestAddress(), 0);
     ASSERT_TRUE(listening.ok()) << listening.ToString();
@@ -186,11 +189,11 @@ TEST_F(RdmaTransportTest, ServerDyingMidCallIsAnErrorNotAHang) {
   if (child == 0) {
     IoThreads io(1);
     Dispatcher dispatcher(2);
-    dispatcher.Register(data::kRead, {[](const pb::ReadRequest&, pb::ReadResponse*,
-                                         RequestContext&) -> Status {
-      std::this_thread::sleep_for(30s);
-      return Status::Ok();
-    }});
+    dispatcher.Register(data::kRead,
+                        {[](const pb::ReadRequest&, pb::ReadResponse*, RequestContext&) -> Status {
+                          std::this_thread::sleep_for(30s);
+                          return Status::Ok();
+                        }});
     auto server = MakeRdmaServer(io, dispatcher);
     if (!server->Listen(TestAddress(), 0).ok()) _exit(1);
     uint16_t port = server->port();
