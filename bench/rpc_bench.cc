@@ -6,16 +6,31 @@
 #include <thread>
 
 #include "sealfs/rpc/methods.h"
+#include "sealfs/rpc/rdma_transport.h"
 #include "sealfs/rpc/tcp_transport.h"
+
 
 namespace sealfs::rpc {
 namespace {
 
 constexpr size_t kBulk = 1 << 20;
 
-// A SealFS service with a no-op method and a payload sink.
+// Where RDMA benchmarks run: an address on an RDMA device (the test VM sets
+// it); without one they are skipped.
+std::string RdmaAddress() {
+  const char* address = std::getenv("SEALFS_RDMA_TEST_ADDR");
+  std::string reason;
+  return address && RdmaDeviceAvailable(&reason) ? address : "";
+}
+
+// A SealFS service with a no-op method, a payload sink and a payload source.
 struct SealfsServer {
-  SealfsServer() {
+  explicit SealfsServer(TransportKind kind = TransportKind::kTcp) {
+    dispatcher.Register(data::kRead, {[](const pb::ReadRequest& req, pb::ReadResponse*,
+                                         RequestContext& context) {
+      context.reply_payload.assign(req.length(), 'r');
+      return Status::Ok();
+    }});
     dispatcher.Register(data::kStat, {[](const pb::StatRequest&, pb::StatResponse*,
                                          RequestContext&) { return Status::Ok(); }});
     dispatcher.Register(data::kWrite,
@@ -23,9 +38,15 @@ struct SealfsServer {
                           benchmark::DoNotOptimize(context.payload.data());
                           return Status::Ok();
                         }});
-    server = MakeTcpServer(io, dispatcher);
-    if (!server->Listen("127.0.0.1", 0).ok()) std::abort();
-    channel = MakeTcpChannel(io, "127.0.0.1:" + std::to_string(server->port()));
+    if (kind == TransportKind::kRdma) {
+      server = MakeRdmaServer(io, dispatcher);
+      if (!server->Listen(RdmaAddress(), 0).ok()) std::abort();
+      channel = MakeRdmaChannel(io, RdmaAddress() + ":" + std::to_string(server->port()));
+    } else {
+      server = MakeTcpServer(io, dispatcher);
+      if (!server->Listen("127.0.0.1", 0).ok()) std::abort();
+      channel = MakeTcpChannel(io, "127.0.0.1:" + std::to_string(server->port()));
+    }
   }
   ~SealfsServer() {
     server->Stop();
@@ -115,6 +136,58 @@ void BM_AsioEchoPayload1MiB(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * kBulk));
 }
 BENCHMARK(BM_AsioEchoPayload1MiB)->UseRealTime();
+
+
+// ---------------------------------------------------------------- RDMA
+
+void BM_RdmaRoundTrip(benchmark::State& state) {
+  if (RdmaAddress().empty()) return state.SkipWithError("no RDMA device / SEALFS_RDMA_TEST_ADDR");
+  SealfsServer server(TransportKind::kRdma);
+  pb::StatRequest request;
+  pb::StatResponse response;
+  for (auto _ : state) {
+    if (!Invoke(*server.channel, data::kStat, request, &response).ok()) {
+      state.SkipWithError("call failed");
+      break;
+    }
+  }
+}
+BENCHMARK(BM_RdmaRoundTrip)->UseRealTime();
+
+void BM_RdmaPayload1MiB(benchmark::State& state) {  // the server RDMA-READs it
+  if (RdmaAddress().empty()) return state.SkipWithError("no RDMA device / SEALFS_RDMA_TEST_ADDR");
+  SealfsServer server(TransportKind::kRdma);
+  std::string payload(kBulk, 'p');
+  pb::WriteRequest request;
+  pb::WriteResponse response;
+  for (auto _ : state) {
+    if (!Invoke(*server.channel, data::kWrite, request, &response, payload).ok()) {
+      state.SkipWithError("call failed");
+      break;
+    }
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * kBulk));
+}
+BENCHMARK(BM_RdmaPayload1MiB)->UseRealTime();
+
+void BM_RdmaReply1MiB(benchmark::State& state) {  // the server RDMA-WRITEs it
+  if (RdmaAddress().empty()) return state.SkipWithError("no RDMA device / SEALFS_RDMA_TEST_ADDR");
+  SealfsServer server(TransportKind::kRdma);
+  pb::ReadRequest request;
+  request.set_length(kBulk);
+  pb::ReadResponse response;
+  std::string payload;
+  CallOptions options;
+  options.reply_payload_hint = kBulk;
+  for (auto _ : state) {
+    if (!Invoke(*server.channel, data::kRead, request, &response, {}, &payload, options).ok()) {
+      state.SkipWithError("call failed");
+      break;
+    }
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * kBulk));
+}
+BENCHMARK(BM_RdmaReply1MiB)->UseRealTime();
 
 }  // namespace
 }  // namespace sealfs::rpc
