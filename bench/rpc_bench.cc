@@ -9,7 +9,6 @@
 #include "sealfs/rpc/rdma_transport.h"
 #include "sealfs/rpc/tcp_transport.h"
 
-
 namespace sealfs::rpc {
 namespace {
 
@@ -26,11 +25,11 @@ std::string RdmaAddress() {
 // A SealFS service with a no-op method, a payload sink and a payload source.
 struct SealfsServer {
   explicit SealfsServer(TransportKind kind = TransportKind::kTcp) {
-    dispatcher.Register(data::kRead, {[](const pb::ReadRequest& req, pb::ReadResponse*,
-                                         RequestContext& context) {
-      context.reply_payload.assign(req.length(), 'r');
-      return Status::Ok();
-    }});
+    dispatcher.Register(
+        data::kRead, {[](const pb::ReadRequest& req, pb::ReadResponse*, RequestContext& context) {
+          context.reply_payload.assign(req.length(), 'r');
+          return Status::Ok();
+        }});
     dispatcher.Register(data::kStat, {[](const pb::StatRequest&, pb::StatResponse*,
                                          RequestContext&) { return Status::Ok(); }});
     dispatcher.Register(data::kWrite,
@@ -87,8 +86,18 @@ struct EchoServer {
   std::thread thread;
 };
 
-void BM_SealfsRoundTrip(benchmark::State& state) {
-  SealfsServer server;
+// SealFS calls over either transport; RDMA rows are skipped without a device.
+bool Skip(benchmark::State& state, TransportKind kind) {
+  if (kind == TransportKind::kRdma && RdmaAddress().empty()) {
+    state.SkipWithError("no RDMA device / SEALFS_RDMA_TEST_ADDR");
+    return true;
+  }
+  return false;
+}
+
+void SealfsRoundTrip(benchmark::State& state, TransportKind kind) {
+  if (Skip(state, kind)) return;
+  SealfsServer server(kind);
   pb::StatRequest request;
   pb::StatResponse response;
   for (auto _ : state) {
@@ -98,7 +107,8 @@ void BM_SealfsRoundTrip(benchmark::State& state) {
     }
   }
 }
-BENCHMARK(BM_SealfsRoundTrip)->UseRealTime();
+BENCHMARK_CAPTURE(SealfsRoundTrip, tcp, TransportKind::kTcp)->UseRealTime();
+BENCHMARK_CAPTURE(SealfsRoundTrip, rdma, TransportKind::kRdma)->UseRealTime();
 
 void BM_AsioEchoRoundTrip(benchmark::State& state) {
   EchoServer server(64, 64);
@@ -110,8 +120,10 @@ void BM_AsioEchoRoundTrip(benchmark::State& state) {
 }
 BENCHMARK(BM_AsioEchoRoundTrip)->UseRealTime();
 
-void BM_SealfsPayload1MiB(benchmark::State& state) {
-  SealfsServer server;
+// A 1 MiB request payload (over RDMA the server RDMA-READs it).
+void SealfsPayload1MiB(benchmark::State& state, TransportKind kind) {
+  if (Skip(state, kind)) return;
+  SealfsServer server(kind);
   std::string payload(kBulk, 'p');
   pb::WriteRequest request;
   pb::WriteResponse response;
@@ -123,7 +135,8 @@ void BM_SealfsPayload1MiB(benchmark::State& state) {
   }
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * kBulk));
 }
-BENCHMARK(BM_SealfsPayload1MiB)->UseRealTime();
+BENCHMARK_CAPTURE(SealfsPayload1MiB, tcp, TransportKind::kTcp)->UseRealTime();
+BENCHMARK_CAPTURE(SealfsPayload1MiB, rdma, TransportKind::kRdma)->UseRealTime();
 
 void BM_AsioEchoPayload1MiB(benchmark::State& state) {
   EchoServer server(kBulk, 1);
@@ -137,42 +150,10 @@ void BM_AsioEchoPayload1MiB(benchmark::State& state) {
 }
 BENCHMARK(BM_AsioEchoPayload1MiB)->UseRealTime();
 
-
-// ---------------------------------------------------------------- RDMA
-
-void BM_RdmaRoundTrip(benchmark::State& state) {
-  if (RdmaAddress().empty()) return state.SkipWithError("no RDMA device / SEALFS_RDMA_TEST_ADDR");
-  SealfsServer server(TransportKind::kRdma);
-  pb::StatRequest request;
-  pb::StatResponse response;
-  for (auto _ : state) {
-    if (!Invoke(*server.channel, data::kStat, request, &response).ok()) {
-      state.SkipWithError("call failed");
-      break;
-    }
-  }
-}
-BENCHMARK(BM_RdmaRoundTrip)->UseRealTime();
-
-void BM_RdmaPayload1MiB(benchmark::State& state) {  // the server RDMA-READs it
-  if (RdmaAddress().empty()) return state.SkipWithError("no RDMA device / SEALFS_RDMA_TEST_ADDR");
-  SealfsServer server(TransportKind::kRdma);
-  std::string payload(kBulk, 'p');
-  pb::WriteRequest request;
-  pb::WriteResponse response;
-  for (auto _ : state) {
-    if (!Invoke(*server.channel, data::kWrite, request, &response, payload).ok()) {
-      state.SkipWithError("call failed");
-      break;
-    }
-  }
-  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * kBulk));
-}
-BENCHMARK(BM_RdmaPayload1MiB)->UseRealTime();
-
-void BM_RdmaReply1MiB(benchmark::State& state) {  // the server RDMA-WRITEs it
-  if (RdmaAddress().empty()) return state.SkipWithError("no RDMA device / SEALFS_RDMA_TEST_ADDR");
-  SealfsServer server(TransportKind::kRdma);
+// A 1 MiB reply payload (over RDMA the server RDMA-WRITEs it).
+void SealfsReply1MiB(benchmark::State& state, TransportKind kind) {
+  if (Skip(state, kind)) return;
+  SealfsServer server(kind);
   pb::ReadRequest request;
   request.set_length(kBulk);
   pb::ReadResponse response;
@@ -187,7 +168,8 @@ void BM_RdmaReply1MiB(benchmark::State& state) {  // the server RDMA-WRITEs it
   }
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * kBulk));
 }
-BENCHMARK(BM_RdmaReply1MiB)->UseRealTime();
+BENCHMARK_CAPTURE(SealfsReply1MiB, tcp, TransportKind::kTcp)->UseRealTime();
+BENCHMARK_CAPTURE(SealfsReply1MiB, rdma, TransportKind::kRdma)->UseRealTime();
 
 }  // namespace
 }  // namespace sealfs::rpc

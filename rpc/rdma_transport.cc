@@ -555,8 +555,8 @@ class RdmaChannel : public Channel, public std::enable_shared_from_this<RdmaChan
 
   void CallAsync(ServiceId service, uint16_t method, std::string body, std::string_view payload,
                  CallOptions options, ReplyCallback on_reply) override {
-    if (body.size() > kMaxInline) {
-      on_reply(Status(EMSGSIZE, "request body too large for RDMA messages"));
+    if (body.size() > kMaxInline || payload.size() > kMaxPayloadSize) {
+      on_reply(Status(EMSGSIZE, "request exceeds the RDMA message or payload limits"));
       return;
     }
     asio::post(strand_, [self = shared_from_this(), service, method, body = std::move(body),

@@ -18,7 +18,7 @@ echo "== end to end over RDMA"
 bash "$here/e2e-in-vm.sh" "$build" "$address" || failed=$((failed + 1))
 echo "== transport microbenchmarks (emulated soft-RoCE under TCG: not a measure of speed)"
 SEALFS_RDMA_TEST_ADDR=$address timeout 240 "$build/bench/rpc_bench" --benchmark_min_time=0.1 2>&1 |
-  grep -E "^BM_|^Run on" || echo "benchmarks did not run"
+  grep -E "^BM_|^Sealfs|^Run on" || echo "benchmarks did not run"
 # The raw-verbs baselines beside them: perftest's SEND latency and READ bandwidth.
 echo "== perftest baselines (same emulated device)"
 for tool in "ib_send_lat -s 64 -n 2000" "ib_read_bw -s 1048576 -n 200"; do
