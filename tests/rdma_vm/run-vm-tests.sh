@@ -15,6 +15,7 @@ set -euo pipefail
 
 build_dir=$(realpath "${1:?usage: run-vm-tests.sh BUILD_DIR}")
 here=$(dirname "$(realpath "$0")")
+source_dir=$(realpath "$here/../..")
 skip() { echo "RDMA VM tests skipped: $*"; exit 77; }
 
 qemu=$(command -v qemu-system-x86_64 || true)
@@ -84,9 +85,24 @@ mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000 host /host
 mount -t proc proc /host/proc
 mount -t sysfs sys /host/sys
 mount -t devtmpfs dev /host/dev
+# Scratch space is tmpfs; the source and build trees stay visible even when
+# they live below one of these directories.
+n=0
+for tree in $source_dir $build_dir; do
+  mkdir -p /keep/\$n
+  mount -o bind /host\$tree /keep/\$n
+  n=\$((n + 1))
+done
 mount -t tmpfs tmp /host/tmp
 mount -t tmpfs run /host/run
 mount -t tmpfs vartmp /host/var/tmp
+n=0
+for tree in $source_dir $build_dir; do
+  case \$tree in
+    /tmp/*|/run/*|/var/tmp/*) mkdir -p /host\$tree && mount -o bind /keep/\$n /host\$tree ;;
+  esac
+  n=\$((n + 1))
+done
 chroot /host /bin/bash $here/inside-vm.sh $build_dir 10.0.2.15
 echo "SEALFS_VM_EXIT \$?"
 sync
