@@ -590,25 +590,24 @@ class RdmaChannel : public Channel, public std::enable_shared_from_this<RdmaChan
     header.method = method;
     header.request_id = id;
     header.payload_length = static_cast<uint32_t>(payload.size());
-    // The payload is copied now: the caller may reuse its buffer once the
-    // call completes, even by timeout, while the server could still read.
-    std::string payload_copy(payload);
     size_t hint = options.reply_payload_hint;
-    pending.send = [this, id, header, body = std::move(body),
-                    payload_copy = std::move(payload_copy), hint]() mutable {
+    // `payload` stays valid until the call completes, and Complete drops this
+    // closure first, so the bytes are copied once: into the message, or into
+    // the registered buffer the server will RDMA-READ.
+    pending.send = [this, id, header, body = std::move(body), payload, hint]() mutable {
       auto found = pending_.find(id);
       if (found == pending_.end()) return;
       RdmaExt ext;
       std::string inline_payload;
-      if (body.size() + payload_copy.size() <= kMaxInline) {
-        inline_payload = std::move(payload_copy);
+      if (body.size() + payload.size() <= kMaxInline) {
+        inline_payload.assign(payload);
       } else {
-        auto buffer = connection_->pool().Acquire(payload_copy.size());
+        auto buffer = connection_->pool().Acquire(payload.size());
         if (!buffer.ok()) return Complete(id, buffer.status());
-        std::memcpy(buffer->data, payload_copy.data(), payload_copy.size());
+        std::memcpy(buffer->data, payload.data(), payload.size());
         ext.src_addr = reinterpret_cast<uint64_t>(buffer->data);
         ext.src_rkey = buffer->mr->rkey;
-        ext.src_length = static_cast<uint32_t>(payload_copy.size());
+        ext.src_length = static_cast<uint32_t>(payload.size());
         found->second.source = *buffer;
       }
       if (hint > kMaxInline - 4096) {
@@ -619,9 +618,7 @@ class RdmaChannel : public Channel, public std::enable_shared_from_this<RdmaChan
         ext.dst_capacity = static_cast<uint32_t>(hint);
         found->second.reply = *buffer;
       }
-      FrameHeader sent = header;
-      sent.payload_length = static_cast<uint32_t>(payload_copy.size() + inline_payload.size());
-      connection_->Send(sent, std::move(body), std::move(inline_payload), ext);
+      connection_->Send(header, std::move(body), std::move(inline_payload), ext);
     };
     pending_.emplace(id, std::move(pending));
     if (state_ == State::kConnected) {
