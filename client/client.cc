@@ -164,7 +164,7 @@ Status Client::Write(uint64_t ino, const pb::Layout& layout, uint64_t offset,
         data.substr(piece.offset_in_request, piece.length), call_options(),
         [calls](Status status, pb::WriteResponse&, std::string&) { calls->Done(status); });
   }
-  return ToFileError(calls->Wait());
+  return calls->Wait();
 }
 
 Status Client::Read(uint64_t ino, const pb::Layout& layout, uint64_t offset, size_t length,
@@ -196,7 +196,7 @@ Status Client::Read(uint64_t ino, const pb::Layout& layout, uint64_t offset, siz
           calls->Done(status);
         });
   }
-  return ToFileError(calls->Wait());
+  return calls->Wait();
 }
 
 Status Client::FsyncData(uint64_t ino, const pb::Layout& layout) {
@@ -213,7 +213,7 @@ Status Client::FsyncData(uint64_t ino, const pb::Layout& layout) {
         *channel, rpc::data::kFsyncFile, request, {}, call_options(),
         [calls](Status status, pb::FsyncFileResponse&, std::string&) { calls->Done(status); });
   }
-  return ToFileError(calls->Wait());
+  return calls->Wait();
 }
 
 Result<pb::OpenResponse> Client::Open(uint64_t ino) {
@@ -223,7 +223,7 @@ Result<pb::OpenResponse> Client::Open(uint64_t ino) {
   request.set_session_id(session_id_);
   pb::OpenResponse response;
   Status status = Meta(rpc::meta::kOpen, request, &response);
-  if (!status.ok()) return ToFileError(status);
+  if (!status.ok()) return status;
   NoteOpen(ino);
   return response;
 }
@@ -239,7 +239,7 @@ Result<pb::MknodResponse> Client::CreateAndOpen(uint64_t parent, const std::stri
   request.set_open_session(session_id_);
   pb::MknodResponse response;
   Status status = Meta(rpc::meta::kMknod, request, &response);
-  if (!status.ok()) return ToFileError(status);
+  if (!status.ok()) return status;
   NoteOpen(response.attr().ino());
   return response;
 }
@@ -260,7 +260,7 @@ Status Client::Close(uint64_t ino) {
   request.set_ino(ino);
   request.set_session_id(session_id_);
   pb::CloseResponse response;
-  return ToFileError(Meta(rpc::meta::kClose, request, &response));
+  return Meta(rpc::meta::kClose, request, &response);
 }
 
 void Client::KeepaliveLoop() {

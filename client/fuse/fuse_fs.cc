@@ -204,7 +204,9 @@ void FuseFs::ReplyAttr(fuse_req_t req, const pb::Attr& attr) {
   fuse_reply_attr(req, &st, options_.attr_timeout);
 }
 
-void FuseFs::ReplyStatus(fuse_req_t req, const Status& status) {
+void FuseFs::ReplyStatus(fuse_req_t req, const Status& raw) {
+  // Transport failures reach applications as EIO; the log keeps the detail.
+  Status status = client::ToFileError(raw);
   if (!status.ok() && (status.code() == EIO || status.code() == ENOSPC)) {
     std::fprintf(stderr, "sealfs-fuse: %s\n", status.ToString().c_str());
   }

@@ -38,7 +38,7 @@ void FuseFs::Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   request.set_name(name);
   pb::LookupResponse response;
   Status status = client_.Meta(rpc::meta::kLookup, request, &response);
-  if (!status.ok()) return ReplyStatus(req, client::ToFileError(status));
+  if (!status.ok()) return ReplyStatus(req, status);
   ReplyEntry(req, response.attr(), &response.layout());
 }
 
@@ -60,7 +60,7 @@ Status FuseFs::CommitWrites(uint64_t ino, pb::Attr* attr, bool durable) {
   request.set_durable(durable);
   pb::CommitWriteResponse response;
   Status status = client_.Meta(rpc::meta::kCommitWrite, request, &response);
-  if (!status.ok()) return client::ToFileError(status);
+  if (!status.ok()) return status;
   {
     std::lock_guard<std::mutex> lock(state->mutex);
     // Writes that landed meanwhile keep the state dirty.
@@ -84,7 +84,7 @@ void FuseFs::Getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   request.set_ino(server_ino);
   pb::GetattrResponse response;
   Status status = client_.Meta(rpc::meta::kGetattr, request, &response);
-  if (!status.ok()) return ReplyStatus(req, client::ToFileError(status));
+  if (!status.ok()) return ReplyStatus(req, status);
   Remember(response.attr(), &response.layout());
   ReplyAttr(req, response.attr());
 }
@@ -145,7 +145,7 @@ void FuseFs::Setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_s
   request.set_valid(valid);
   pb::SetattrResponse response;
   Status status = client_.Meta(rpc::meta::kSetattr, request, &response);
-  if (!status.ok()) return ReplyStatus(req, client::ToFileError(status));
+  if (!status.ok()) return ReplyStatus(req, status);
   if (auto state = FindState(server_ino)) {
     std::lock_guard<std::mutex> lock(state->mutex);
     if (valid & pb::SETATTR_SIZE) {
@@ -166,7 +166,7 @@ void FuseFs::Mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t m
   *request.mutable_caller() = CallerOf(req);
   pb::MknodResponse response;
   Status status = client_.Meta(rpc::meta::kMknod, request, &response);
-  if (!status.ok()) return ReplyStatus(req, client::ToFileError(status));
+  if (!status.ok()) return ReplyStatus(req, status);
   ReplyEntry(req, response.attr(), &response.layout());
 }
 
@@ -178,7 +178,7 @@ void FuseFs::Mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t m
   *request.mutable_caller() = CallerOf(req);
   pb::MkdirResponse response;
   Status status = client_.Meta(rpc::meta::kMkdir, request, &response);
-  if (!status.ok()) return ReplyStatus(req, client::ToFileError(status));
+  if (!status.ok()) return ReplyStatus(req, status);
   ReplyEntry(req, response.attr(), nullptr);
 }
 
@@ -190,7 +190,7 @@ void FuseFs::Symlink(fuse_req_t req, const char* target, fuse_ino_t parent, cons
   *request.mutable_caller() = CallerOf(req);
   pb::SymlinkResponse response;
   Status status = client_.Meta(rpc::meta::kSymlink, request, &response);
-  if (!status.ok()) return ReplyStatus(req, client::ToFileError(status));
+  if (!status.ok()) return ReplyStatus(req, status);
   ReplyEntry(req, response.attr(), nullptr);
 }
 
@@ -201,7 +201,7 @@ void FuseFs::Link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t new_parent, const c
   request.set_new_name(new_name);
   pb::LinkResponse response;
   Status status = client_.Meta(rpc::meta::kLink, request, &response);
-  if (!status.ok()) return ReplyStatus(req, client::ToFileError(status));
+  if (!status.ok()) return ReplyStatus(req, status);
   ReplyEntry(req, response.attr(), &response.layout());
 }
 
@@ -211,7 +211,7 @@ void FuseFs::Unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
   request.set_name(name);
   pb::UnlinkResponse response;
   Status status = client_.Meta(rpc::meta::kUnlink, request, &response);
-  ReplyStatus(req, client::ToFileError(status));
+  ReplyStatus(req, status);
 }
 
 void FuseFs::Rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -219,7 +219,7 @@ void FuseFs::Rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
   request.set_parent(ToServer(parent));
   request.set_name(name);
   pb::RmdirResponse response;
-  ReplyStatus(req, client::ToFileError(client_.Meta(rpc::meta::kRmdir, request, &response)));
+  ReplyStatus(req, client_.Meta(rpc::meta::kRmdir, request, &response));
 }
 
 void FuseFs::Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t new_parent,
@@ -237,7 +237,7 @@ void FuseFs::Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_in
   if (flags & kLinuxRenameExchange) wire_flags |= pb::RENAME_FLAG_EXCHANGE;
   request.set_flags(wire_flags);
   pb::RenameResponse response;
-  ReplyStatus(req, client::ToFileError(client_.Meta(rpc::meta::kRename, request, &response)));
+  ReplyStatus(req, client_.Meta(rpc::meta::kRename, request, &response));
 }
 
 void FuseFs::Readlink(fuse_req_t req, fuse_ino_t ino) {
@@ -245,7 +245,7 @@ void FuseFs::Readlink(fuse_req_t req, fuse_ino_t ino) {
   request.set_ino(ToServer(ino));
   pb::ReadlinkResponse response;
   Status status = client_.Meta(rpc::meta::kReadlink, request, &response);
-  if (!status.ok()) return ReplyStatus(req, client::ToFileError(status));
+  if (!status.ok()) return ReplyStatus(req, status);
   fuse_reply_readlink(req, response.target().c_str());
 }
 
@@ -258,7 +258,7 @@ void FuseFs::Readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, 
   request.set_with_attrs(plus);
   pb::ReaddirResponse response;
   Status status = client_.Meta(rpc::meta::kReaddir, request, &response);
-  if (!status.ok()) return ReplyStatus(req, client::ToFileError(status));
+  if (!status.ok()) return ReplyStatus(req, status);
   std::vector<char> buffer(size);
   size_t used = 0;
   for (const pb::DirEntry& entry : response.entries()) {
@@ -297,7 +297,7 @@ void FuseFs::Statfs(fuse_req_t req, fuse_ino_t ino) {
   request.set_ino(ToServer(ino));
   pb::StatfsResponse response;
   Status status = client_.Meta(rpc::meta::kStatfs, request, &response);
-  if (!status.ok()) return ReplyStatus(req, client::ToFileError(status));
+  if (!status.ok()) return ReplyStatus(req, status);
   struct statvfs st {};
   uint32_t block = response.block_size() ? response.block_size() : 4096;
   st.f_bsize = block;
@@ -317,7 +317,7 @@ void FuseFs::Access(fuse_req_t req, fuse_ino_t ino, int mask) {
   request.set_ino(ToServer(ino));
   pb::GetattrResponse response;
   Status status = client_.Meta(rpc::meta::kGetattr, request, &response);
-  if (!status.ok()) return ReplyStatus(req, client::ToFileError(status));
+  if (!status.ok()) return ReplyStatus(req, status);
   if (mask == F_OK) return ReplyStatus(req, Status::Ok());
   const fuse_ctx* ctx = fuse_req_ctx(req);
   uint32_t mode = response.attr().mode();

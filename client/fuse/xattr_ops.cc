@@ -31,7 +31,7 @@ void FuseFs::Setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const ch
     state->no_capability_until_ns = 0;
   }
   pb::SetxattrResponse response;
-  ReplyStatus(req, client::ToFileError(client_.Meta(rpc::meta::kSetxattr, request, &response)));
+  ReplyStatus(req, client_.Meta(rpc::meta::kSetxattr, request, &response));
 }
 
 void FuseFs::Getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
@@ -54,7 +54,7 @@ void FuseFs::Getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t s
     state->no_capability_until_ns =
         SteadyNowNs() + static_cast<int64_t>(options_.attr_timeout * 1e9);
   }
-  if (!status.ok()) return ReplyStatus(req, client::ToFileError(status));
+  if (!status.ok()) return ReplyStatus(req, status);
   if (size == 0) {
     fuse_reply_xattr(req, response.value().size());
     return;
@@ -68,7 +68,7 @@ void FuseFs::Listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   request.set_ino(ToServer(ino));
   pb::ListxattrResponse response;
   Status status = client_.Meta(rpc::meta::kListxattr, request, &response);
-  if (!status.ok()) return ReplyStatus(req, client::ToFileError(status));
+  if (!status.ok()) return ReplyStatus(req, status);
   std::string names;
   for (const std::string& name : response.names()) {
     names.append(name);
@@ -92,7 +92,7 @@ void FuseFs::Removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   request.set_ino(ToServer(ino));
   request.set_name(name);
   pb::RemovexattrResponse response;
-  ReplyStatus(req, client::ToFileError(client_.Meta(rpc::meta::kRemovexattr, request, &response)));
+  ReplyStatus(req, client_.Meta(rpc::meta::kRemovexattr, request, &response));
 }
 
 }  // namespace sealfs::fuse

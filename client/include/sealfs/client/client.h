@@ -93,8 +93,9 @@ class Client {
   std::thread keepalive_;
 };
 
-// Errors of the transport (connection refused, reset, timed out) become EIO
-// for the application; the message keeps the detail.
+// Errors of the transport (connection refused, reset, timed out) as an
+// application sees them: EIO, with the detail kept in the message. The
+// library itself returns the transport's own errors.
 Status ToFileError(const Status& status);
 
 }  // namespace sealfs::client
