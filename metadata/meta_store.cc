@@ -194,6 +194,40 @@ Result<uint64_t> MetaStore::LookupChild(uint64_t parent, const std::string& name
   return entry.ino;
 }
 
+struct MetaStore::LockedEntry {
+  std::unique_ptr<LockSet> lock;
+  uint64_t seq = 0;
+  pb::Inode dir;
+  pb::Inode inode;
+};
+
+Result<MetaStore::LockedEntry> MetaStore::LockEntry(uint64_t parent, const std::string& name) {
+  for (;;) {
+    Result<uint64_t> child = LookupChild(parent, name, nullptr, nullptr);
+    if (!child.ok()) {
+      Result<pb::Inode> dir = LoadDirectory(parent);
+      return dir.ok() ? child.status() : dir.status();
+    }
+    LockedEntry entry;
+    entry.lock = std::make_unique<LockSet>(*locks_, std::initializer_list<uint64_t>{parent, *child});
+    Result<uint64_t> again = LookupChild(parent, name, nullptr, &entry.seq);
+    if (!again.ok() || *again != *child) continue;  // changed while we locked
+    Result<pb::Inode> dir = LoadDirectory(parent);
+    if (!dir.ok()) return dir.status();
+    Result<pb::Inode> inode = LoadInode(*child);
+    if (!inode.ok()) return inode.status();
+    entry.dir = std::move(*dir);
+    entry.inode = std::move(*inode);
+    return entry;
+  }
+}
+
+bool MetaStore::IsEmptyDirectory(uint64_t ino) {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cf_->dirindex));
+  it->Seek(EncodeIno(ino));
+  return !(it->Valid() && it->key().starts_with(EncodeIno(ino)));
+}
+
 void MetaStore::PutInode(rocksdb::WriteBatch& batch, const pb::Inode& inode) {
   batch.Put(cf_->inodes, EncodeIno(inode.attr().ino()), inode.SerializeAsString());
 }
@@ -373,65 +407,37 @@ Result<pb::Inode> MetaStore::Link(uint64_t ino, uint64_t new_parent, const std::
 Result<Unlinked> MetaStore::Unlink(uint64_t parent, const std::string& name,
                                    const OpenCheck& is_open) {
   if (name.size() > kNameMax) return Status(ENAMETOOLONG, "name too long");
-  for (;;) {
-    Result<uint64_t> child = LookupChild(parent, name, nullptr, nullptr);
-    if (!child.ok()) {
-      Result<pb::Inode> dir = LoadDirectory(parent);
-      return dir.ok() ? child.status() : dir.status();
-    }
-    LockSet lock(*locks_, {parent, *child});
-    uint64_t seq = 0;
-    Result<uint64_t> again = LookupChild(parent, name, nullptr, &seq);
-    if (!again.ok() || *again != *child) continue;  // changed while we locked
-    Result<pb::Inode> dir = LoadDirectory(parent);
-    if (!dir.ok()) return dir.status();
-    Result<pb::Inode> inode = LoadInode(*child);
-    if (!inode.ok()) return inode.status();
-    if (IsDir(*inode)) return Status(EISDIR, "'" + name + "' is a directory");
-    int64_t now = NowNs();
-    rocksdb::WriteBatch batch;
-    RemoveEntry(batch, parent, name, seq);
-    Touch(dir->mutable_attr(), now, true);
-    PutInode(batch, *dir);
-    Unlinked result = DropLink(batch, std::move(*inode), is_open, now);
-    SEALFS_RETURN_IF_ERROR(Commit(batch));
-    return result;
-  }
+  Result<LockedEntry> entry = LockEntry(parent, name);
+  if (!entry.ok()) return entry.status();
+  if (IsDir(entry->inode)) return Status(EISDIR, "'" + name + "' is a directory");
+  int64_t now = NowNs();
+  rocksdb::WriteBatch batch;
+  RemoveEntry(batch, parent, name, entry->seq);
+  Touch(entry->dir.mutable_attr(), now, true);
+  PutInode(batch, entry->dir);
+  Unlinked result = DropLink(batch, std::move(entry->inode), is_open, now);
+  SEALFS_RETURN_IF_ERROR(Commit(batch));
+  return result;
 }
 
 Status MetaStore::Rmdir(uint64_t parent, const std::string& name) {
   if (name.size() > kNameMax) return Status(ENAMETOOLONG, "name too long");
   if (name == ".") return Status(EINVAL, "cannot remove '.'");
   if (name == "..") return Status(ENOTEMPTY, "cannot remove '..'");
-  for (;;) {
-    Result<uint64_t> child = LookupChild(parent, name, nullptr, nullptr);
-    if (!child.ok()) {
-      Result<pb::Inode> dir = LoadDirectory(parent);
-      return dir.ok() ? child.status() : dir.status();
-    }
-    LockSet lock(*locks_, {parent, *child});
-    uint64_t seq = 0;
-    Result<uint64_t> again = LookupChild(parent, name, nullptr, &seq);
-    if (!again.ok() || *again != *child) continue;
-    Result<pb::Inode> dir = LoadDirectory(parent);
-    if (!dir.ok()) return dir.status();
-    Result<pb::Inode> inode = LoadInode(*child);
-    if (!inode.ok()) return inode.status();
-    if (!IsDir(*inode)) return Status(ENOTDIR, "'" + name + "' is not a directory");
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cf_->dirindex));
-    it->Seek(EncodeIno(*child));
-    if (it->Valid() && it->key().starts_with(EncodeIno(*child))) {
-      return Status(ENOTEMPTY, "directory '" + name + "' is not empty");
-    }
-    int64_t now = NowNs();
-    rocksdb::WriteBatch batch;
-    RemoveEntry(batch, parent, name, seq);
-    dir->mutable_attr()->set_nlink(dir->attr().nlink() - 1);
-    Touch(dir->mutable_attr(), now, true);
-    PutInode(batch, *dir);
-    FreeInode(batch, *inode);
-    return Commit(batch);
+  Result<LockedEntry> entry = LockEntry(parent, name);
+  if (!entry.ok()) return entry.status();
+  if (!IsDir(entry->inode)) return Status(ENOTDIR, "'" + name + "' is not a directory");
+  if (!IsEmptyDirectory(entry->inode.attr().ino())) {
+    return Status(ENOTEMPTY, "directory '" + name + "' is not empty");
   }
+  int64_t now = NowNs();
+  rocksdb::WriteBatch batch;
+  RemoveEntry(batch, parent, name, entry->seq);
+  entry->dir.mutable_attr()->set_nlink(entry->dir.attr().nlink() - 1);
+  Touch(entry->dir.mutable_attr(), now, true);
+  PutInode(batch, entry->dir);
+  FreeInode(batch, entry->inode);
+  return Commit(batch);
 }
 
 Status MetaStore::IsAncestor(uint64_t ancestor, uint64_t ino, bool* result) {
@@ -515,12 +521,8 @@ Result<Unlinked> MetaStore::Rename(uint64_t parent, const std::string& name, uin
       if (src_is_dir && !dst_is_dir)
         return Status(ENOTDIR, "'" + new_name + "' is not a directory");
       if (!src_is_dir && dst_is_dir) return Status(EISDIR, "'" + new_name + "' is a directory");
-      if (dst_is_dir) {
-        std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cf_->dirindex));
-        it->Seek(EncodeIno(dst_ino));
-        if (it->Valid() && it->key().starts_with(EncodeIno(dst_ino))) {
-          return Status(ENOTEMPTY, "'" + new_name + "' is not empty");
-        }
+      if (dst_is_dir && !IsEmptyDirectory(dst_ino)) {
+        return Status(ENOTEMPTY, "'" + new_name + "' is not empty");
       }
     }
 

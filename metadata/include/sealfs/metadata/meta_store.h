@@ -123,6 +123,11 @@ class MetaStore {
   Result<uint64_t> LookupChild(uint64_t parent, const std::string& name, uint32_t* type,
                                uint64_t* seq);
   Result<pb::Inode> LoadDirectory(uint64_t ino);
+  // Finds `name` in `parent` and returns it locked together with its
+  // directory, both loaded; looks again if the entry changed while locking.
+  struct LockedEntry;
+  Result<LockedEntry> LockEntry(uint64_t parent, const std::string& name);
+  bool IsEmptyDirectory(uint64_t ino);
   Status Commit(rocksdb::WriteBatch& batch, bool sync = true);
   uint64_t AllocateIno();
   void PutInode(rocksdb::WriteBatch& batch, const pb::Inode& inode);
