@@ -145,48 +145,49 @@ Result<std::vector<std::shared_ptr<rpc::Channel>>> Client::ChannelsFor(
   return channels;
 }
 
-Status Client::Write(uint64_t ino, const pb::Layout& layout, uint64_t offset,
-                     std::string_view data) {
-  auto pieces = SplitRange(layout, offset, data.size());
+template <typename Issue>
+Status Client::ForEachPiece(const pb::Layout& layout, uint64_t offset, uint64_t length,
+                            Issue issue) {
+  auto pieces = SplitRange(layout, offset, length);
   if (!pieces.ok()) return pieces.status();
   auto channels = ChannelsFor(ServersOf(*pieces));
   if (!channels.ok()) return channels.status();
   auto calls = rpc::ParallelCalls::Start(pieces->size());
-  for (size_t i = 0; i < pieces->size(); ++i) {
-    const Piece& piece = (*pieces)[i];
+  for (size_t i = 0; i < pieces->size(); ++i) issue((*pieces)[i], *(*channels)[i], calls);
+  return calls->Wait();
+}
+
+Status Client::Write(uint64_t ino, const pb::Layout& layout, uint64_t offset,
+                     std::string_view data) {
+  return ForEachPiece(layout, offset, data.size(),
+                      [&](const Piece& piece, rpc::Channel& channel, auto calls) {
     pb::WriteRequest request;
     request.mutable_chunk()->set_ino(ino);
     request.mutable_chunk()->set_index(piece.chunk_index);
     request.set_offset(piece.offset_in_chunk);
     request.set_chunk_size(layout.chunk_size());
     rpc::InvokeAsync(
-        *(*channels)[i], rpc::data::kWrite, request,
-        data.substr(piece.offset_in_request, piece.length), call_options(),
+        channel, rpc::data::kWrite, request, data.substr(piece.offset_in_request, piece.length),
+        call_options(),
         [calls](Status status, pb::WriteResponse&, std::string&) { calls->Done(status); });
-  }
-  return calls->Wait();
+  });
 }
 
 Status Client::Read(uint64_t ino, const pb::Layout& layout, uint64_t offset, size_t length,
                     char* out) {
-  auto pieces = SplitRange(layout, offset, length);
-  if (!pieces.ok()) return pieces.status();
-  auto channels = ChannelsFor(ServersOf(*pieces));
-  if (!channels.ok()) return channels.status();
-  auto calls = rpc::ParallelCalls::Start(pieces->size());
-  for (size_t i = 0; i < pieces->size(); ++i) {
-    const Piece& piece = (*pieces)[i];
+  return ForEachPiece(layout, offset, length,
+                      [&](const Piece& piece, rpc::Channel& channel, auto calls) {
     pb::ReadRequest request;
     request.mutable_chunk()->set_ino(ino);
     request.mutable_chunk()->set_index(piece.chunk_index);
     request.set_offset(piece.offset_in_chunk);
     request.set_length(piece.length);
-    char* destination = out + piece.offset_in_request;
-    uint32_t wanted = piece.length;
     rpc::CallOptions options = call_options();
     options.reply_payload_hint = piece.length;
+    char* destination = out + piece.offset_in_request;
+    uint32_t wanted = piece.length;
     rpc::InvokeAsync(
-        *(*channels)[i], rpc::data::kRead, request, {}, options,
+        channel, rpc::data::kRead, request, {}, options,
         [calls, destination, wanted](Status status, pb::ReadResponse&, std::string& payload) {
           if (status.ok()) {
             size_t got = std::min<size_t>(payload.size(), wanted);
@@ -195,8 +196,7 @@ Status Client::Read(uint64_t ino, const pb::Layout& layout, uint64_t offset, siz
           }
           calls->Done(status);
         });
-  }
-  return calls->Wait();
+  });
 }
 
 Status Client::FsyncData(uint64_t ino, const pb::Layout& layout) {

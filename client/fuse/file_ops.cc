@@ -9,6 +9,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <string>
 
 #include "fuse_fs.h"
@@ -104,10 +105,11 @@ void FuseFs::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, fus
     return;
   }
   size_t length = static_cast<size_t>(std::min<uint64_t>(size, file_size - start));
-  std::string buffer(length, '\0');
-  Status status = client_.Read(server_ino, layout, start, length, buffer.data());
+  // Client::Read fills every byte (zeros for holes): no need to clear first.
+  std::unique_ptr<char[]> buffer(new char[length]);
+  Status status = client_.Read(server_ino, layout, start, length, buffer.get());
   if (!status.ok()) return ReplyStatus(req, status);
-  fuse_reply_buf(req, buffer.data(), buffer.size());
+  fuse_reply_buf(req, buffer.get(), length);
 }
 
 void FuseFs::WriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* bufs, off_t offset,

@@ -69,6 +69,11 @@ class Client {
   Result<std::shared_ptr<rpc::Channel>> ChannelFor(uint32_t server_id);
   Result<std::vector<std::shared_ptr<rpc::Channel>>> ChannelsFor(
       const std::vector<uint32_t>& servers);
+  // Cuts [offset, offset + length) into per-chunk pieces and starts
+  // issue(piece, channel, calls) for each, all in parallel; returns the
+  // first error once every piece has finished.
+  template <typename Issue>
+  Status ForEachPiece(const pb::Layout& layout, uint64_t offset, uint64_t length, Issue issue);
   void KeepaliveLoop();
 
   ClientOptions options_;
