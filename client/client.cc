@@ -159,44 +159,44 @@ Status Client::ForEachPiece(const pb::Layout& layout, uint64_t offset, uint64_t 
 
 Status Client::Write(uint64_t ino, const pb::Layout& layout, uint64_t offset,
                      std::string_view data) {
-  return ForEachPiece(layout, offset, data.size(),
-                      [&](const Piece& piece, rpc::Channel& channel, auto calls) {
-    pb::WriteRequest request;
-    request.mutable_chunk()->set_ino(ino);
-    request.mutable_chunk()->set_index(piece.chunk_index);
-    request.set_offset(piece.offset_in_chunk);
-    request.set_chunk_size(layout.chunk_size());
-    rpc::InvokeAsync(
-        channel, rpc::data::kWrite, request, data.substr(piece.offset_in_request, piece.length),
-        call_options(),
-        [calls](Status status, pb::WriteResponse&, std::string&) { calls->Done(status); });
-  });
+  return ForEachPiece(
+      layout, offset, data.size(), [&](const Piece& piece, rpc::Channel& channel, auto calls) {
+        pb::WriteRequest request;
+        request.mutable_chunk()->set_ino(ino);
+        request.mutable_chunk()->set_index(piece.chunk_index);
+        request.set_offset(piece.offset_in_chunk);
+        request.set_chunk_size(layout.chunk_size());
+        rpc::InvokeAsync(
+            channel, rpc::data::kWrite, request, data.substr(piece.offset_in_request, piece.length),
+            call_options(),
+            [calls](Status status, pb::WriteResponse&, std::string&) { calls->Done(status); });
+      });
 }
 
 Status Client::Read(uint64_t ino, const pb::Layout& layout, uint64_t offset, size_t length,
                     char* out) {
-  return ForEachPiece(layout, offset, length,
-                      [&](const Piece& piece, rpc::Channel& channel, auto calls) {
-    pb::ReadRequest request;
-    request.mutable_chunk()->set_ino(ino);
-    request.mutable_chunk()->set_index(piece.chunk_index);
-    request.set_offset(piece.offset_in_chunk);
-    request.set_length(piece.length);
-    rpc::CallOptions options = call_options();
-    options.reply_payload_hint = piece.length;
-    char* destination = out + piece.offset_in_request;
-    uint32_t wanted = piece.length;
-    rpc::InvokeAsync(
-        channel, rpc::data::kRead, request, {}, options,
-        [calls, destination, wanted](Status status, pb::ReadResponse&, std::string& payload) {
-          if (status.ok()) {
-            size_t got = std::min<size_t>(payload.size(), wanted);
-            std::memcpy(destination, payload.data(), got);
-            std::memset(destination + got, 0, wanted - got);  // a hole reads as zeros
-          }
-          calls->Done(status);
-        });
-  });
+  return ForEachPiece(
+      layout, offset, length, [&](const Piece& piece, rpc::Channel& channel, auto calls) {
+        pb::ReadRequest request;
+        request.mutable_chunk()->set_ino(ino);
+        request.mutable_chunk()->set_index(piece.chunk_index);
+        request.set_offset(piece.offset_in_chunk);
+        request.set_length(piece.length);
+        rpc::CallOptions options = call_options();
+        options.reply_payload_hint = piece.length;
+        char* destination = out + piece.offset_in_request;
+        uint32_t wanted = piece.length;
+        rpc::InvokeAsync(
+            channel, rpc::data::kRead, request, {}, options,
+            [calls, destination, wanted](Status status, pb::ReadResponse&, std::string& payload) {
+              if (status.ok()) {
+                size_t got = std::min<size_t>(payload.size(), wanted);
+                std::memcpy(destination, payload.data(), got);
+                std::memset(destination + got, 0, wanted - got);  // a hole reads as zeros
+              }
+              calls->Done(status);
+            });
+      });
 }
 
 Status Client::FsyncData(uint64_t ino, const pb::Layout& layout) {

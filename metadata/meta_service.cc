@@ -14,7 +14,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr auto kDataCallTimeout = std::chrono::seconds(20);
 
-std::string Bytes(const std::string& s) { return s; }
 }  // namespace
 
 MetaService::MetaService(MetaStore& store, rpc::IoThreads& io, MetaServiceOptions options)
@@ -116,26 +115,11 @@ void MetaService::SweepOnce() {
   }
   // Remove chunks of freed files; a server that is down is retried later.
   for (auto& [ino, layout] : store_.PendingRemovals()) {
-    std::vector<std::shared_ptr<rpc::Channel>> channels;
-    bool all_known = true;
-    for (uint32_t id : layout.servers()) {
-      std::string address;
-      auto channel = ChannelTo(id, &address);
-      if (channel)
-        channels.push_back(channel);
-      else
-        all_known = all_known && false;
+    pb::RemoveFileRequest request;
+    request.set_ino(ino);
+    if (CallEveryServer(layout, rpc::data::kRemoveFile, request, std::chrono::seconds(5)).ok()) {
+      store_.RemovalDone(ino);
     }
-    bool all_done = all_known;
-    for (auto& channel : channels) {
-      pb::RemoveFileRequest request;
-      request.set_ino(ino);
-      pb::RemoveFileResponse response;
-      Status status = rpc::Invoke(*channel, rpc::data::kRemoveFile, request, &response, {}, nullptr,
-                                  rpc::CallOptions{std::chrono::seconds(5)});
-      if (!status.ok()) all_done = false;
-    }
-    if (all_done) store_.RemovalDone(ino);
   }
 }
 
@@ -148,13 +132,13 @@ std::vector<uint32_t> MetaService::ServerIds() {
   return ids;
 }
 
-std::shared_ptr<rpc::Channel> MetaService::ChannelTo(uint32_t server_id, std::string* address) {
+std::shared_ptr<rpc::Channel> MetaService::ChannelTo(uint32_t server_id) {
   std::lock_guard<std::mutex> lock(servers_mutex_);
   auto server = servers_.find(server_id);
   if (server == servers_.end()) return nullptr;
-  *address = server->second.record.address();
-  auto& channel = channels_[*address];
-  if (!channel) channel = rpc::MakeTcpChannel(io_, *address);
+  const std::string& address = server->second.record.address();
+  auto& channel = channels_[address];
+  if (!channel) channel = rpc::MakeTcpChannel(io_, address);
   return channel;
 }
 
@@ -177,30 +161,33 @@ pb::ClusterMapResponse MetaService::ClusterMap() {
   return map;
 }
 
-Status MetaService::TruncateData(const pb::Inode& inode, uint64_t size) {
-  const pb::Layout& layout = inode.layout();
-  if (layout.servers_size() == 0) return Status::Ok();
+// Sends `request` to every data server of `layout` at once; returns the first
+// error after all have answered.
+template <typename Request, typename Response>
+Status MetaService::CallEveryServer(const pb::Layout& layout, rpc::Method<Request, Response> method,
+                                    const Request& request, std::chrono::milliseconds timeout) {
   std::vector<std::shared_ptr<rpc::Channel>> channels;
   for (uint32_t id : layout.servers()) {
-    std::string address;
-    auto channel = ChannelTo(id, &address);
+    auto channel = ChannelTo(id);
     if (!channel) return Status(EIO, "data server " + std::to_string(id) + " is unknown");
     channels.push_back(channel);
   }
   auto calls = rpc::ParallelCalls::Start(channels.size());
+  for (auto& channel : channels) {
+    rpc::InvokeAsync(*channel, method, request, {}, rpc::CallOptions{timeout},
+                     [calls](Status status, Response&, std::string&) { calls->Done(status); });
+  }
+  return calls->Wait();
+}
+
+Status MetaService::TruncateData(const pb::Inode& inode, uint64_t size) {
   pb::TruncateFileRequest request;
   request.set_ino(inode.attr().ino());
   request.set_size(size);
-  request.set_chunk_size(layout.chunk_size());
-  for (auto& channel : channels) {
-    rpc::InvokeAsync(
-        *channel, rpc::data::kTruncateFile, request, {}, rpc::CallOptions{kDataCallTimeout},
-        [calls](Status status, pb::TruncateFileResponse&, std::string&) { calls->Done(status); });
-  }
-  Status first_error = calls->Wait();
-  if (!first_error.ok()) {
-    return Status(EIO, "truncating file data failed: " + first_error.ToString());
-  }
+  request.set_chunk_size(inode.layout().chunk_size());
+  Status status =
+      CallEveryServer(inode.layout(), rpc::data::kTruncateFile, request, kDataCallTimeout);
+  if (!status.ok()) return Status(EIO, "truncating file data failed: " + status.ToString());
   return Status::Ok();
 }
 
@@ -226,7 +213,7 @@ void MetaService::RegisterHandlers(rpc::Dispatcher& d) {
              }});
   d.Register(kLookup, {[this](const pb::LookupRequest& req, pb::LookupResponse* resp,
                               rpc::RequestContext&) -> Status {
-               Result<pb::Inode> inode = store_.Lookup(req.parent(), Bytes(req.name()));
+               Result<pb::Inode> inode = store_.Lookup(req.parent(), req.name());
                if (!inode.ok()) return inode.status();
                *resp->mutable_attr() = inode->attr();
                *resp->mutable_layout() = inode->layout();
@@ -264,7 +251,7 @@ void MetaService::RegisterHandlers(rpc::Dispatcher& d) {
                if (S_ISREG(req.mode()) && servers.empty()) {
                  return Status(ENOSPC, "no data servers are registered");
                }
-               Result<pb::Inode> inode = store_.Mknod(req.parent(), Bytes(req.name()), req.mode(),
+               Result<pb::Inode> inode = store_.Mknod(req.parent(), req.name(), req.mode(),
                                                       req.rdev(), req.caller(), servers);
                if (!inode.ok()) return inode.status();
                if (req.open_session() != 0) OpenFile(req.open_session(), inode->attr().ino());
@@ -275,49 +262,47 @@ void MetaService::RegisterHandlers(rpc::Dispatcher& d) {
   d.Register(kMkdir, {[this](const pb::MkdirRequest& req, pb::MkdirResponse* resp,
                              rpc::RequestContext&) -> Status {
                Result<pb::Inode> inode =
-                   store_.Mkdir(req.parent(), Bytes(req.name()), req.mode(), req.caller());
+                   store_.Mkdir(req.parent(), req.name(), req.mode(), req.caller());
                if (!inode.ok()) return inode.status();
                *resp->mutable_attr() = inode->attr();
                return Status::Ok();
              }});
   d.Register(kSymlink, {[this](const pb::SymlinkRequest& req, pb::SymlinkResponse* resp,
                                rpc::RequestContext&) -> Status {
-               Result<pb::Inode> inode = store_.Symlink(req.parent(), Bytes(req.name()),
-                                                        Bytes(req.target()), req.caller());
+               Result<pb::Inode> inode =
+                   store_.Symlink(req.parent(), req.name(), req.target(), req.caller());
                if (!inode.ok()) return inode.status();
                *resp->mutable_attr() = inode->attr();
                return Status::Ok();
              }});
-  d.Register(
-      kLink,
-      {[this](const pb::LinkRequest& req, pb::LinkResponse* resp, rpc::RequestContext&) -> Status {
-        Result<pb::Inode> inode = store_.Link(req.ino(), req.new_parent(), Bytes(req.new_name()));
-        if (!inode.ok()) return inode.status();
-        *resp->mutable_attr() = inode->attr();
-        *resp->mutable_layout() = inode->layout();
-        return Status::Ok();
-      }});
+  d.Register(kLink, {[this](const pb::LinkRequest& req, pb::LinkResponse* resp,
+                            rpc::RequestContext&) -> Status {
+               Result<pb::Inode> inode = store_.Link(req.ino(), req.new_parent(), req.new_name());
+               if (!inode.ok()) return inode.status();
+               *resp->mutable_attr() = inode->attr();
+               *resp->mutable_layout() = inode->layout();
+               return Status::Ok();
+             }});
   d.Register(kUnlink, {[this](const pb::UnlinkRequest& req, pb::UnlinkResponse* resp,
                               rpc::RequestContext&) -> Status {
                Result<Unlinked> result = store_.Unlink(
-                   req.parent(), Bytes(req.name()), [this](uint64_t ino) { return IsOpen(ino); });
+                   req.parent(), req.name(), [this](uint64_t ino) { return IsOpen(ino); });
                if (!result.ok()) return result.status();
                AfterUnlink(*result);
                *resp->mutable_attr() = result->inode.attr();
                return Status::Ok();
              }});
   d.Register(kRmdir, {[this](const pb::RmdirRequest& req, pb::RmdirResponse*, rpc::RequestContext&)
-                          -> Status { return store_.Rmdir(req.parent(), Bytes(req.name())); }});
-  d.Register(
-      kRename,
-      {[this](const pb::RenameRequest& req, pb::RenameResponse*, rpc::RequestContext&) -> Status {
-        Result<Unlinked> result =
-            store_.Rename(req.parent(), Bytes(req.name()), req.new_parent(), Bytes(req.new_name()),
-                          req.flags(), [this](uint64_t ino) { return IsOpen(ino); });
-        if (!result.ok()) return result.status();
-        AfterUnlink(*result);
-        return Status::Ok();
-      }});
+                          -> Status { return store_.Rmdir(req.parent(), req.name()); }});
+  d.Register(kRename, {[this](const pb::RenameRequest& req, pb::RenameResponse*,
+                              rpc::RequestContext&) -> Status {
+               Result<Unlinked> result =
+                   store_.Rename(req.parent(), req.name(), req.new_parent(), req.new_name(),
+                                 req.flags(), [this](uint64_t ino) { return IsOpen(ino); });
+               if (!result.ok()) return result.status();
+               AfterUnlink(*result);
+               return Status::Ok();
+             }});
   d.Register(kReadlink, {[this](const pb::ReadlinkRequest& req, pb::ReadlinkResponse* resp,
                                 rpc::RequestContext&) -> Status {
                Result<std::string> target = store_.Readlink(req.ino());
@@ -352,12 +337,11 @@ void MetaService::RegisterHandlers(rpc::Dispatcher& d) {
              }});
   d.Register(kSetxattr, {[this](const pb::SetxattrRequest& req, pb::SetxattrResponse*,
                                 rpc::RequestContext&) -> Status {
-               return store_.Setxattr(req.ino(), Bytes(req.name()), Bytes(req.value()),
-                                      req.flags());
+               return store_.Setxattr(req.ino(), req.name(), req.value(), req.flags());
              }});
   d.Register(kGetxattr, {[this](const pb::GetxattrRequest& req, pb::GetxattrResponse* resp,
                                 rpc::RequestContext&) -> Status {
-               Result<std::string> value = store_.Getxattr(req.ino(), Bytes(req.name()));
+               Result<std::string> value = store_.Getxattr(req.ino(), req.name());
                if (!value.ok()) return value.status();
                resp->set_value(*value);
                return Status::Ok();
@@ -371,7 +355,7 @@ void MetaService::RegisterHandlers(rpc::Dispatcher& d) {
              }});
   d.Register(kRemovexattr, {[this](const pb::RemovexattrRequest& req, pb::RemovexattrResponse*,
                                    rpc::RequestContext&) -> Status {
-               return store_.Removexattr(req.ino(), Bytes(req.name()));
+               return store_.Removexattr(req.ino(), req.name());
              }});
   d.Register(kOpen, {[this](const pb::OpenRequest& req, pb::OpenResponse* resp,
                             rpc::RequestContext&) -> Status {

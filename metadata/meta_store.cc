@@ -209,7 +209,8 @@ Result<MetaStore::LockedEntry> MetaStore::LockEntry(uint64_t parent, const std::
       return dir.ok() ? child.status() : dir.status();
     }
     LockedEntry entry;
-    entry.lock = std::make_unique<LockSet>(*locks_, std::initializer_list<uint64_t>{parent, *child});
+    entry.lock =
+        std::make_unique<LockSet>(*locks_, std::initializer_list<uint64_t>{parent, *child});
     Result<uint64_t> again = LookupChild(parent, name, nullptr, &entry.seq);
     if (!again.ok() || *again != *child) continue;  // changed while we locked
     Result<pb::Inode> dir = LoadDirectory(parent);

@@ -54,7 +54,7 @@ awaitable<Result<Message>> ReadFrame(tcp::socket& socket) {
 class TcpChannel : public Channel, public std::enable_shared_from_this<TcpChannel> {
  public:
   TcpChannel(asio::io_context& io, std::string address)
-      : io_(io), strand_(asio::make_strand(io)), address_(std::move(address)) {}
+      : strand_(asio::make_strand(io)), address_(std::move(address)) {}
 
   ~TcpChannel() override = default;
 
@@ -151,7 +151,6 @@ class TcpChannel : public Channel, public std::enable_shared_from_this<TcpChanne
         pending.deferred = status;  // delivered when the writer returns
     }
     for (uint64_t id : ids) Complete(pending_.find(id), status);
-    failure_ = status;
   }
 
   static awaitable<void> Connect(std::shared_ptr<TcpChannel> self) {
@@ -260,7 +259,6 @@ class TcpChannel : public Channel, public std::enable_shared_from_this<TcpChanne
 
   enum class State { kIdle, kConnecting, kConnected };
 
-  asio::io_context& io_;
   Strand strand_;
   std::string address_;
   State state_ = State::kIdle;
@@ -270,7 +268,6 @@ class TcpChannel : public Channel, public std::enable_shared_from_this<TcpChanne
   std::shared_ptr<tcp::socket> socket_;
   std::unordered_map<uint64_t, Pending> pending_;
   std::deque<Outgoing> queue_;
-  Status failure_;
 };
 
 // ---------------------------------------------------------------- server side

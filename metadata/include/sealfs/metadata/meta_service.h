@@ -57,7 +57,10 @@ class MetaService {
   Status TruncateData(const pb::Inode& inode, uint64_t size);
   std::vector<uint32_t> ServerIds();
   pb::ClusterMapResponse ClusterMap();
-  std::shared_ptr<rpc::Channel> ChannelTo(uint32_t server_id, std::string* address);
+  std::shared_ptr<rpc::Channel> ChannelTo(uint32_t server_id);
+  template <typename Request, typename Response>
+  Status CallEveryServer(const pb::Layout& layout, rpc::Method<Request, Response> method,
+                         const Request& request, std::chrono::milliseconds timeout);
 
   MetaStore& store_;
   rpc::IoThreads& io_;
