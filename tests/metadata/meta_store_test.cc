@@ -91,9 +91,23 @@ TEST_F(MetaStoreTest, CreateLookupGetattr) {
 }
 
 TEST_F(MetaStoreTest, InodeIdsCarryTheShard) {
-  uint64_t ino = File(root_, "a");
-  EXPECT_EQ(ShardOf(ino), 0u);
-  EXPECT_GE(ino, 16u);
+  EXPECT_EQ(ShardOf(File(root_, "a")), 0u);
+  // A store for another shard hands out ids with that shard in the high bits,
+  // and keeps doing so after a restart.
+  MetaStoreOptions options;
+  options.path = dir_ + "/shard7";
+  options.shard = 7;
+  for (int round = 0; round < 2; ++round) {
+    auto store = MetaStore::Open(options);
+    ASSERT_TRUE(store.ok());
+    auto volume = (*store)->CreateVolume("v" + std::to_string(round), 0, 0);
+    ASSERT_TRUE(volume.ok());
+    EXPECT_EQ(ShardOf(volume->root_ino()), 7u);
+    auto file = (*store)->Mknod(volume->root_ino(), "f", S_IFREG | 0644, 0, caller_, servers_);
+    ASSERT_TRUE(file.ok());
+    EXPECT_EQ(ShardOf(file->attr().ino()), 7u);
+    EXPECT_GT(file->attr().ino(), volume->root_ino());
+  }
 }
 
 TEST_F(MetaStoreTest, LayoutsRotateOverServers) {
