@@ -30,19 +30,12 @@ void FuseFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t 
       client_.CreateAndOpen(ToServer(parent), name, S_IFREG | (mode & 07777), CallerOf(req));
   if (!created.ok()) return ReplyStatus(req, created.status());
   const pb::Attr& attr = created->attr();
+  fuse_entry_param entry = EntryParam(Observe(attr, &created->layout(), /*lookup=*/true));
   auto state = State(attr.ino());
   {
     std::lock_guard<std::mutex> lock(state->mutex);
-    state->layout = created->layout();
-    state->size = 0;
-    state->mtime_ns = attr.mtime_ns();
-    state->dirty = false;
-    ++state->lookups;
     ++state->opens;
-    state->kernel_size = 0;
-    state->kernel_mtime_ns = attr.mtime_ns();
   }
-  fuse_entry_param entry = EntryParam(attr);
   fi->fh = 0;
   if (fuse_reply_create(req, &entry, fi) != 0) {
     // The opener went away (interrupted): drop the open we just took.

@@ -117,16 +117,30 @@ std::shared_ptr<InodeState> FuseFs::FindState(uint64_t ino) {
   return found == inodes_.end() ? nullptr : found->second;
 }
 
-void FuseFs::Remember(const pb::Attr& attr, const pb::Layout* layout) {
+pb::Attr FuseFs::Observe(const pb::Attr& attr, const pb::Layout* layout, bool lookup) {
   auto state = State(attr.ino());
+  pb::Attr shown = attr;
   std::lock_guard<std::mutex> lock(state->mutex);
   if (layout && layout->servers_size() > 0) state->layout = *layout;
-  if (!state->dirty) {
+  if (state->dirty) {
+    // This mount's writes are newer than what the server has recorded.
+    state->size = std::max(state->size, attr.size());
+    shown.set_size(state->size);
+    shown.set_mtime_ns(state->mtime_ns);
+  } else {
     state->size = attr.size();
     state->mtime_ns = attr.mtime_ns();
-  } else {
-    state->size = std::max(state->size, attr.size());
   }
+  if (lookup) ++state->lookups;
+  state->kernel_size = shown.size();
+  state->kernel_mtime_ns = shown.mtime_ns();
+  return shown;
+}
+
+void FuseFs::AddLookup(uint64_t ino) {
+  auto state = State(ino);
+  std::lock_guard<std::mutex> lock(state->mutex);
+  ++state->lookups;
 }
 
 void FuseFs::Forget(fuse_ino_t ino, uint64_t nlookup) {
@@ -158,23 +172,7 @@ struct stat FuseFs::ToStat(const pb::Attr& attr) const {
 }
 
 void FuseFs::ReplyEntry(fuse_req_t req, const pb::Attr& attr, const pb::Layout* layout) {
-  auto state = State(attr.ino());
-  pb::Attr shown = attr;
-  {
-    std::lock_guard<std::mutex> lock(state->mutex);
-    if (layout && layout->servers_size() > 0) state->layout = *layout;
-    if (state->dirty) {
-      shown.set_size(std::max(state->size, attr.size()));
-      shown.set_mtime_ns(state->mtime_ns);
-    } else {
-      state->size = attr.size();
-      state->mtime_ns = attr.mtime_ns();
-    }
-    ++state->lookups;
-    state->kernel_size = shown.size();
-    state->kernel_mtime_ns = shown.mtime_ns();
-  }
-  fuse_entry_param entry = EntryParam(shown);
+  fuse_entry_param entry = EntryParam(Observe(attr, layout, /*lookup=*/true));
   fuse_reply_entry(req, &entry);
 }
 
@@ -188,19 +186,8 @@ fuse_entry_param FuseFs::EntryParam(const pb::Attr& shown) const {
   return entry;
 }
 
-void FuseFs::ReplyAttr(fuse_req_t req, const pb::Attr& attr) {
-  auto state = State(attr.ino());
-  pb::Attr shown = attr;
-  {
-    std::lock_guard<std::mutex> lock(state->mutex);
-    if (state->dirty) {
-      shown.set_size(std::max(state->size, attr.size()));
-      shown.set_mtime_ns(state->mtime_ns);
-    }
-    state->kernel_size = shown.size();
-    state->kernel_mtime_ns = shown.mtime_ns();
-  }
-  struct stat st = ToStat(shown);
+void FuseFs::ReplyAttr(fuse_req_t req, const pb::Attr& attr, const pb::Layout* layout) {
+  struct stat st = ToStat(Observe(attr, layout, /*lookup=*/false));
   fuse_reply_attr(req, &st, options_.attr_timeout);
 }
 

@@ -28,7 +28,7 @@ struct InodeState {
   int64_t mtime_ns = 0;
   bool dirty = false;     // written here, size/mtime not yet committed
   bool unsynced = false;  // committed without sync since the last fsync
-  uint64_t lookups = 0;  // the kernel's lookup count (forget lowers it)
+  uint64_t lookups = 0;   // the kernel's lookup count (forget lowers it)
   int opens = 0;
   // The kernel asks for security.capability before every write; a recent
   // "none" answer is kept until this time (steady clock, ns).
@@ -91,15 +91,18 @@ class FuseFs {
 
   std::shared_ptr<InodeState> State(uint64_t ino);
   std::shared_ptr<InodeState> FindState(uint64_t ino);
-  // Records fresh attributes from the server, keeping this mount's unwritten size.
-  void Remember(const pb::Attr& attr, const pb::Layout* layout);
+  // Records attributes from the server and returns what the kernel should be
+  // shown: this mount's unwritten size and mtime win. Optionally counts a
+  // kernel lookup reference.
+  pb::Attr Observe(const pb::Attr& attr, const pb::Layout* layout, bool lookup);
+  void AddLookup(uint64_t ino);
   // Commits this mount's writes to the file's size and mtime.
   Status CommitWrites(uint64_t ino, pb::Attr* attr, bool durable = false);
 
   struct stat ToStat(const pb::Attr& attr) const;
   void ReplyEntry(fuse_req_t req, const pb::Attr& attr, const pb::Layout* layout);
   fuse_entry_param EntryParam(const pb::Attr& shown) const;
-  void ReplyAttr(fuse_req_t req, const pb::Attr& attr);
+  void ReplyAttr(fuse_req_t req, const pb::Attr& attr, const pb::Layout* layout = nullptr);
   static void ReplyStatus(fuse_req_t req, const Status& status);
   static pb::Caller CallerOf(fuse_req_t req);
 

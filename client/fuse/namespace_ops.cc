@@ -85,8 +85,7 @@ void FuseFs::Getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   pb::GetattrResponse response;
   Status status = client_.Meta(rpc::meta::kGetattr, request, &response);
   if (!status.ok()) return ReplyStatus(req, status);
-  Remember(response.attr(), &response.layout());
-  ReplyAttr(req, response.attr());
+  ReplyAttr(req, response.attr(), &response.layout());
 }
 
 void FuseFs::Setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
@@ -266,19 +265,14 @@ void FuseFs::Readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, 
     size_t needed;
     bool dot = entry.name() == "." || entry.name() == "..";
     if (plus) {
-      fuse_entry_param param = EntryParam(entry.attr());
+      fuse_entry_param param =
+          EntryParam(dot ? entry.attr() : Observe(entry.attr(), &entry.layout(), false));
       param.ino = ToKernel(entry.ino());
       needed = fuse_add_direntry_plus(req, buffer.data() + used, room, entry.name().c_str(), &param,
                                       static_cast<off_t>(entry.cookie()));
       if (needed > room) break;
-      if (!dot) {
-        // The kernel takes a lookup reference for every entry it is given.
-        auto state = State(entry.ino());
-        std::lock_guard<std::mutex> lock(state->mutex);
-        ++state->lookups;
-        if (entry.layout().servers_size() > 0) state->layout = entry.layout();
-        if (!state->dirty) state->size = entry.attr().size();
-      }
+      // The kernel takes a lookup reference for every entry but . and ..
+      if (!dot) AddLookup(entry.ino());
     } else {
       struct stat st {};
       st.st_ino = entry.ino();
