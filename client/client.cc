@@ -55,6 +55,12 @@ Result<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
     if (!status.ok()) return status;
     client->volume_ = response.volume();
     client->session_id_ = response.session_id();
+    // Keepalives must come well within the server's session timeout.
+    if (response.session_timeout_ms() > 0) {
+      auto limit = std::chrono::milliseconds(response.session_timeout_ms() / 3);
+      client->options_.keepalive_interval = std::max(
+          std::chrono::milliseconds(100), std::min(client->options_.keepalive_interval, limit));
+    }
   }
   Result<pb::ClusterMapResponse> map = client->RefreshClusterMap();
   if (!map.ok()) return map.status();
@@ -69,21 +75,20 @@ Result<pb::ClusterMapResponse> Client::RefreshClusterMap() {
   Status status = Meta(rpc::meta::kClusterMap, pb::ClusterMapRequest{}, &map);
   if (!status.ok()) return status;
   std::lock_guard<std::mutex> lock(map_mutex_);
-  for (const pb::DataServer& server : map.servers()) {
-    server_addresses_[server.id()] = server.address();
-  }
+  for (const pb::DataServer& server : map.servers()) servers_[server.id()] = server;
   return map;
 }
 
-Result<std::shared_ptr<rpc::Channel>> Client::ChannelFor(uint32_t server_id) {
+Result<Client::Route> Client::RouteTo(uint32_t server_id) {
   for (int attempt = 0; attempt < 2; ++attempt) {
     {
       std::lock_guard<std::mutex> lock(map_mutex_);
-      auto found = server_addresses_.find(server_id);
-      if (found != server_addresses_.end()) {
-        auto& channel = channels_[found->second];
-        if (!channel) channel = rpc::MakeChannel(io_, found->second, options_.transport);
-        return channel;
+      auto found = servers_.find(server_id);
+      if (found != servers_.end()) {
+        const std::string& address = found->second.address();
+        auto& channel = channels_[address];
+        if (!channel) channel = rpc::MakeChannel(io_, address, options_.transport);
+        return Route{channel, found->second.instance_id()};
       }
     }
     if (attempt == 0) {
@@ -134,15 +139,14 @@ std::vector<uint32_t> ServersOf(const std::vector<Piece>& pieces) {
 
 }  // namespace
 
-Result<std::vector<std::shared_ptr<rpc::Channel>>> Client::ChannelsFor(
-    const std::vector<uint32_t>& servers) {
-  std::vector<std::shared_ptr<rpc::Channel>> channels;
+Result<std::vector<Client::Route>> Client::RoutesTo(const std::vector<uint32_t>& servers) {
+  std::vector<Route> routes;
   for (uint32_t server : servers) {
-    auto channel = ChannelFor(server);
-    if (!channel.ok()) return channel.status();
-    channels.push_back(*channel);
+    auto route = RouteTo(server);
+    if (!route.ok()) return route.status();
+    routes.push_back(std::move(*route));
   }
-  return channels;
+  return routes;
 }
 
 template <typename Issue>
@@ -150,25 +154,26 @@ Status Client::ForEachPiece(const pb::Layout& layout, uint64_t offset, uint64_t 
                             Issue issue) {
   auto pieces = SplitRange(layout, offset, length);
   if (!pieces.ok()) return pieces.status();
-  auto channels = ChannelsFor(ServersOf(*pieces));
-  if (!channels.ok()) return channels.status();
+  auto routes = RoutesTo(ServersOf(*pieces));
+  if (!routes.ok()) return routes.status();
   auto calls = rpc::ParallelCalls::Start(pieces->size());
-  for (size_t i = 0; i < pieces->size(); ++i) issue((*pieces)[i], *(*channels)[i], calls);
+  for (size_t i = 0; i < pieces->size(); ++i) issue((*pieces)[i], (*routes)[i], calls);
   return calls->Wait();
 }
 
 Status Client::Write(uint64_t ino, const pb::Layout& layout, uint64_t offset,
                      std::string_view data) {
   return ForEachPiece(
-      layout, offset, data.size(), [&](const Piece& piece, rpc::Channel& channel, auto calls) {
+      layout, offset, data.size(), [&](const Piece& piece, const Route& route, auto calls) {
         pb::WriteRequest request;
         request.mutable_chunk()->set_ino(ino);
         request.mutable_chunk()->set_index(piece.chunk_index);
         request.set_offset(piece.offset_in_chunk);
         request.set_chunk_size(layout.chunk_size());
+        request.set_store_id(route.store_id);
         rpc::InvokeAsync(
-            channel, rpc::data::kWrite, request, data.substr(piece.offset_in_request, piece.length),
-            call_options(),
+            *route.channel, rpc::data::kWrite, request,
+            data.substr(piece.offset_in_request, piece.length), call_options(),
             [calls](Status status, pb::WriteResponse&, std::string&) { calls->Done(status); });
       });
 }
@@ -176,18 +181,19 @@ Status Client::Write(uint64_t ino, const pb::Layout& layout, uint64_t offset,
 Status Client::Read(uint64_t ino, const pb::Layout& layout, uint64_t offset, size_t length,
                     char* out) {
   return ForEachPiece(
-      layout, offset, length, [&](const Piece& piece, rpc::Channel& channel, auto calls) {
+      layout, offset, length, [&](const Piece& piece, const Route& route, auto calls) {
         pb::ReadRequest request;
         request.mutable_chunk()->set_ino(ino);
         request.mutable_chunk()->set_index(piece.chunk_index);
         request.set_offset(piece.offset_in_chunk);
         request.set_length(piece.length);
+        request.set_store_id(route.store_id);
         rpc::CallOptions options = call_options();
         options.reply_payload_hint = piece.length;
         char* destination = out + piece.offset_in_request;
         uint32_t wanted = piece.length;
         rpc::InvokeAsync(
-            channel, rpc::data::kRead, request, {}, options,
+            *route.channel, rpc::data::kRead, request, {}, options,
             [calls, destination, wanted](Status status, pb::ReadResponse&, std::string& payload) {
               if (status.ok()) {
                 size_t got = std::min<size_t>(payload.size(), wanted);
@@ -203,17 +209,23 @@ Status Client::FsyncData(uint64_t ino, const pb::Layout& layout) {
   std::vector<uint32_t> servers(layout.servers().begin(), layout.servers().end());
   std::sort(servers.begin(), servers.end());
   servers.erase(std::unique(servers.begin(), servers.end()), servers.end());
-  auto channels = ChannelsFor(servers);
-  if (!channels.ok()) return channels.status();
-  auto calls = rpc::ParallelCalls::Start(channels->size());
-  pb::FsyncFileRequest request;
-  request.set_ino(ino);
-  for (auto& channel : *channels) {
+  auto routes = RoutesTo(servers);
+  if (!routes.ok()) return routes.status();
+  auto calls = rpc::ParallelCalls::Start(routes->size());
+  for (const Route& route : *routes) {
+    pb::FsyncFileRequest request;
+    request.set_ino(ino);
+    request.set_store_id(route.store_id);
     rpc::InvokeAsync(
-        *channel, rpc::data::kFsyncFile, request, {}, call_options(),
+        *route.channel, rpc::data::kFsyncFile, request, {}, call_options(),
         [calls](Status status, pb::FsyncFileResponse&, std::string&) { calls->Done(status); });
   }
   return calls->Wait();
+}
+
+Status Client::SyncMeta() {
+  pb::SyncResponse response;
+  return Meta(rpc::meta::kSync, pb::SyncRequest{}, &response);
 }
 
 Result<pb::OpenResponse> Client::Open(uint64_t ino) {

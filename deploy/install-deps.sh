@@ -17,7 +17,7 @@ packages=(
   qemu-system-x86 linux-image-amd64 busybox-static ibverbs-providers rdma-core
   ibverbs-utils perftest iproute2 kmod cpio file gzip
   # runtime and test tools
-  fuse3 attr acl fio psmisc procps util-linux python3 python3-matplotlib e2fsprogs
+  fuse3 attr acl fio psmisc procps util-linux python3 python3-matplotlib e2fsprogs strace
 )
 if ! apt-get install -y --no-install-recommends "${packages[@]}" >/tmp/sealfs-apt.log 2>&1; then
   apt-get update >/tmp/sealfs-apt-update.log 2>&1

@@ -71,6 +71,7 @@ inline constexpr std::string_view kOrphanPrefix = "orphan/";
 inline constexpr std::string_view kRemovalPrefix = "remove/";
 inline constexpr std::string_view kVolumePrefix = "volume/";
 inline constexpr std::string_view kServerPrefix = "server/";
+inline constexpr std::string_view kSessionPrefix = "session/";
 inline constexpr std::string_view kInoHighWaterKey = "ino-high-water";
 inline constexpr std::string_view kNextVolumeIdKey = "next-volume-id";
 
@@ -80,5 +81,6 @@ inline std::string VolumeKey(std::string_view name) {
   return std::string(kVolumePrefix).append(name);
 }
 inline std::string ServerKey(uint32_t id) { return std::string(kServerPrefix) + EncodeIno(id); }
+inline std::string SessionKey(uint64_t id) { return std::string(kSessionPrefix) + EncodeIno(id); }
 
 }  // namespace sealfs::metadata

@@ -11,12 +11,17 @@ using namespace sealfs;
 static const char* kUsage =
     "usage: sealfs-meta --db DIR [--listen 127.0.0.1:7400] [--port-file FILE]\n"
     "                   [--chunk-size BYTES] [--create-volume NAME] [--threads N]\n"
-    "                   [--transport tcp|rdma|auto]   (rdma/auto: also listen over RDMA)\n";
+    "                   [--transport tcp|rdma|auto]   (rdma/auto: also listen over RDMA)\n"
+    "                   [--session-timeout SECONDS]   (a silent client's open files are\n"
+    "                                                  released after it; default 30)\n"
+    "                   [--server-timeout SECONDS]    (a silent data server is down after\n"
+    "                                                  it; default 10)\n";
 
 int main(int argc, char** argv) {
-  Result<Flags> flags = Flags::Parse(
-      argc, argv,
-      {"db", "listen", "port-file", "chunk-size", "create-volume", "threads", "transport", "help"});
+  Result<Flags> flags =
+      Flags::Parse(argc, argv,
+                   {"db", "listen", "port-file", "chunk-size", "create-volume", "threads",
+                    "transport", "session-timeout", "server-timeout", "help"});
   if (!flags.ok() || flags->Has("help") || !flags->Has("db")) {
     if (!flags.ok()) std::fprintf(stderr, "sealfs-meta: %s\n", flags.status().message().c_str());
     std::fputs(kUsage, stderr);
@@ -28,8 +33,9 @@ int main(int argc, char** argv) {
   metadata::MetaStoreOptions store_options;
   store_options.path = flags->Get("db");
   long long chunk_size = flags->GetInt("chunk-size", metadata::kDefaultChunkSize);
-  if (chunk_size < 4096 || chunk_size > (64 << 20) || (chunk_size & (chunk_size - 1)) != 0) {
-    std::fprintf(stderr, "sealfs-meta: --chunk-size must be a power of two in 4 KiB..64 MiB\n");
+  if (chunk_size < metadata::kMinChunkSize || chunk_size > (64 << 20) ||
+      (chunk_size & (chunk_size - 1)) != 0) {
+    std::fprintf(stderr, "sealfs-meta: --chunk-size must be a power of two in 256 KiB..64 MiB\n");
     return 2;
   }
   store_options.chunk_size = static_cast<uint32_t>(chunk_size);
@@ -50,7 +56,17 @@ int main(int argc, char** argv) {
   }
   rpc::IoThreads io(2);
   rpc::Dispatcher dispatcher(static_cast<int>(flags->GetInt("threads", 16)));
-  metadata::MetaService service(**store, io);
+  metadata::MetaServiceOptions service_options;
+  long long session_timeout = flags->GetInt("session-timeout", 30);
+  long long server_timeout = flags->GetInt("server-timeout", 10);
+  if (session_timeout < 1 || session_timeout > 86400 || server_timeout < 1 ||
+      server_timeout > 86400) {
+    std::fprintf(stderr, "sealfs-meta: timeouts must be 1..86400 seconds\n");
+    return 2;
+  }
+  service_options.session_timeout = std::chrono::seconds(session_timeout);
+  service_options.server_timeout = std::chrono::seconds(server_timeout);
+  metadata::MetaService service(**store, io, service_options);
   service.RegisterHandlers(dispatcher);
   auto address = rpc::ParseAddress(flags->Get("listen", "127.0.0.1:7400"));
   auto transport = rpc::ParseTransportKind(flags->Get("transport", "tcp"));

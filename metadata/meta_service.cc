@@ -10,16 +10,15 @@
 
 namespace sealfs::metadata {
 
-namespace {
-using Clock = std::chrono::steady_clock;
-constexpr auto kDataCallTimeout = std::chrono::seconds(20);
-
-}  // namespace
-
 MetaService::MetaService(MetaStore& store, rpc::IoThreads& io, MetaServiceOptions options)
     : store_(store), io_(io), options_(options) {
-  for (const pb::DataServer& server : store_.ListServers()) {
-    servers_[server.id()].record = server;
+  LoadServers();
+  Result<std::vector<uint64_t>> sessions = store_.Sessions();
+  if (sessions.ok()) {
+    unannounced_sessions_.insert(sessions->begin(), sessions->end());
+  } else {
+    std::fprintf(stderr, "sealfs-meta: reading sessions: %s\n",
+                 sessions.status().ToString().c_str());
   }
 }
 
@@ -47,148 +46,65 @@ void MetaService::Stop() {
   if (sweeper_.joinable()) sweeper_.join();
 }
 
-// ---------------------------------------------------------------- sessions
-
-void MetaService::TouchSession(uint64_t session_id) {
-  if (session_id == 0) return;
-  std::lock_guard<std::mutex> lock(sessions_mutex_);
-  sessions_[session_id].last_seen = Clock::now();
-}
-
-void MetaService::OpenFile(uint64_t session_id, uint64_t ino) {
-  std::lock_guard<std::mutex> lock(sessions_mutex_);
-  Session& session = sessions_[session_id];
-  session.last_seen = Clock::now();
-  ++session.open_counts[ino];
-  ++open_totals_[ino];
-}
-
-bool MetaService::CloseFile(uint64_t session_id, uint64_t ino) {
-  std::lock_guard<std::mutex> lock(sessions_mutex_);
-  auto session = sessions_.find(session_id);
-  if (session == sessions_.end()) return !open_totals_.contains(ino);
-  session->second.last_seen = Clock::now();
-  auto count = session->second.open_counts.find(ino);
-  if (count == session->second.open_counts.end()) return !open_totals_.contains(ino);
-  if (--count->second == 0) session->second.open_counts.erase(count);
-  auto total = open_totals_.find(ino);
-  if (total != open_totals_.end() && --total->second <= 0) {
-    open_totals_.erase(total);
-    return true;
-  }
-  return false;
-}
-
-bool MetaService::IsOpen(uint64_t ino) {
-  std::lock_guard<std::mutex> lock(sessions_mutex_);
-  return open_totals_.contains(ino);
-}
-
 void MetaService::AfterUnlink(const Unlinked& unlinked) {
   if (unlinked.freed) sweep_wakeup_.notify_all();
 }
 
-void MetaService::SweepOnce() {
-  // Expire sessions whose client stopped sending keepalives.
-  {
-    std::lock_guard<std::mutex> lock(sessions_mutex_);
-    auto now = Clock::now();
-    for (auto it = sessions_.begin(); it != sessions_.end();) {
-      if (now - it->second.last_seen > options_.session_timeout) {
-        for (auto& [ino, count] : it->second.open_counts) {
-          auto total = open_totals_.find(ino);
-          if (total != open_totals_.end() && (total->second -= count) <= 0)
-            open_totals_.erase(total);
-        }
-        it = sessions_.erase(it);
-      } else {
-        ++it;
-      }
-    }
+void MetaService::ReleaseOrphanIfClosed(uint64_t ino) {
+  Status status = store_.ReleaseOrphan(ino, [this](uint64_t id) { return IsOpen(id); });
+  if (!status.ok()) {
+    std::fprintf(stderr, "sealfs-meta: releasing orphan %llu: %s\n",
+                 static_cast<unsigned long long>(ino), status.ToString().c_str());
   }
-  // Orphans nobody holds open any more. After a restart, wait one session
-  // timeout so that clients can re-announce the files they hold.
-  if (Clock::now() - started_ > options_.session_timeout) {
-    for (uint64_t ino : store_.Orphans()) {
-      if (!IsOpen(ino)) store_.ReleaseOrphan(ino);
-    }
+}
+
+void MetaService::SweepOnce() {
+  ExpireSessions();
+  // Orphans nobody holds open any more (IsOpen says yes to every file while
+  // sessions from before a restart may still announce theirs).
+  Result<std::vector<uint64_t>> orphans = store_.Orphans();
+  if (orphans.ok()) {
+    for (uint64_t ino : *orphans) ReleaseOrphanIfClosed(ino);
   }
   // Remove chunks of freed files; a server that is down is retried later.
-  for (auto& [ino, layout] : store_.PendingRemovals()) {
-    pb::RemoveFileRequest request;
-    request.set_ino(ino);
-    if (CallEveryServer(layout, rpc::data::kRemoveFile, request, std::chrono::seconds(5)).ok()) {
-      store_.RemovalDone(ino);
+  Result<std::vector<std::pair<uint64_t, pb::Layout>>> removals = store_.PendingRemovals();
+  if (!removals.ok()) return;
+  for (auto& [ino, layout] : *removals) {
+    if (RemoveData(ino, layout).ok()) store_.RemovalDone(ino);
+  }
+}
+
+Result<pb::Inode> MetaService::CommitWrite(const pb::CommitWriteRequest& req) {
+  for (int attempt = 0;; ++attempt) {
+    Result<pb::Inode> inode = store_.Getattr(req.ino());
+    if (!inode.ok()) return inode.status();
+    if (!S_ISREG(inode->attr().mode())) return Status(EINVAL, "not a regular file");
+    MetaStore::WriteCommit commit{
+        req.ino(),   req.size(), req.mtime_ns(), req.durable(), inode->attr().data_epoch(),
+        std::nullopt};
+    // Writes that began before a truncate may have been cut by it: then the
+    // size may only grow as far as the data the servers really hold.
+    bool truncated_since =
+        req.data_epoch() != inode->attr().data_epoch() && req.size() > inode->attr().size();
+    // Counting the stored blocks must not hold a close up for long; checking
+    // the data after a truncate must be done, however long it takes.
+    auto timeout =
+        truncated_since ? std::chrono::milliseconds(20000) : std::chrono::milliseconds(2000);
+    Result<DataUsage> usage = FileUsage(
+        *inode, std::min(std::max(req.size(), inode->attr().size()), kMaxFileSize), timeout);
+    if (usage.ok()) {
+      commit.allocated_bytes = usage->allocated_bytes;
+      if (truncated_since) {
+        commit.size = std::max(inode->attr().size(), std::min(req.size(), usage->data_end));
+      }
+    } else if (truncated_since) {
+      return Status(EIO,
+                    "cannot check the file's data after a truncate: " + usage.status().ToString());
     }
+    Result<pb::Inode> committed = store_.CommitWrite(commit);
+    if (committed.status().code() == EAGAIN && attempt < 8) continue;  // truncated meanwhile
+    return committed;
   }
-}
-
-// ---------------------------------------------------------------- data servers
-
-std::vector<uint32_t> MetaService::ServerIds() {
-  std::lock_guard<std::mutex> lock(servers_mutex_);
-  std::vector<uint32_t> ids;
-  for (auto& [id, state] : servers_) ids.push_back(id);
-  return ids;
-}
-
-std::shared_ptr<rpc::Channel> MetaService::ChannelTo(uint32_t server_id) {
-  std::lock_guard<std::mutex> lock(servers_mutex_);
-  auto server = servers_.find(server_id);
-  if (server == servers_.end()) return nullptr;
-  const std::string& address = server->second.record.address();
-  auto& channel = channels_[address];
-  if (!channel) channel = rpc::MakeTcpChannel(io_, address);
-  return channel;
-}
-
-pb::ClusterMapResponse MetaService::ClusterMap() {
-  pb::ClusterMapResponse map;
-  std::lock_guard<std::mutex> lock(servers_mutex_);
-  auto now = Clock::now();
-  bool changed = false;
-  for (auto& [id, state] : servers_) {
-    bool up = state.heard && now - state.last_heartbeat < options_.server_timeout;
-    std::string new_state = up ? "up" : "down";
-    if (state.record.state() != new_state) {
-      state.record.set_state(new_state);
-      changed = true;
-    }
-    *map.add_servers() = state.record;
-  }
-  if (changed) ++map_version_;
-  map.set_version(map_version_);
-  return map;
-}
-
-// Sends `request` to every data server of `layout` at once; returns the first
-// error after all have answered.
-template <typename Request, typename Response>
-Status MetaService::CallEveryServer(const pb::Layout& layout, rpc::Method<Request, Response> method,
-                                    const Request& request, std::chrono::milliseconds timeout) {
-  std::vector<std::shared_ptr<rpc::Channel>> channels;
-  for (uint32_t id : layout.servers()) {
-    auto channel = ChannelTo(id);
-    if (!channel) return Status(EIO, "data server " + std::to_string(id) + " is unknown");
-    channels.push_back(channel);
-  }
-  auto calls = rpc::ParallelCalls::Start(channels.size());
-  for (auto& channel : channels) {
-    rpc::InvokeAsync(*channel, method, request, {}, rpc::CallOptions{timeout},
-                     [calls](Status status, Response&, std::string&) { calls->Done(status); });
-  }
-  return calls->Wait();
-}
-
-Status MetaService::TruncateData(const pb::Inode& inode, uint64_t size) {
-  pb::TruncateFileRequest request;
-  request.set_ino(inode.attr().ino());
-  request.set_size(size);
-  request.set_chunk_size(inode.layout().chunk_size());
-  Status status =
-      CallEveryServer(inode.layout(), rpc::data::kTruncateFile, request, kDataCallTimeout);
-  if (!status.ok()) return Status(EIO, "truncating file data failed: " + status.ToString());
-  return Status::Ok();
 }
 
 // ---------------------------------------------------------------- handlers
@@ -209,6 +125,9 @@ void MetaService::RegisterHandlers(rpc::Dispatcher& d) {
                *resp->mutable_volume() = *volume;
                *resp->mutable_root() = root->attr();
                resp->set_session_id(session);
+               resp->set_session_timeout_ms(static_cast<uint32_t>(
+                   std::chrono::duration_cast<std::chrono::milliseconds>(options_.session_timeout)
+                       .count()));
                return Status::Ok();
              }});
   d.Register(kLookup, {[this](const pb::LookupRequest& req, pb::LookupResponse* resp,
@@ -229,32 +148,41 @@ void MetaService::RegisterHandlers(rpc::Dispatcher& d) {
              }});
   d.Register(kSetattr, {[this](const pb::SetattrRequest& req, pb::SetattrResponse* resp,
                                rpc::RequestContext&) -> Status {
+               std::optional<uint64_t> allocated;
                if (req.valid() & pb::SETATTR_SIZE) {
+                 if (req.size() > kMaxFileSize)
+                   return Status(EFBIG, "size exceeds the largest file");
                  Result<pb::Inode> inode = store_.Getattr(req.ino());
                  if (!inode.ok()) return inode.status();
                  if (S_ISDIR(inode->attr().mode()))
                    return Status(EISDIR, "cannot truncate a directory");
                  // Always cut: servers may hold bytes past the recorded size from
                  // writes whose size was never committed.
-                 if (S_ISREG(inode->attr().mode())) {
-                   SEALFS_RETURN_IF_ERROR(TruncateData(*inode, req.size()));
+                 if (S_ISREG(inode->attr().mode()) && inode->layout().servers_size() > 0) {
+                   Result<uint64_t> left = TruncateData(*inode, req.size());
+                   if (!left.ok()) return left.status();
+                   allocated = *left;
                  }
                }
-               Result<pb::Inode> inode = store_.Setattr(req);
+               Result<pb::Inode> inode = store_.Setattr(req, allocated);
                if (!inode.ok()) return inode.status();
                *resp->mutable_attr() = inode->attr();
                return Status::Ok();
              }});
   d.Register(kMknod, {[this](const pb::MknodRequest& req, pb::MknodResponse* resp,
                              rpc::RequestContext&) -> Status {
-               std::vector<uint32_t> servers = ServerIds();
+               // New data goes only where it can be written.
+               std::vector<uint32_t> servers = PlacementServers();
                if (S_ISREG(req.mode()) && servers.empty()) {
-                 return Status(ENOSPC, "no data servers are registered");
+                 return Status(ENOSPC, "no data server is up");
                }
-               Result<pb::Inode> inode = store_.Mknod(req.parent(), req.name(), req.mode(),
-                                                      req.rdev(), req.caller(), servers);
+               uint64_t session = req.open_session();
+               Result<pb::Inode> inode =
+                   store_.Mknod(req.parent(), req.name(), req.mode(), req.rdev(), req.caller(),
+                                servers, [this, session](uint64_t ino) {
+                                  if (session != 0) OpenFile(session, ino);
+                                });
                if (!inode.ok()) return inode.status();
-               if (req.open_session() != 0) OpenFile(req.open_session(), inode->attr().ino());
                *resp->mutable_attr() = inode->attr();
                *resp->mutable_layout() = inode->layout();
                return Status::Ok();
@@ -312,8 +240,8 @@ void MetaService::RegisterHandlers(rpc::Dispatcher& d) {
              }});
   d.Register(kReaddir, {[this](const pb::ReaddirRequest& req, pb::ReaddirResponse* resp,
                                rpc::RequestContext&) -> Status {
-               Result<pb::ReaddirResponse> result =
-                   store_.Readdir(req.ino(), req.cookie(), req.max_entries(), req.with_attrs());
+               Result<pb::ReaddirResponse> result = store_.Readdir(
+                   req.ino(), req.cookie(), req.max_entries(), req.with_attrs(), req.seq_limit());
                if (!result.ok()) return result.status();
                *resp = std::move(*result);
                return Status::Ok();
@@ -337,7 +265,14 @@ void MetaService::RegisterHandlers(rpc::Dispatcher& d) {
              }});
   d.Register(kSetxattr, {[this](const pb::SetxattrRequest& req, pb::SetxattrResponse*,
                                 rpc::RequestContext&) -> Status {
-               return store_.Setxattr(req.ino(), req.name(), req.value(), req.flags());
+               if (!req.has_caller()) {
+                 return store_.Setxattr(req.ino(), req.name(), req.value(), req.flags());
+               }
+               XattrCaller caller;
+               caller.uid = req.caller().uid();
+               caller.gid = req.caller().gid();
+               caller.groups.assign(req.caller_groups().begin(), req.caller_groups().end());
+               return store_.Setxattr(req.ino(), req.name(), req.value(), req.flags(), &caller);
              }});
   d.Register(kGetxattr, {[this](const pb::GetxattrRequest& req, pb::GetxattrResponse* resp,
                                 rpc::RequestContext&) -> Status {
@@ -359,9 +294,9 @@ void MetaService::RegisterHandlers(rpc::Dispatcher& d) {
              }});
   d.Register(kOpen, {[this](const pb::OpenRequest& req, pb::OpenResponse* resp,
                             rpc::RequestContext&) -> Status {
-               Result<pb::Inode> inode = store_.Getattr(req.ino());
+               Result<pb::Inode> inode =
+                   store_.OpenInode(req.ino(), [&] { OpenFile(req.session_id(), req.ino()); });
                if (!inode.ok()) return inode.status();
-               OpenFile(req.session_id(), req.ino());
                *resp->mutable_attr() = inode->attr();
                *resp->mutable_layout() = inode->layout();
                return Status::Ok();
@@ -371,7 +306,7 @@ void MetaService::RegisterHandlers(rpc::Dispatcher& d) {
                if (CloseFile(req.session_id(), req.ino())) {
                  Result<pb::Inode> inode = store_.Getattr(req.ino());
                  if (inode.ok() && inode->attr().nlink() == 0) {
-                   SEALFS_RETURN_IF_ERROR(store_.ReleaseOrphan(req.ino()));
+                   ReleaseOrphanIfClosed(req.ino());
                    sweep_wakeup_.notify_all();
                  }
                }
@@ -379,8 +314,7 @@ void MetaService::RegisterHandlers(rpc::Dispatcher& d) {
              }});
   d.Register(kCommitWrite, {[this](const pb::CommitWriteRequest& req, pb::CommitWriteResponse* resp,
                                    rpc::RequestContext&) -> Status {
-               Result<pb::Inode> inode =
-                   store_.CommitWrite(req.ino(), req.size(), req.mtime_ns(), req.durable());
+               Result<pb::Inode> inode = CommitWrite(req);
                if (!inode.ok()) return inode.status();
                *resp->mutable_attr() = inode->attr();
                return Status::Ok();
@@ -388,23 +322,13 @@ void MetaService::RegisterHandlers(rpc::Dispatcher& d) {
   d.Register(kSessionKeepalive,
              {[this](const pb::SessionKeepaliveRequest& req, pb::SessionKeepaliveResponse*,
                      rpc::RequestContext&) -> Status {
-               // The client's list is authoritative: it re-announces its open files,
-               // which also restores them after this server restarts.
-               std::lock_guard<std::mutex> lock(sessions_mutex_);
-               Session& session = sessions_[req.session_id()];
-               for (auto& [ino, count] : session.open_counts) {
-                 auto total = open_totals_.find(ino);
-                 if (total != open_totals_.end() && (total->second -= count) <= 0)
-                   open_totals_.erase(total);
-               }
-               session.open_counts.clear();
-               for (uint64_t ino : req.open_inodes()) {
-                 ++session.open_counts[ino];
-                 ++open_totals_[ino];
-               }
-               session.last_seen = Clock::now();
+               if (req.session_id() == 0) return Status(EINVAL, "no session id");
+               AnnounceOpenFiles(req.session_id(), std::vector<uint64_t>(req.open_inodes().begin(),
+                                                                         req.open_inodes().end()));
                return Status::Ok();
              }});
+  d.Register(kSync, {[this](const pb::SyncRequest&, pb::SyncResponse*,
+                            rpc::RequestContext&) -> Status { return store_.Sync(); }});
   d.Register(kVolumeCreate,
              {[this](const pb::VolumeCreateRequest& req, pb::VolumeCreateResponse* resp,
                      rpc::RequestContext&) -> Status {
@@ -415,7 +339,9 @@ void MetaService::RegisterHandlers(rpc::Dispatcher& d) {
              }});
   d.Register(kVolumeList, {[this](const pb::VolumeListRequest&, pb::VolumeListResponse* resp,
                                   rpc::RequestContext&) -> Status {
-               for (auto& volume : store_.ListVolumes()) *resp->add_volumes() = volume;
+               Result<std::vector<pb::Volume>> volumes = store_.ListVolumes();
+               if (!volumes.ok()) return volumes.status();
+               for (auto& volume : *volumes) *resp->add_volumes() = volume;
                return Status::Ok();
              }});
   d.Register(kVolumeDelete, {[this](const pb::VolumeDeleteRequest& req, pb::VolumeDeleteResponse*,
@@ -434,6 +360,13 @@ void MetaService::RegisterHandlers(rpc::Dispatcher& d) {
                Result<uint32_t> id = store_.RegisterServer(req.address(), req.instance_id());
                if (!id.ok()) return id.status();
                std::lock_guard<std::mutex> lock(servers_mutex_);
+               // Another store now answers at this address: the one that was
+               // there is gone, so nothing new may be placed on it.
+               for (auto& [other_id, other] : servers_) {
+                 if (other_id != *id && other.record.address() == req.address()) {
+                   other.heard = false;
+                 }
+               }
                ServerState& state = servers_[*id];
                state.record.set_id(*id);
                state.record.set_address(req.address());

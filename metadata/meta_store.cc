@@ -17,6 +17,7 @@
 
 #include "handles.h"
 #include "keys.h"
+#include "posix_acl.h"
 
 namespace sealfs::metadata {
 
@@ -27,6 +28,15 @@ constexpr uint64_t kFirstDirSeq = 3;  // 1 and 2 are the cookies of "." and ".."
 constexpr int kMaxDepth = 4096;
 
 bool IsDir(const pb::Inode& inode) { return S_ISDIR(inode.attr().mode()); }
+
+}  // namespace
+
+Status IteratorStatus(const rocksdb::Iterator& it) {
+  if (it.status().ok()) return Status::Ok();
+  return Status(EIO, "reading metadata failed: " + it.status().ToString());
+}
+
+namespace {
 
 Status NotFound(uint64_t ino) {
   return Status(ENOENT, "inode " + std::to_string(ino) + " not found");
@@ -103,6 +113,7 @@ Result<std::unique_ptr<MetaStore>> MetaStore::Open(const MetaStoreOptions& optio
   std::unique_ptr<MetaStore> store(new MetaStore(options));
   rocksdb::DBOptions db_options;
   db_options.create_if_missing = true;
+  if (options.env) db_options.env = options.env;
   db_options.create_missing_column_families = true;
   db_options.max_background_jobs = 2;
   db_options.IncreaseParallelism(2);
@@ -139,6 +150,10 @@ Result<std::unique_ptr<MetaStore>> MetaStore::Open(const MetaStoreOptions& optio
   uint64_t next = shard_base + kFirstIno;
   std::unique_ptr<rocksdb::Iterator> it(store->db_->NewIterator({}, store->cf_->inodes));
   it->SeekForPrev(EncodeIno(shard_base + ((uint64_t{1} << kShardBits) - 1)));
+  if (!it->status().ok()) {
+    return Status(
+        EIO, "cannot read the metadata store at " + options.path + ": " + it->status().ToString());
+  }
   if (it->Valid() && it->key().size() == 8) {
     uint64_t last = DecodeIno(it->key().data());
     if (ShardOf(last) == options.shard) next = std::max(next, last + 1);
@@ -223,9 +238,12 @@ Result<MetaStore::LockedEntry> MetaStore::LockEntry(uint64_t parent, const std::
   }
 }
 
-bool MetaStore::IsEmptyDirectory(uint64_t ino) {
+Result<bool> MetaStore::IsEmptyDirectory(uint64_t ino) {
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cf_->dirindex));
   it->Seek(EncodeIno(ino));
+  // An I/O error ends the scan as if the directory were empty: never trust
+  // an iterator that stopped without checking why.
+  SEALFS_RETURN_IF_ERROR(IteratorStatus(*it));
   return !(it->Valid() && it->key().starts_with(EncodeIno(ino)));
 }
 
@@ -283,6 +301,14 @@ Unlinked MetaStore::DropLink(rocksdb::WriteBatch& batch, pb::Inode inode, const 
 
 Result<pb::Inode> MetaStore::Lookup(uint64_t parent, const std::string& name) {
   if (name.size() > kNameMax) return Status(ENAMETOOLONG, "name too long");
+  // "." of any inode is the inode itself: how the kernel turns a file
+  // handle (name_to_handle_at, NFS export) back into an inode.
+  if (name == ".") {
+    Result<pb::Inode> self = LoadInode(parent);
+    if (self.ok() && IsDir(*self) && self->attr().nlink() == 0)
+      return Status(ENOENT, "directory was removed");
+    return self;
+  }
   Result<pb::Inode> dir = LoadDirectory(parent);
   if (!dir.ok()) return dir.status();
   if (name == ".") return dir;
@@ -297,6 +323,16 @@ Result<pb::Inode> MetaStore::Lookup(uint64_t parent, const std::string& name) {
 
 Result<pb::Inode> MetaStore::Getattr(uint64_t ino) { return LoadInode(ino); }
 
+Result<pb::Inode> MetaStore::OpenInode(uint64_t ino, const std::function<void()>& register_open) {
+  LockSet lock(*locks_, {ino});
+  Result<pb::Inode> inode = LoadInode(ino);
+  if (!inode.ok()) return inode;
+  // An unlink of the last name holds this lock while it decides between
+  // freeing and orphaning, so it sees this open or the open sees no inode.
+  register_open();
+  return inode;
+}
+
 Result<std::string> MetaStore::Readlink(uint64_t ino) {
   Result<pb::Inode> inode = LoadInode(ino);
   if (!inode.ok()) return inode.status();
@@ -309,13 +345,30 @@ Result<std::string> MetaStore::Readlink(uint64_t ino) {
 Result<pb::Inode> MetaStore::CreateNode(uint64_t parent, const std::string& name, uint32_t mode,
                                         uint64_t rdev, const pb::Caller& caller,
                                         const std::vector<uint32_t>& servers,
-                                        const std::string& target) {
+                                        const std::string& target, const OnCreated& on_created) {
   SEALFS_RETURN_IF_ERROR(CheckName(name));
   LockSet lock(*locks_, {parent});
   Result<pb::Inode> dir = LoadDirectory(parent);
   if (!dir.ok()) return dir.status();
   if (LookupChild(parent, name, nullptr, nullptr).ok()) {
     return Status(EEXIST, "'" + name + "' already exists");
+  }
+  // A default ACL on the directory takes the place of the umask (posix_acl_create).
+  InheritedAcls inherited;
+  if (!S_ISLNK(mode)) {
+    std::string parent_default;
+    rocksdb::Status read =
+        db_->Get({}, cf_->xattrs, XattrKey(parent, kAclDefaultXattr), &parent_default);
+    if (read.ok()) {
+      Result<InheritedAcls> acls = InheritDefaultAcl(parent_default, mode);
+      if (!acls.ok()) return acls.status();
+      inherited = std::move(*acls);
+      mode = inherited.mode;
+    } else if (read.IsNotFound()) {
+      mode &= ~(caller.umask() & 0777);
+    } else {
+      return Status(EIO, "reading the default ACL failed: " + read.ToString());
+    }
   }
   int64_t now = NowNs();
   pb::Inode inode;
@@ -350,32 +403,42 @@ Result<pb::Inode> MetaStore::CreateNode(uint64_t parent, const std::string& name
   rocksdb::WriteBatch batch;
   PutInode(batch, inode);
   AddEntry(batch, *dir, name, ino, mode);
+  if (!inherited.access.empty()) {
+    batch.Put(cf_->xattrs, XattrKey(ino, kAclAccessXattr), inherited.access);
+  }
+  if (!inherited.default_acl.empty()) {
+    batch.Put(cf_->xattrs, XattrKey(ino, kAclDefaultXattr), inherited.default_acl);
+  }
   if (S_ISDIR(mode)) dir->mutable_attr()->set_nlink(dir->attr().nlink() + 1);
   Touch(dir->mutable_attr(), now, true);
   PutInode(batch, *dir);
   SEALFS_RETURN_IF_ERROR(Commit(batch));
+  // Still under the directory's lock: nobody can unlink the new name before
+  // the creator's open is registered.
+  if (on_created) on_created(ino);
   return inode;
 }
 
 Result<pb::Inode> MetaStore::Mknod(uint64_t parent, const std::string& name, uint32_t mode,
                                    uint64_t rdev, const pb::Caller& caller,
-                                   const std::vector<uint32_t>& servers) {
+                                   const std::vector<uint32_t>& servers,
+                                   const OnCreated& on_created) {
   uint32_t type = mode & S_IFMT;
   if (type == 0) mode |= S_IFREG;
   if (type == S_IFDIR || type == S_IFLNK) return Status(EINVAL, "mknod cannot make this type");
-  return CreateNode(parent, name, mode, rdev, caller, servers, {});
+  return CreateNode(parent, name, mode, rdev, caller, servers, {}, on_created);
 }
 
 Result<pb::Inode> MetaStore::Mkdir(uint64_t parent, const std::string& name, uint32_t mode,
                                    const pb::Caller& caller) {
-  return CreateNode(parent, name, S_IFDIR | (mode & 07777), 0, caller, {}, {});
+  return CreateNode(parent, name, S_IFDIR | (mode & 07777), 0, caller, {}, {}, nullptr);
 }
 
 Result<pb::Inode> MetaStore::Symlink(uint64_t parent, const std::string& name,
                                      const std::string& target, const pb::Caller& caller) {
   if (target.empty()) return Status(ENOENT, "empty symlink target");
   if (target.size() > kSymlinkMax) return Status(ENAMETOOLONG, "symlink target too long");
-  return CreateNode(parent, name, S_IFLNK | 0777, 0, caller, {}, target);
+  return CreateNode(parent, name, S_IFLNK | 0777, 0, caller, {}, target, nullptr);
 }
 
 Result<pb::Inode> MetaStore::Link(uint64_t ino, uint64_t new_parent, const std::string& new_name) {
@@ -428,9 +491,9 @@ Status MetaStore::Rmdir(uint64_t parent, const std::string& name) {
   Result<LockedEntry> entry = LockEntry(parent, name);
   if (!entry.ok()) return entry.status();
   if (!IsDir(entry->inode)) return Status(ENOTDIR, "'" + name + "' is not a directory");
-  if (!IsEmptyDirectory(entry->inode.attr().ino())) {
-    return Status(ENOTEMPTY, "directory '" + name + "' is not empty");
-  }
+  Result<bool> empty = IsEmptyDirectory(entry->inode.attr().ino());
+  if (!empty.ok()) return empty.status();
+  if (!*empty) return Status(ENOTEMPTY, "directory '" + name + "' is not empty");
   int64_t now = NowNs();
   rocksdb::WriteBatch batch;
   RemoveEntry(batch, parent, name, entry->seq);
@@ -522,8 +585,10 @@ Result<Unlinked> MetaStore::Rename(uint64_t parent, const std::string& name, uin
       if (src_is_dir && !dst_is_dir)
         return Status(ENOTDIR, "'" + new_name + "' is not a directory");
       if (!src_is_dir && dst_is_dir) return Status(EISDIR, "'" + new_name + "' is a directory");
-      if (dst_is_dir && !IsEmptyDirectory(dst_ino)) {
-        return Status(ENOTEMPTY, "'" + new_name + "' is not empty");
+      if (dst_is_dir) {
+        Result<bool> empty = IsEmptyDirectory(dst_ino);
+        if (!empty.ok()) return empty.status();
+        if (!*empty) return Status(ENOTEMPTY, "'" + new_name + "' is not empty");
       }
     }
 
@@ -561,6 +626,14 @@ Result<Unlinked> MetaStore::Rename(uint64_t parent, const std::string& name, uin
                   EncodeIndex(*src, src_type, new_name));
         if (dst_is_dir) adjust_nlink(to_dir, -1);
         replaced = DropLink(batch, dst_inode, is_open, now);
+      } else if (parent == new_parent) {
+        // A name changed within a directory keeps its place in the listing,
+        // so a listing that renames what it reads still comes to an end.
+        uint32_t src_type = src_inode->attr().mode() & S_IFMT;
+        batch.Put(cf_->dentries, DentryKey(new_parent, new_name),
+                  EncodeDentry({*src, src_seq, src_type}));
+        batch.Put(cf_->dirindex, IndexKey(new_parent, src_seq),
+                  EncodeIndex(*src, src_type, new_name));
       } else {
         AddEntry(batch, to_dir, new_name, *src, src_inode->attr().mode());
       }
@@ -585,7 +658,12 @@ Result<Unlinked> MetaStore::Rename(uint64_t parent, const std::string& name, uin
 
 // ---------------------------------------------------------------- attributes
 
-Result<pb::Inode> MetaStore::Setattr(const pb::SetattrRequest& request) {
+Result<pb::Inode> MetaStore::Setattr(const pb::SetattrRequest& request,
+                                     std::optional<uint64_t> allocated_bytes) {
+  if ((request.valid() & pb::SETATTR_SIZE) && request.size() > kMaxFileSize) {
+    return Status(EFBIG, "size " + std::to_string(request.size()) + " exceeds the largest file (" +
+                             std::to_string(kMaxFileSize) + " bytes)");
+  }
   LockSet lock(*locks_, {request.ino()});
   Result<pb::Inode> inode = LoadInode(request.ino());
   if (!inode.ok()) return inode.status();
@@ -597,8 +675,25 @@ Result<pb::Inode> MetaStore::Setattr(const pb::SetattrRequest& request) {
     if (!S_ISREG(attr->mode())) return Status(EINVAL, "cannot truncate this file type");
     attr->set_size(request.size());
     attr->set_mtime_ns(now);
+    // Size commits of writes that began before this truncate are checked
+    // against the data that is left (see CommitWrite).
+    attr->set_data_epoch(attr->data_epoch() + 1);
+    if (allocated_bytes) attr->set_blocks(std::min(*allocated_bytes, request.size()) / 512);
   }
-  if (valid & pb::SETATTR_MODE) attr->set_mode((attr->mode() & S_IFMT) | (request.mode() & 07777));
+  std::string access_acl;  // the access ACL rewritten for the new mode, if the inode has one
+  if (valid & pb::SETATTR_MODE) {
+    attr->set_mode((attr->mode() & S_IFMT) | (request.mode() & 07777));
+    std::string stored;
+    rocksdb::Status read =
+        db_->Get({}, cf_->xattrs, XattrKey(request.ino(), kAclAccessXattr), &stored);
+    if (read.ok()) {
+      Result<std::string> updated = ChmodAccessAcl(stored, attr->mode());
+      if (!updated.ok()) return updated.status();
+      access_acl = std::move(*updated);
+    } else if (!read.IsNotFound()) {
+      return Status(EIO, "reading the access ACL failed: " + read.ToString());
+    }
+  }
   if (valid & pb::SETATTR_UID) attr->set_uid(request.uid());
   if (valid & pb::SETATTR_GID) attr->set_gid(request.gid());
   if (valid & pb::SETATTR_ATIME_NOW)
@@ -612,36 +707,56 @@ Result<pb::Inode> MetaStore::Setattr(const pb::SetattrRequest& request) {
   attr->set_ctime_ns((valid & pb::SETATTR_CTIME) ? request.ctime_ns() : now);
   rocksdb::WriteBatch batch;
   PutInode(batch, *inode);
+  if (!access_acl.empty()) {
+    batch.Put(cf_->xattrs, XattrKey(request.ino(), kAclAccessXattr), access_acl);
+  }
   SEALFS_RETURN_IF_ERROR(Commit(batch));
   return inode;
 }
 
-Result<pb::Inode> MetaStore::CommitWrite(uint64_t ino, uint64_t size, int64_t mtime_ns,
-                                         bool durable) {
-  LockSet lock(*locks_, {ino});
-  Result<pb::Inode> inode = LoadInode(ino);
+Result<pb::Inode> MetaStore::CommitWrite(const WriteCommit& commit) {
+  if (commit.size > kMaxFileSize) return Status(EFBIG, "file would exceed the largest size");
+  LockSet lock(*locks_, {commit.ino});
+  Result<pb::Inode> inode = LoadInode(commit.ino);
   if (!inode.ok()) return inode.status();
   if (!S_ISREG(inode->attr().mode())) return Status(EINVAL, "not a regular file");
   pb::Attr* attr = inode->mutable_attr();
-  if (size > attr->size()) attr->set_size(size);
-  int64_t stamp = mtime_ns > 0 ? mtime_ns : NowNs();
-  attr->set_mtime_ns(stamp);
-  attr->set_ctime_ns(stamp);
+  if (commit.expected_epoch && *commit.expected_epoch != attr->data_epoch()) {
+    return Status(EAGAIN, "the file was truncated meanwhile");
+  }
+  if (commit.size > attr->size()) attr->set_size(commit.size);
+  // mtime is the writer's (it wrote the data then); ctime is always this
+  // server's clock, so it never goes backwards.
+  if (commit.mtime_ns > 0) attr->set_mtime_ns(commit.mtime_ns);
+  attr->set_ctime_ns(std::max(NowNs(), attr->ctime_ns()));
+  if (commit.allocated_bytes) attr->set_blocks(*commit.allocated_bytes / 512);
   rocksdb::WriteBatch batch;
   PutInode(batch, *inode);
-  SEALFS_RETURN_IF_ERROR(Commit(batch, durable));
+  SEALFS_RETURN_IF_ERROR(Commit(batch, commit.durable));
   return inode;
+}
+
+Status MetaStore::Sync() {
+  rocksdb::Status status = db_->SyncWAL();
+  if (!status.ok()) return Status(EIO, "syncing the metadata log failed: " + status.ToString());
+  return Status::Ok();
 }
 
 // ---------------------------------------------------------------- readdir
 
 Result<pb::ReaddirResponse> MetaStore::Readdir(uint64_t ino, uint64_t cookie, uint32_t max_entries,
-                                               bool with_attrs) {
+                                               bool with_attrs, uint64_t seq_limit) {
   Result<pb::Inode> dir = LoadInode(ino);
   if (!dir.ok()) return dir.status();
   if (!IsDir(*dir)) return Status(ENOTDIR, "not a directory");
   if (max_entries == 0) max_entries = 1024;
+  max_entries = std::min(max_entries, kReaddirMaxEntries);
   pb::ReaddirResponse response;
+  // A listing shows only entries older than its start: names added later
+  // (renamed in from elsewhere, or created) cannot keep it going for ever.
+  if (seq_limit == 0) seq_limit = std::max<uint64_t>(dir->next_dir_seq(), kFirstDirSeq);
+  response.set_seq_limit(seq_limit);
+  size_t reply_bytes = 0;
   auto add_dot = [&](const char* name, uint64_t target, uint64_t entry_cookie) -> Status {
     pb::DirEntry* entry = response.add_entries();
     entry->set_name(name);
@@ -666,8 +781,15 @@ Result<pb::ReaddirResponse> MetaStore::Readdir(uint64_t ino, uint64_t cookie, ui
   rocksdb::Slice upper_slice(upper);
   read_options.iterate_upper_bound = &upper_slice;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, cf_->dirindex));
-  for (it->Seek(IndexKey(ino, std::max<uint64_t>(cookie + 1, kFirstDirSeq)));
-       it->Valid() && static_cast<uint32_t>(response.entries_size()) < max_entries; it->Next()) {
+  bool full = false;
+  for (it->Seek(IndexKey(ino, std::max<uint64_t>(cookie + 1, kFirstDirSeq))); it->Valid();
+       it->Next()) {
+    if (DecodeIno(it->key().data() + 8) >= seq_limit) break;  // added after the start
+    if (static_cast<uint32_t>(response.entries_size()) >= max_entries ||
+        reply_bytes >= kReaddirReplyBytes) {
+      full = true;
+      break;
+    }
     IndexValue value = DecodeIndex(it->value());
     pb::DirEntry* entry = response.add_entries();
     entry->set_name(value.name);
@@ -683,15 +805,17 @@ Result<pb::ReaddirResponse> MetaStore::Readdir(uint64_t ino, uint64_t cookie, ui
       *entry->mutable_attr() = inode->attr();
       *entry->mutable_layout() = inode->layout();
     }
+    reply_bytes += entry->ByteSizeLong() + 8;
   }
-  response.set_end(!it->Valid());
+  SEALFS_RETURN_IF_ERROR(IteratorStatus(*it));
+  response.set_end(!full);
   return response;
 }
 
 // ---------------------------------------------------------------- xattrs
 
 Status MetaStore::Setxattr(uint64_t ino, const std::string& name, const std::string& value,
-                           uint32_t flags) {
+                           uint32_t flags, const XattrCaller* caller) {
   if (name.empty()) return Status(EINVAL, "empty attribute name");
   if (name.size() > kXattrNameMax) return Status(ERANGE, "attribute name too long");
   if (value.size() > kXattrValueMax) return Status(E2BIG, "attribute value too large");
@@ -703,7 +827,22 @@ Status MetaStore::Setxattr(uint64_t ino, const std::string& name, const std::str
   if ((flags & XATTR_CREATE) && exists) return Status(EEXIST, "attribute exists");
   if ((flags & XATTR_REPLACE) && !exists) return Status(ENODATA, "no such attribute");
   rocksdb::WriteBatch batch;
-  batch.Put(cf_->xattrs, XattrKey(ino, name), value);
+  if (IsAclXattr(name)) {
+    pb::Attr* attr = inode->mutable_attr();
+    // A caller unknown to us (a client that does not send one) keeps the bit.
+    bool keep_setgid =
+        caller == nullptr || MayKeepSetgid(caller->uid, caller->gid, caller->groups, attr->gid());
+    Result<AclXattrChange> change = SetAclXattr(name, value, attr->mode(), keep_setgid);
+    if (!change.ok()) return change.status();
+    attr->set_mode(change->mode);
+    if (change->value) {
+      batch.Put(cf_->xattrs, XattrKey(ino, name), *change->value);
+    } else {
+      batch.Delete(cf_->xattrs, XattrKey(ino, name));
+    }
+  } else {
+    batch.Put(cf_->xattrs, XattrKey(ino, name), value);
+  }
   inode->mutable_attr()->set_ctime_ns(NowNs());
   PutInode(batch, *inode);
   return Commit(batch);
@@ -731,6 +870,7 @@ Result<std::vector<std::string>> MetaStore::Listxattr(uint64_t ino) {
   for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
     names.emplace_back(it->key().data() + 8, it->key().size() - 8);
   }
+  SEALFS_RETURN_IF_ERROR(IteratorStatus(*it));
   return names;
 }
 
@@ -752,17 +892,19 @@ Status MetaStore::Removexattr(uint64_t ino, const std::string& name) {
 
 // ---------------------------------------------------------------- orphans
 
-std::vector<uint64_t> MetaStore::Orphans() {
+Result<std::vector<uint64_t>> MetaStore::Orphans() {
   std::vector<uint64_t> result;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cf_->service));
   for (it->Seek(kOrphanPrefix); it->Valid() && it->key().starts_with(kOrphanPrefix); it->Next()) {
     result.push_back(DecodeIno(it->key().data() + kOrphanPrefix.size()));
   }
+  SEALFS_RETURN_IF_ERROR(IteratorStatus(*it));
   return result;
 }
 
-Status MetaStore::ReleaseOrphan(uint64_t ino) {
+Status MetaStore::ReleaseOrphan(uint64_t ino, const OpenCheck& is_open) {
   LockSet lock(*locks_, {ino});
+  if (is_open && is_open(ino)) return Status::Ok();  // opened again meanwhile
   Result<pb::Inode> inode = LoadInode(ino);
   rocksdb::WriteBatch batch;
   if (!inode.ok()) {
@@ -777,7 +919,7 @@ Status MetaStore::ReleaseOrphan(uint64_t ino) {
   return Commit(batch);
 }
 
-std::vector<std::pair<uint64_t, pb::Layout>> MetaStore::PendingRemovals() {
+Result<std::vector<std::pair<uint64_t, pb::Layout>>> MetaStore::PendingRemovals() {
   std::vector<std::pair<uint64_t, pb::Layout>> result;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cf_->service));
   for (it->Seek(kRemovalPrefix); it->Valid() && it->key().starts_with(kRemovalPrefix); it->Next()) {
@@ -785,6 +927,7 @@ std::vector<std::pair<uint64_t, pb::Layout>> MetaStore::PendingRemovals() {
     layout.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()));
     result.emplace_back(DecodeIno(it->key().data() + kRemovalPrefix.size()), layout);
   }
+  SEALFS_RETURN_IF_ERROR(IteratorStatus(*it));
   return result;
 }
 

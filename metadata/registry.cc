@@ -77,7 +77,7 @@ Result<pb::Volume> MetaStore::GetVolume(const std::string& name) {
   return volume;
 }
 
-std::vector<pb::Volume> MetaStore::ListVolumes() {
+Result<std::vector<pb::Volume>> MetaStore::ListVolumes() {
   std::vector<pb::Volume> volumes;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cf_->service));
   for (it->Seek(kVolumePrefix); it->Valid() && it->key().starts_with(kVolumePrefix); it->Next()) {
@@ -86,6 +86,7 @@ std::vector<pb::Volume> MetaStore::ListVolumes() {
       volumes.push_back(std::move(volume));
     }
   }
+  SEALFS_RETURN_IF_ERROR(IteratorStatus(*it));
   return volumes;
 }
 
@@ -110,6 +111,7 @@ Status MetaStore::DeleteVolume(const std::string& name) {
       Result<pb::Inode> inode = LoadInode(entry.ino);
       if (inode.ok()) FreeInode(batch, *inode);
     }
+    SEALFS_RETURN_IF_ERROR(IteratorStatus(*it));
     batch.DeleteRange(cf_->dirindex, prefix, EncodeIno(dir + 1));
   }
   Result<pb::Inode> root = LoadInode(volume->root_ino());
@@ -122,7 +124,9 @@ Result<uint32_t> MetaStore::RegisterServer(const std::string& address,
                                            const std::string& instance_id) {
   std::lock_guard<std::mutex> guard(registry_mutex_);
   uint32_t max_id = 0;
-  for (pb::DataServer& server : ListServers()) {
+  Result<std::vector<pb::DataServer>> servers = ListServers();
+  if (!servers.ok()) return servers.status();
+  for (pb::DataServer& server : *servers) {
     max_id = std::max(max_id, server.id());
     if (server.instance_id() == instance_id) {
       if (server.address() != address) {
@@ -144,7 +148,7 @@ Result<uint32_t> MetaStore::RegisterServer(const std::string& address,
   return server.id();
 }
 
-std::vector<pb::DataServer> MetaStore::ListServers() {
+Result<std::vector<pb::DataServer>> MetaStore::ListServers() {
   std::vector<pb::DataServer> servers;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cf_->service));
   for (it->Seek(kServerPrefix); it->Valid() && it->key().starts_with(kServerPrefix); it->Next()) {
@@ -153,7 +157,32 @@ std::vector<pb::DataServer> MetaStore::ListServers() {
       servers.push_back(std::move(server));
     }
   }
+  SEALFS_RETURN_IF_ERROR(IteratorStatus(*it));
   return servers;
+}
+
+Status MetaStore::PutSession(uint64_t session_id) {
+  rocksdb::WriteBatch batch;
+  batch.Put(cf_->service, SessionKey(session_id), "");
+  return Commit(batch);
+}
+
+Status MetaStore::DeleteSession(uint64_t session_id) {
+  rocksdb::WriteBatch batch;
+  batch.Delete(cf_->service, SessionKey(session_id));
+  return Commit(batch, /*sync=*/false);
+}
+
+Result<std::vector<uint64_t>> MetaStore::Sessions() {
+  std::vector<uint64_t> sessions;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cf_->service));
+  for (it->Seek(kSessionPrefix); it->Valid() && it->key().starts_with(kSessionPrefix); it->Next()) {
+    if (it->key().size() == kSessionPrefix.size() + 8) {
+      sessions.push_back(DecodeIno(it->key().data() + kSessionPrefix.size()));
+    }
+  }
+  SEALFS_RETURN_IF_ERROR(IteratorStatus(*it));
+  return sessions;
 }
 
 }  // namespace sealfs::metadata

@@ -1,12 +1,16 @@
+// ChunkStore, part one: opening the store, the data path (write, read) and
+// whole-file operations (truncate, remove, fsync, usage). Opening chunk files,
+// the descriptor cache and the clean/dirty protocol are in chunk_store_open.cc.
 #include "sealfs/server/chunk_store.h"
 
-#include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
-#include <xxhash.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -15,91 +19,103 @@
 #include <random>
 #include <vector>
 
+#include "chunk_file.h"
+#include "chunk_index.h"
 #include "sealfs/rpc/process.h"
 
 namespace sealfs::server {
 
 namespace fs = std::filesystem;
+using namespace chunk_file;
+
+// A reader-writer lock that lets a waiting writer in before new readers
+// (glibc's default lets readers starve it), so that a stream of writes to
+// files sharing a stripe cannot hold off a removal for ever.
+class WriterFirstLock {
+ public:
+  WriterFirstLock() {
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&lock_, &attr);
+    pthread_rwlockattr_destroy(&attr);
+  }
+  ~WriterFirstLock() { pthread_rwlock_destroy(&lock_); }
+  void lock() { pthread_rwlock_wrlock(&lock_); }
+  void unlock() { pthread_rwlock_unlock(&lock_); }
+  void lock_shared() { pthread_rwlock_rdlock(&lock_); }
+  void unlock_shared() { pthread_rwlock_unlock(&lock_); }
+
+ private:
+  pthread_rwlock_t lock_;
+};
 
 namespace {
 
 constexpr size_t kLockStripes = 1024;
+constexpr size_t kInodeLockStripes = 256;
 
-// Closes a file descriptor when it goes out of scope.
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
+Status ChecksumMismatch(const std::string& path, uint64_t ino, uint32_t index, uint64_t block) {
+  std::fprintf(stderr, "chunk store: checksum mismatch in %s block %llu\n", path.c_str(),
+               static_cast<unsigned long long>(block));
+  return Status(EIO, "checksum mismatch in chunk " + std::to_string(index) + " of inode " +
+                         std::to_string(ino));
+}
+
+// The chunk indexes that have a data file in `dir`; none when it is missing.
+Result<std::vector<uint32_t>> ListChunkFiles(const std::string& dir) {
+  std::vector<uint32_t> indexes;
+  std::error_code ec;
+  fs::directory_iterator it(dir, ec);
+  if (ec) {
+    if (ec == std::errc::no_such_file_or_directory) return indexes;
+    return Status(ec.value(), "listing " + dir + ": " + ec.message());
   }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-
- private:
-  int fd_;
-};
-
-uint64_t ZeroBlockHash() {
-  static const uint64_t hash = [] {
-    std::string zeros(kChecksumBlock, '\0');
-    return XXH3_64bits(zeros.data(), zeros.size());
-  }();
-  return hash;
-}
-
-// Checksum of one block as stored: zero for an all-zero block.
-uint64_t BlockSum(const char* data, size_t size) {
-  if (size == kChecksumBlock) return XXH3_64bits(data, size) ^ ZeroBlockHash();
-  char padded[kChecksumBlock] = {};
-  std::memcpy(padded, data, size);
-  return XXH3_64bits(padded, kChecksumBlock) ^ ZeroBlockHash();
-}
-
-Status IoError(const std::string& what) {
-  return Status(errno ? errno : EIO, what + ": " + std::strerror(errno));
-}
-
-Status PreadFull(int fd, char* buffer, size_t size, off_t offset, size_t* got) {
-  size_t done = 0;
-  while (done < size) {
-    ssize_t n = ::pread(fd, buffer + done, size - done, offset + static_cast<off_t>(done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return IoError("read");
+  for (; it != fs::directory_iterator(); it.increment(ec)) {
+    if (it->path().extension() != ".dat") continue;
+    const std::string stem = it->path().stem().string();
+    char* end = nullptr;
+    unsigned long index = std::strtoul(stem.c_str(), &end, 10);
+    if (!stem.empty() && *end == '\0' && index <= UINT32_MAX) {
+      indexes.push_back(static_cast<uint32_t>(index));
     }
-    if (n == 0) break;
-    done += static_cast<size_t>(n);
   }
-  *got = done;
-  return Status::Ok();
+  if (ec) return Status(ec.value(), "listing " + dir + ": " + ec.message());
+  std::sort(indexes.begin(), indexes.end());
+  return indexes;
 }
 
-Status PwriteFull(int fd, const char* buffer, size_t size, off_t offset) {
-  size_t done = 0;
-  while (done < size) {
-    ssize_t n = ::pwrite(fd, buffer + done, size - done, offset + static_cast<off_t>(done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == ENOSPC || errno == EDQUOT) return Status(ENOSPC, "data disk is full");
-      return IoError("write");
-    }
-    done += static_cast<size_t>(n);
+// How many chunks may keep their two descriptors open: a quarter of the
+// descriptor limit, leaving the rest to sockets and RocksDB.
+size_t OpenChunkLimit() {
+  struct rlimit limit;
+  rlim_t soft = 1024;
+  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY) {
+    soft = limit.rlim_cur;
   }
-  return Status::Ok();
-}
-
-std::string SumPath(const std::string& data_path) {
-  return data_path.substr(0, data_path.size() - 4) + ".sum";
+  return std::clamp<size_t>(soft / 4 / 2, 8, 4096);
 }
 
 }  // namespace
 
 ChunkStore::ChunkStore(std::string root)
-    : root_(std::move(root)), locks_(new std::shared_mutex[kLockStripes]) {}
+    : root_(std::move(root)),
+      inode_locks_(new WriterFirstLock[kInodeLockStripes]),
+      locks_(new std::shared_mutex[kLockStripes]),
+      open_chunk_limit_(OpenChunkLimit()) {}
 
-ChunkStore::~ChunkStore() = default;
+ChunkStore::~ChunkStore() {
+  for (auto& [key, chunk] : open_lru_) {
+    Status cleaned = Clean(*chunk);
+    if (!cleaned.ok()) {
+      std::fprintf(stderr, "chunk store: %s stays marked dirty: %s\n",
+                   ChunkPath(key.first, key.second).c_str(), cleaned.ToString().c_str());
+    }
+  }
+  open_chunks_.clear();
+  open_lru_.clear();
+  if (index_) index_->Sync();
+}
 
 Result<std::unique_ptr<ChunkStore>> ChunkStore::Open(const std::string& root) {
   std::error_code ec;
@@ -115,14 +131,26 @@ Result<std::unique_ptr<ChunkStore>> ChunkStore::Open(const std::string& root) {
     store->instance_id_ = id;
     SEALFS_RETURN_IF_ERROR(WriteFileAtomically(id_path, store->instance_id_ + "\n"));
   }
+  // A store from before the chunk index existed gets its chunks recorded.
+  const bool new_index = !fs::exists(fs::path(root) / "chunkdb" / "CURRENT", ec);
+  auto index = ChunkIndex::Open(root + "/chunkdb");
+  if (!index.ok()) return index.status();
+  store->index_ = std::move(*index);
   // Count what is stored, for usage reports.
   for (auto it = fs::recursive_directory_iterator(fs::path(root) / "chunks", ec);
        !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
     if (it->is_regular_file(ec) && it->path().extension() == ".dat") {
       store->used_bytes_ += static_cast<int64_t>(it->file_size(ec));
       ++store->chunk_count_;
+      if (new_index) {
+        uint64_t ino = std::strtoull(it->path().parent_path().filename().c_str(), nullptr, 16);
+        uint32_t chunk =
+            static_cast<uint32_t>(std::strtoul(it->path().stem().c_str(), nullptr, 10));
+        SEALFS_RETURN_IF_ERROR(store->index_->AddChunk(ino, chunk));
+      }
     }
   }
+  if (new_index) SEALFS_RETURN_IF_ERROR(store->index_->Sync());
   return store;
 }
 
@@ -137,82 +165,30 @@ std::string ChunkStore::ChunkPath(uint64_t ino, uint32_t index) const {
   return FileDir(ino) + "/" + std::to_string(index) + ".dat";
 }
 
+WriterFirstLock& ChunkStore::InodeLock(uint64_t ino) {
+  return inode_locks_[((ino * 0x9E3779B97F4A7C15ull) >> 32) % kInodeLockStripes];
+}
+
 std::shared_mutex& ChunkStore::LockFor(uint64_t ino, uint32_t index) {
   uint64_t key = (ino * 0x9E3779B97F4A7C15ull) ^ (index * 0xC2B2AE3D27D4EB4Full);
   return locks_[(key >> 32) % kLockStripes];
 }
 
-ChunkStore::OpenChunk::~OpenChunk() {
-  if (data_fd >= 0) ::close(data_fd);
-  if (sum_fd >= 0) ::close(sum_fd);
-}
-
-Result<std::shared_ptr<ChunkStore::OpenChunk>> ChunkStore::OpenFiles(uint64_t ino, uint32_t index,
-                                                                     bool create) {
-  auto key = std::make_pair(ino, index);
-  {
-    std::lock_guard<std::mutex> lock(open_mutex_);
-    auto found = open_chunks_.find(key);
-    if (found != open_chunks_.end()) {
-      open_lru_.splice(open_lru_.begin(), open_lru_, found->second);
-      return found->second->second;
-    }
-  }
-  std::string path = ChunkPath(ino, index);
-  int flags = create ? (O_RDWR | O_CREAT | O_CLOEXEC) : (O_RDWR | O_CLOEXEC);
-  int fd = ::open(path.c_str(), flags, 0644);
-  if (fd < 0 && errno == ENOENT && create) {
-    std::error_code ec;
-    fs::create_directories(FileDir(ino), ec);
-    fd = ::open(path.c_str(), flags, 0644);
-  }
-  if (fd < 0) {
-    if (errno == ENOENT && !create) return std::shared_ptr<OpenChunk>();
-    return IoError("open " + path);
-  }
-  auto chunk = std::make_shared<OpenChunk>();
-  chunk->data_fd = fd;
-  chunk->sum_fd = ::open(SumPath(path).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (chunk->sum_fd < 0) return IoError("open checksums of " + path);
-  struct stat st;
-  if (::fstat(fd, &st) != 0) return IoError("stat " + path);
-  chunk->size = static_cast<uint64_t>(st.st_size);
-  std::lock_guard<std::mutex> lock(open_mutex_);
-  auto found = open_chunks_.find(key);
-  if (found != open_chunks_.end()) return found->second->second;  // another thread won
-  open_lru_.emplace_front(key, chunk);
-  open_chunks_[key] = open_lru_.begin();
-  if (open_lru_.size() > kOpenChunkLimit) {
-    open_chunks_.erase(open_lru_.back().first);
-    open_lru_.pop_back();
-  }
-  return chunk;
-}
-
-void ChunkStore::ForgetFiles(uint64_t ino) {
-  std::lock_guard<std::mutex> lock(open_mutex_);
-  for (auto it = open_lru_.begin(); it != open_lru_.end();) {
-    if (it->first.first == ino) {
-      open_chunks_.erase(it->first);
-      it = open_lru_.erase(it);
-    } else {
-      ++it;
-    }
-  }
-}
+// ---- Data path ----
 
 Status ChunkStore::Write(uint64_t ino, uint32_t index, uint32_t offset, std::string_view data) {
   if (static_cast<uint64_t>(offset) + data.size() > kMaxChunkSize) {
     return Status(EINVAL, "write past the largest chunk size");
   }
   if (data.empty()) return Status::Ok();
+  std::shared_lock<WriterFirstLock> inode_lock(InodeLock(ino));
   std::unique_lock<std::shared_mutex> lock(LockFor(ino, index));
-  std::string path = ChunkPath(ino, index);
-  auto chunk = OpenFiles(ino, index, true);
-  if (!chunk.ok()) return chunk.status();
-  const int data_fd = (*chunk)->data_fd;
-  const int sum_fd = (*chunk)->sum_fd;
-  const uint64_t old_size = (*chunk)->size;
+  auto opened = OpenFiles(ino, index, true);
+  if (!opened.ok()) return opened.status();
+  const std::shared_ptr<OpenChunk>& chunk = *opened;
+  const int data_fd = chunk->data_fd;
+  const int sum_fd = chunk->sum_fd;
+  const uint64_t old_size = chunk->size;
   const uint64_t end = offset + data.size();
   const uint64_t first_block = offset / kChecksumBlock;
   const uint64_t last_block = (end - 1) / kChecksumBlock;
@@ -229,12 +205,9 @@ Status ChunkStore::Write(uint64_t ino, uint32_t index, uint32_t offset, std::str
       uint64_t stored = 0;
       size_t sum_got = 0;
       SEALFS_RETURN_IF_ERROR(
-          PreadFull(sum_fd, reinterpret_cast<char*>(&stored), 8, block * 8, &sum_got));
+          PreadFull(sum_fd, reinterpret_cast<char*>(&stored), 8, SumOffset(block), &sum_got));
       if (BlockSum(buffer, got) != stored) {
-        std::fprintf(stderr, "chunk store: checksum mismatch in %s block %llu\n", path.c_str(),
-                     static_cast<unsigned long long>(block));
-        return Status(EIO, "checksum mismatch in chunk " + std::to_string(index) + " of inode " +
-                               std::to_string(ino));
+        return ChecksumMismatch(ChunkPath(ino, index), ino, index, block);
       }
     }
     uint64_t copy_from = std::max<uint64_t>(offset, block_start);
@@ -258,13 +231,19 @@ Status ChunkStore::Write(uint64_t ino, uint32_t index, uint32_t offset, std::str
       SEALFS_RETURN_IF_ERROR(merged_sum(block, &sum));
     }
   }
-  SEALFS_RETURN_IF_ERROR(PwriteFull(data_fd, data.data(), data.size(), offset));
-  SEALFS_RETURN_IF_ERROR(PwriteFull(sum_fd, reinterpret_cast<const char*>(new_sums.data()),
-                                    new_sums.size() * 8, first_block * 8));
+  SEALFS_RETURN_IF_ERROR(MarkDirty(*chunk));
+  Status status = PwriteFull(ChunkFile::kData, data_fd, data.data(), data.size(), offset);
+  if (status.ok()) {
+    status = PwriteFull(ChunkFile::kSums, sum_fd, reinterpret_cast<const char*>(new_sums.data()),
+                        new_sums.size() * 8, SumOffset(first_block));
+  }
+  if (!status.ok()) {
+    Repair(chunk, first_block, last_block + 1, old_size);
+    return status;
+  }
   if (end > old_size) {
-    (*chunk)->size = end;
+    chunk->size = end;
     used_bytes_ += static_cast<int64_t>(end - old_size);
-    if (old_size == 0) ++chunk_count_;
   }
   return Status::Ok();
 }
@@ -273,13 +252,31 @@ Status ChunkStore::Read(uint64_t ino, uint32_t index, uint32_t offset, uint32_t 
                         std::string* out) {
   out->clear();
   if (length == 0) return Status::Ok();
-  std::shared_lock<std::shared_mutex> lock(LockFor(ino, index));
-  std::string path = ChunkPath(ino, index);
+  std::shared_lock<WriterFirstLock> inode_lock(InodeLock(ino));
+  std::shared_mutex& stripe = LockFor(ino, index);
+  {
+    std::shared_lock<std::shared_mutex> lock(stripe);
+    if (auto chunk = Cached(ino, index)) return ReadChunk(*chunk, offset, length, out);
+  }
+  // Opening may recover the chunk's checksums: that needs it to ourselves.
+  std::unique_lock<std::shared_mutex> lock(stripe);
   auto chunk = OpenFiles(ino, index, false);
   if (!chunk.ok()) return chunk.status();
-  if (!*chunk) return Status::Ok();  // never written: a hole
-  const int data_fd = (*chunk)->data_fd;
-  const uint64_t size = (*chunk)->size;
+  if (*chunk) return ReadChunk(**chunk, offset, length, out);
+  auto recorded = index_->HasChunk(ino, index);
+  if (!recorded.ok()) return recorded.status();
+  if (!*recorded) return Status::Ok();  // never written: a hole
+  std::string path = ChunkPath(ino, index);
+  std::fprintf(stderr, "chunk store: chunk %u of inode %llu is lost: %s is missing\n", index,
+               static_cast<unsigned long long>(ino), path.c_str());
+  return Status(EIO, "chunk " + std::to_string(index) + " of inode " + std::to_string(ino) +
+                         " is lost: this server stored it, but its data file " + path +
+                         " is missing");
+}
+
+Status ChunkStore::ReadChunk(const OpenChunk& chunk, uint32_t offset, uint32_t length,
+                             std::string* out) {
+  const uint64_t size = chunk.size;
   if (offset >= size) return Status::Ok();
   uint64_t end = std::min<uint64_t>(size, static_cast<uint64_t>(offset) + length);
   uint64_t first_block = offset / kChecksumBlock;
@@ -289,21 +286,19 @@ Status ChunkStore::Read(uint64_t ino, uint32_t index, uint32_t offset, uint32_t 
   // Read whole blocks so each can be verified; the head is cut off after.
   out->resize(aligned_end - aligned_start);
   size_t got = 0;
-  SEALFS_RETURN_IF_ERROR(PreadFull(data_fd, out->data(), out->size(), aligned_start, &got));
+  SEALFS_RETURN_IF_ERROR(PreadFull(chunk.data_fd, out->data(), out->size(), aligned_start, &got));
   out->resize(got);
   uint64_t blocks = (got + kChecksumBlock - 1) / kChecksumBlock;
   std::vector<uint64_t> stored(blocks, 0);
   size_t sum_got = 0;
-  SEALFS_RETURN_IF_ERROR(PreadFull((*chunk)->sum_fd, reinterpret_cast<char*>(stored.data()),
-                                   blocks * 8, first_block * 8, &sum_got));
+  SEALFS_RETURN_IF_ERROR(PreadFull(chunk.sum_fd, reinterpret_cast<char*>(stored.data()), blocks * 8,
+                                   SumOffset(first_block), &sum_got));
   for (uint64_t i = 0; i < blocks; ++i) {
     size_t block_size = std::min<size_t>(kChecksumBlock, got - i * kChecksumBlock);
     if (BlockSum(out->data() + i * kChecksumBlock, block_size) != stored[i]) {
-      std::fprintf(stderr, "chunk store: checksum mismatch in %s block %llu\n", path.c_str(),
-                   static_cast<unsigned long long>(first_block + i));
       out->clear();
-      return Status(EIO, "checksum mismatch in chunk " + std::to_string(index) + " of inode " +
-                             std::to_string(ino));
+      return ChecksumMismatch(ChunkPath(chunk.ino, chunk.index), chunk.ino, chunk.index,
+                              first_block + i);
     }
   }
   uint64_t head = offset - aligned_start;
@@ -313,118 +308,168 @@ Status ChunkStore::Read(uint64_t ino, uint32_t index, uint32_t offset, uint32_t 
   return Status::Ok();
 }
 
+// ---- Whole files ----
+
 Status ChunkStore::TruncateChunk(uint64_t ino, uint32_t index, uint64_t length) {
   std::unique_lock<std::shared_mutex> lock(LockFor(ino, index));
-  std::string path = ChunkPath(ino, index);
-  auto chunk = OpenFiles(ino, index, false);
-  if (!chunk.ok()) return chunk.status();
-  if (!*chunk) return Status::Ok();
-  const int data_fd = (*chunk)->data_fd;
-  const int sum_fd = (*chunk)->sum_fd;
-  uint64_t old_size = (*chunk)->size;
+  auto opened = OpenFiles(ino, index, false);
+  if (!opened.ok()) return opened.status();
+  if (!*opened) return Status::Ok();
+  const std::shared_ptr<OpenChunk>& chunk = *opened;
+  const uint64_t old_size = chunk->size;
   if (length >= old_size) return Status::Ok();
-  uint64_t tail = length % kChecksumBlock;
-  uint64_t last_block = length / kChecksumBlock;
+  const uint64_t tail = length % kChecksumBlock;
+  const uint64_t last_block = length / kChecksumBlock;
+  uint64_t tail_sum = 0;
   if (tail != 0) {
     // The new last block shrinks: verify it, then checksum what remains.
     char buffer[kChecksumBlock] = {};
     size_t got = 0;
     SEALFS_RETURN_IF_ERROR(
-        PreadFull(data_fd, buffer, kChecksumBlock, last_block * kChecksumBlock, &got));
+        PreadFull(chunk->data_fd, buffer, kChecksumBlock, last_block * kChecksumBlock, &got));
     uint64_t stored = 0;
     size_t sum_got = 0;
-    SEALFS_RETURN_IF_ERROR(
-        PreadFull(sum_fd, reinterpret_cast<char*>(&stored), 8, last_block * 8, &sum_got));
+    SEALFS_RETURN_IF_ERROR(PreadFull(chunk->sum_fd, reinterpret_cast<char*>(&stored), 8,
+                                     SumOffset(last_block), &sum_got));
     if (BlockSum(buffer, got) != stored) {
-      return Status(EIO, "checksum mismatch in chunk " + std::to_string(index) + " of inode " +
-                             std::to_string(ino));
+      return ChecksumMismatch(ChunkPath(ino, index), ino, index, last_block);
     }
-    uint64_t sum = BlockSum(buffer, tail);
-    SEALFS_RETURN_IF_ERROR(
-        PwriteFull(sum_fd, reinterpret_cast<const char*>(&sum), 8, last_block * 8));
+    tail_sum = BlockSum(buffer, tail);
   }
-  if (::ftruncate(data_fd, static_cast<off_t>(length)) != 0) return IoError("truncate " + path);
-  if (::ftruncate(sum_fd, static_cast<off_t>((length + kChecksumBlock - 1) / kChecksumBlock * 8)) !=
-      0) {
-    return IoError("truncate checksums of " + path);
+  SEALFS_RETURN_IF_ERROR(MarkDirty(*chunk));
+  Status status;
+  if (tail != 0) {
+    status = PwriteFull(ChunkFile::kSums, chunk->sum_fd, reinterpret_cast<const char*>(&tail_sum),
+                        8, SumOffset(last_block));
   }
-  (*chunk)->size = length;
+  if (status.ok()) status = Truncate(ChunkFile::kData, chunk->data_fd, length);
+  if (status.ok()) status = Truncate(ChunkFile::kSums, chunk->sum_fd, SumFileSize(length));
+  if (!status.ok()) {
+    Repair(chunk, last_block, last_block + 1, old_size);
+    return Status(status.code(), "truncating " + ChunkPath(ino, index) + ": " + status.message());
+  }
+  chunk->size = length;
   used_bytes_ -= static_cast<int64_t>(old_size - length);
   return Status::Ok();
 }
 
-Status ChunkStore::TruncateFile(uint64_t ino, uint64_t size, uint32_t chunk_size) {
-  if (chunk_size == 0 || chunk_size > kMaxChunkSize) return Status(EINVAL, "bad chunk size");
-  std::error_code ec;
-  fs::directory_iterator it(FileDir(ino), ec);
-  if (ec)
-    return ec == std::errc::no_such_file_or_directory ? Status::Ok()
-                                                      : Status(ec.value(), ec.message());
-  std::vector<uint32_t> indexes;
-  for (; it != fs::directory_iterator(); it.increment(ec)) {
-    if (it->path().extension() != ".dat") continue;
-    try {
-      indexes.push_back(static_cast<uint32_t>(std::stoul(it->path().stem().string())));
-    } catch (...) {
-    }
+Status ChunkStore::DropChunk(uint64_t ino, uint32_t index) {
+  std::unique_lock<std::shared_mutex> lock(LockFor(ino, index));
+  Uncache(ino, index);
+  std::string path = ChunkPath(ino, index);
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0) {
+    used_bytes_ -= st.st_size;
+    --chunk_count_;
   }
-  for (uint32_t index : indexes) {
+  // Data before checksums: an interrupted removal leaves at most a sidecar,
+  // which the next creation of this chunk replaces.
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) return IoError("remove " + path);
+  if (::unlink(SumPath(path).c_str()) != 0 && errno != ENOENT) {
+    return IoError("remove checksums of " + path);
+  }
+  return index_->RemoveChunk(ino, index);
+}
+
+Status ChunkStore::TruncateFile(uint64_t ino, uint64_t size, uint32_t chunk_size,
+                                uint64_t* allocated_bytes) {
+  if (chunk_size == 0 || chunk_size > kMaxChunkSize) return Status(EINVAL, "bad chunk size");
+  std::shared_lock<WriterFirstLock> inode_lock(InodeLock(ino));
+  // Chunks with a data file, and recorded chunks whose file is lost.
+  auto indexes = ListChunkFiles(FileDir(ino));
+  if (!indexes.ok()) return indexes.status();
+  auto recorded = index_->Chunks(ino);
+  if (!recorded.ok()) return recorded.status();
+  indexes->insert(indexes->end(), recorded->begin(), recorded->end());
+  std::sort(indexes->begin(), indexes->end());
+  indexes->erase(std::unique(indexes->begin(), indexes->end()), indexes->end());
+  bool dropped = false;
+  for (uint32_t index : *indexes) {
     uint64_t start = static_cast<uint64_t>(index) * chunk_size;
     if (start >= size) {
-      std::unique_lock<std::shared_mutex> lock(LockFor(ino, index));
-      {
-        // Drop the cached files of this chunk before it goes.
-        std::lock_guard<std::mutex> open_lock(open_mutex_);
-        auto found = open_chunks_.find({ino, index});
-        if (found != open_chunks_.end()) {
-          open_lru_.erase(found->second);
-          open_chunks_.erase(found);
-        }
-      }
-      std::string path = ChunkPath(ino, index);
-      struct stat st;
-      if (::stat(path.c_str(), &st) == 0) {
-        used_bytes_ -= st.st_size;
-        --chunk_count_;
-      }
-      ::unlink(path.c_str());
-      ::unlink(SumPath(path).c_str());
+      SEALFS_RETURN_IF_ERROR(DropChunk(ino, index));
+      dropped = true;
     } else {
       SEALFS_RETURN_IF_ERROR(TruncateChunk(ino, index, size - start));
     }
+  }
+  if (dropped) SEALFS_RETURN_IF_ERROR(index_->Sync());
+  if (allocated_bytes != nullptr) {
+    auto usage = UsageLocked(ino, chunk_size, UINT32_MAX);
+    if (!usage.ok()) return usage.status();
+    *allocated_bytes = usage->allocated_bytes;
   }
   return Status::Ok();
 }
 
 Status ChunkStore::RemoveFile(uint64_t ino) {
+  // Exclusive: no chunk I/O of this file runs meanwhile, and none creates
+  // chunks after it (the removal record refuses them).
+  std::unique_lock<WriterFirstLock> inode_lock(InodeLock(ino));
   ForgetFiles(ino);
-  std::error_code ec;
-  fs::directory_iterator it(FileDir(ino), ec);
-  if (ec) return Status::Ok();
-  for (; it != fs::directory_iterator(); it.increment(ec)) {
-    if (it->path().extension() == ".dat") {
-      used_bytes_ -= static_cast<int64_t>(it->file_size(ec));
+  SEALFS_RETURN_IF_ERROR(index_->MarkRemoved(ino));
+  std::string dir = FileDir(ino);
+  auto indexes = ListChunkFiles(dir);
+  if (!indexes.ok()) return indexes.status();
+  for (uint32_t index : *indexes) {
+    std::string path = ChunkPath(ino, index);
+    struct stat st;
+    if (::stat(path.c_str(), &st) == 0) {
+      used_bytes_ -= st.st_size;
       --chunk_count_;
     }
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return IoError("remove " + path);
   }
-  fs::remove_all(FileDir(ino), ec);
+  std::error_code ec;
+  fs::remove_all(dir, ec);
   if (ec) return Status(ec.value(), "removing file data: " + ec.message());
+  std::lock_guard<std::mutex> lock(dirs_mutex_);
+  unsynced_dirs_.erase(ino);
   return Status::Ok();
 }
 
 Status ChunkStore::FsyncFile(uint64_t ino) {
-  std::error_code ec;
-  std::string dir = FileDir(ino);
-  fs::directory_iterator it(dir, ec);
-  if (ec) return Status::Ok();
-  for (; it != fs::directory_iterator(); it.increment(ec)) {
-    Fd file(::open(it->path().c_str(), O_RDONLY | O_CLOEXEC));
-    if (file.valid() && ::fdatasync(file.get()) != 0)
-      return IoError("fsync " + it->path().string());
+  std::shared_lock<WriterFirstLock> inode_lock(InodeLock(ino));
+  auto indexes = ListChunkFiles(FileDir(ino));
+  if (!indexes.ok()) return indexes.status();
+  if (indexes->empty()) return Status::Ok();
+  for (uint32_t index : *indexes) {
+    std::unique_lock<std::shared_mutex> lock(LockFor(ino, index));
+    auto chunk = OpenFiles(ino, index, false);
+    if (!chunk.ok()) return chunk.status();
+    if (*chunk) SEALFS_RETURN_IF_ERROR(Clean(**chunk));
   }
-  Fd directory(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (directory.valid()) ::fsync(directory.get());
-  return Status::Ok();
+  SEALFS_RETURN_IF_ERROR(SyncDirs(ino));
+  return index_->Sync();
+}
+
+Result<FileUsageInfo> ChunkStore::FileUsage(uint64_t ino, uint32_t chunk_size,
+                                            uint32_t index_limit) {
+  if (chunk_size == 0 || chunk_size > kMaxChunkSize) return Status(EINVAL, "bad chunk size");
+  std::shared_lock<WriterFirstLock> inode_lock(InodeLock(ino));
+  return UsageLocked(ino, chunk_size, index_limit);
+}
+
+Result<FileUsageInfo> ChunkStore::UsageLocked(uint64_t ino, uint32_t chunk_size,
+                                              uint32_t index_limit) {
+  auto indexes = ListChunkFiles(FileDir(ino));
+  if (!indexes.ok()) return indexes.status();
+  FileUsageInfo usage;
+  for (uint32_t index : *indexes) {
+    if (index >= index_limit) break;  // ascending
+    std::string path = ChunkPath(ino, index);
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0) {
+      if (errno == ENOENT) continue;  // removed meanwhile
+      return IoError("stat " + path);
+    }
+    usage.allocated_bytes += static_cast<uint64_t>(st.st_blocks) * 512;
+    if (st.st_size > 0) {
+      usage.data_end = std::max<uint64_t>(usage.data_end,
+                                          static_cast<uint64_t>(index) * chunk_size + st.st_size);
+    }
+  }
+  return usage;
 }
 
 ChunkStoreUsage ChunkStore::Usage() {

@@ -16,30 +16,60 @@ Status CheckRange(uint64_t offset, uint64_t length) {
 }
 }  // namespace
 
+Status DataService::CheckStore(const std::string& store_id) const {
+  if (store_id.empty()) return Status(EINVAL, "request names no store");
+  if (store_id != store_.instance_id()) {
+    return Status(EIO, "store mismatch: this server holds store " + store_.instance_id() +
+                           ", the request is for store " + store_id + " whose data is not here");
+  }
+  return Status::Ok();
+}
+
 void DataService::RegisterHandlers(rpc::Dispatcher& d) {
   using namespace rpc::data;
   d.Register(kWrite, {[this](const pb::WriteRequest& req, pb::WriteResponse*,
                              rpc::RequestContext& context) -> Status {
+               SEALFS_RETURN_IF_ERROR(CheckStore(req.store_id()));
                SEALFS_RETURN_IF_ERROR(CheckRange(req.offset(), context.payload.size()));
                return store_.Write(req.chunk().ino(), req.chunk().index(), req.offset(),
                                    context.payload);
              }});
   d.Register(kRead, {[this](const pb::ReadRequest& req, pb::ReadResponse*,
                             rpc::RequestContext& context) -> Status {
+               SEALFS_RETURN_IF_ERROR(CheckStore(req.store_id()));
                SEALFS_RETURN_IF_ERROR(CheckRange(req.offset(), req.length()));
                return store_.Read(req.chunk().ino(), req.chunk().index(), req.offset(),
                                   req.length(), &context.reply_payload);
              }});
-  d.Register(kTruncateFile, {[this](const pb::TruncateFileRequest& req, pb::TruncateFileResponse*,
-                                    rpc::RequestContext&) -> Status {
-               return store_.TruncateFile(req.ino(), req.size(), req.chunk_size());
+  d.Register(kTruncateFile,
+             {[this](const pb::TruncateFileRequest& req, pb::TruncateFileResponse* resp,
+                     rpc::RequestContext&) -> Status {
+               SEALFS_RETURN_IF_ERROR(CheckStore(req.store_id()));
+               uint64_t allocated = 0;
+               SEALFS_RETURN_IF_ERROR(
+                   store_.TruncateFile(req.ino(), req.size(), req.chunk_size(), &allocated));
+               resp->set_allocated_bytes(allocated);
+               return Status::Ok();
              }});
-  d.Register(kRemoveFile,
-             {[this](const pb::RemoveFileRequest& req, pb::RemoveFileResponse*,
-                     rpc::RequestContext&) -> Status { return store_.RemoveFile(req.ino()); }});
-  d.Register(kFsyncFile,
-             {[this](const pb::FsyncFileRequest& req, pb::FsyncFileResponse*,
-                     rpc::RequestContext&) -> Status { return store_.FsyncFile(req.ino()); }});
+  d.Register(kRemoveFile, {[this](const pb::RemoveFileRequest& req, pb::RemoveFileResponse*,
+                                  rpc::RequestContext&) -> Status {
+               SEALFS_RETURN_IF_ERROR(CheckStore(req.store_id()));
+               return store_.RemoveFile(req.ino());
+             }});
+  d.Register(kFsyncFile, {[this](const pb::FsyncFileRequest& req, pb::FsyncFileResponse*,
+                                 rpc::RequestContext&) -> Status {
+               SEALFS_RETURN_IF_ERROR(CheckStore(req.store_id()));
+               return store_.FsyncFile(req.ino());
+             }});
+  d.Register(kFileUsage, {[this](const pb::FileUsageRequest& req, pb::FileUsageResponse* resp,
+                                 rpc::RequestContext&) -> Status {
+               SEALFS_RETURN_IF_ERROR(CheckStore(req.store_id()));
+               auto usage = store_.FileUsage(req.ino(), req.chunk_size(), req.index_limit());
+               if (!usage.ok()) return usage.status();
+               resp->set_data_end(usage->data_end);
+               resp->set_allocated_bytes(usage->allocated_bytes);
+               return Status::Ok();
+             }});
   d.Register(kStat, {[this](const pb::StatRequest&, pb::StatResponse* resp,
                             rpc::RequestContext&) -> Status {
                ChunkStoreUsage usage = store_.Usage();

@@ -1,4 +1,6 @@
 // sealfs-data: the data server.
+#include <sys/resource.h>
+
 #include <cstdio>
 
 #include "sealfs/rpc/process.h"
@@ -12,6 +14,19 @@ static const char* kUsage =
     "                   [--port-file FILE] [--threads N] [--heartbeat-ms MS]\n"
     "                   [--transport tcp|rdma|auto]   (rdma/auto: also listen over RDMA)\n";
 
+// The chunk store keeps two descriptors per cached chunk and sizes its cache
+// from the soft limit, which is often a mere 1024: take all the hard limit allows.
+static void RaiseDescriptorLimit() {
+  struct rlimit limit;
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+  rlim_t wanted = limit.rlim_max;
+  limit.rlim_cur = wanted;
+  if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    std::fprintf(stderr, "sealfs-data: cannot raise the descriptor limit to %llu\n",
+                 static_cast<unsigned long long>(wanted));
+  }
+}
+
 int main(int argc, char** argv) {
   Result<Flags> flags = Flags::Parse(
       argc, argv,
@@ -22,6 +37,7 @@ int main(int argc, char** argv) {
     return flags.ok() && flags->Has("help") ? 0 : 2;
   }
   BlockTerminationSignals();
+  RaiseDescriptorLimit();
   auto store = server::ChunkStore::Open(flags->Get("dir"));
   if (!store.ok()) {
     std::fprintf(stderr, "sealfs-data: %s\n", store.status().ToString().c_str());

@@ -34,6 +34,16 @@ class TestCluster {
     std::filesystem::remove_all(root_, ec);
   }
 
+  // Extra arguments for sealfs-meta (e.g. {"--session-timeout", "3"}), used
+  // from the next StartMeta on.
+  void set_meta_args(std::vector<std::string> args) { meta_args_ = std::move(args); }
+  // A command that data servers run under (e.g. {"/usr/bin/prlimit",
+  // "--nofile=256:256", "--"}), used from the next StartData on.
+  void set_data_wrapper(std::vector<std::string> wrapper) { data_wrapper_ = std::move(wrapper); }
+  pid_t meta_pid() const { return meta_pid_; }
+  pid_t data_pid(int i) const { return data_pids_[i]; }
+  const std::string& DataPort(int i) const { return data_ports_[i]; }
+
   const std::string& root() const { return root_; }
   std::string meta_address() const { return "127.0.0.1:" + meta_port_; }
   std::string DataDir(int i) const { return root_ + "/data" + std::to_string(i); }
@@ -50,10 +60,19 @@ class TestCluster {
   bool StartMeta() {
     std::string port_file = root_ + "/meta.port";
     std::filesystem::remove(port_file);
-    meta_pid_ = Spawn({SEALFS_META_BIN, "--db", root_ + "/meta", "--listen",
-                       "127.0.0.1:" + meta_port_, "--port-file", port_file, "--create-volume",
-                       "default", "--chunk-size", std::to_string(chunk_size_)},
-                      root_ + "/meta.log");
+    std::vector<std::string> argv = {SEALFS_META_BIN,
+                                     "--db",
+                                     root_ + "/meta",
+                                     "--listen",
+                                     "127.0.0.1:" + meta_port_,
+                                     "--port-file",
+                                     port_file,
+                                     "--create-volume",
+                                     "default",
+                                     "--chunk-size",
+                                     std::to_string(chunk_size_)};
+    argv.insert(argv.end(), meta_args_.begin(), meta_args_.end());
+    meta_pid_ = Spawn(argv, root_ + "/meta.log");
     meta_port_ = WaitForLine(port_file, meta_pid_);
     return !meta_port_.empty();
   }
@@ -61,10 +80,14 @@ class TestCluster {
   bool StartData(int i) {
     std::string port_file = DataDir(i) + ".port";
     std::filesystem::remove(port_file);
-    data_pids_[i] =
-        Spawn({SEALFS_DATA_BIN, "--dir", DataDir(i), "--meta", meta_address(), "--listen",
-               "127.0.0.1:" + data_ports_[i], "--port-file", port_file, "--heartbeat-ms", "200"},
-              DataDir(i) + ".log");
+    std::vector<std::string> argv = data_wrapper_;
+    for (std::string arg : {std::string(SEALFS_DATA_BIN), std::string("--dir"), DataDir(i),
+                            std::string("--meta"), meta_address(), std::string("--listen"),
+                            "127.0.0.1:" + data_ports_[i], std::string("--port-file"), port_file,
+                            std::string("--heartbeat-ms"), std::string("200")}) {
+      argv.push_back(arg);
+    }
+    data_pids_[i] = Spawn(argv, DataDir(i) + ".log");
     data_ports_[i] = WaitForLine(port_file, data_pids_[i]);
     return !data_ports_[i].empty();
   }
@@ -90,6 +113,7 @@ class TestCluster {
     Kill(meta_pid_, signal_number);
   }
   void KillData(int i, int signal_number = SIGKILL) { Kill(data_pids_[i], signal_number); }
+  void KillMeta(int signal_number = SIGKILL) { Kill(meta_pid_, signal_number); }
 
   Result<std::unique_ptr<client::Client>> Admin() {
     client::ClientOptions options;
@@ -168,6 +192,8 @@ class TestCluster {
   std::vector<pid_t> data_pids_;
   std::vector<std::string> data_ports_;
   std::vector<std::string> mounts_;
+  std::vector<std::string> meta_args_;
+  std::vector<std::string> data_wrapper_;
 };
 
 }  // namespace sealfs::testing

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "fuse_fs.h"
+#include "sealfs/rpc/limits.h"
 
 namespace sealfs::fuse {
 
@@ -23,6 +24,29 @@ int64_t NowNs() {
   return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 }  // namespace
+
+void FuseFs::NoteWritten(InodeState& state, uint64_t end) {
+  // The first uncommitted write remembers which truncates it came after.
+  if (!state.dirty) state.write_epoch = state.data_epoch;
+  state.size = std::max(state.size, end);
+  state.mtime_ns = NowNs();
+  state.dirty = true;
+}
+
+Result<pb::Layout> FuseFs::LayoutOf(uint64_t ino) {
+  auto state = State(ino);
+  {
+    std::lock_guard<std::mutex> lock(state->mutex);
+    if (state->layout.servers_size() > 0) return state->layout;
+  }
+  pb::GetattrRequest request;
+  request.set_ino(ino);
+  pb::GetattrResponse response;
+  Status status = client_.Meta(rpc::meta::kGetattr, request, &response);
+  if (!status.ok()) return status;
+  Observe(response.attr(), &response.layout(), /*lookup=*/false);
+  return response.layout();
+}
 
 void FuseFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
                     fuse_file_info* fi) {
@@ -60,6 +84,7 @@ void FuseFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     std::lock_guard<std::mutex> lock(state->mutex);
     if (opened->layout().servers_size() > 0) state->layout = opened->layout();
     ++state->opens;
+    state->data_epoch = attr.data_epoch();
     if (!state->dirty) {
       state->size = attr.size();
       state->mtime_ns = attr.mtime_ns();
@@ -123,8 +148,13 @@ void FuseFs::WriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* bufs, off_t o
     copied.resize(static_cast<size_t>(got));
     data = copied;
   }
+  // Like a local file system at its size limit: write what fits, and EFBIG
+  // only when nothing does.
+  if (static_cast<uint64_t>(offset) >= kMaxFileSize && !data.empty()) {
+    return ReplyStatus(req, Status(EFBIG, "write beyond the largest file size"));
+  }
+  data = data.substr(0, std::min<uint64_t>(data.size(), kMaxFileSize - offset));
   uint64_t end = static_cast<uint64_t>(offset) + data.size();
-  if (end > (uint64_t{1} << 50)) return ReplyStatus(req, Status(EFBIG, "file too large"));
   auto state = State(server_ino);
   pb::Layout layout;
   {
@@ -135,9 +165,7 @@ void FuseFs::WriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* bufs, off_t o
   if (!status.ok()) return ReplyStatus(req, status);
   {
     std::lock_guard<std::mutex> lock(state->mutex);
-    state->size = std::max(state->size, end);
-    state->mtime_ns = NowNs();
-    state->dirty = true;
+    NoteWritten(*state, end);
   }
   fuse_reply_write(req, data.size());
 }
@@ -162,18 +190,18 @@ void FuseFs::Release(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
 
 void FuseFs::Fsync(fuse_req_t req, fuse_ino_t ino, int, fuse_file_info*) {
   uint64_t server_ino = ToServer(ino);
-  auto state = State(server_ino);
-  pb::Layout layout;
-  {
-    std::lock_guard<std::mutex> lock(state->mutex);
-    layout = state->layout;
-  }
-  if (layout.servers_size() > 0) {
-    Status synced = client_.FsyncData(server_ino, layout);
+  // The data may have been written through another mount, or this mount may
+  // have dropped the file's state: sync whatever the servers hold.
+  Result<pb::Layout> layout = LayoutOf(server_ino);
+  if (!layout.ok()) return ReplyStatus(req, layout.status());
+  if (layout->servers_size() > 0) {
+    Status synced = client_.FsyncData(server_ino, *layout);
     if (!synced.ok()) return ReplyStatus(req, synced);
   }
   Status status = CommitWrites(server_ino, nullptr, /*durable=*/true);
-  if (status.code() == EAGAIN || status.code() == ENOENT) status = Status::Ok();
+  // Nothing of this mount's to commit: the size may still have been
+  // committed unsynced by another mount, so make the server sync.
+  if (status.code() == EAGAIN || status.code() == ENOENT) status = client_.SyncMeta();
   ReplyStatus(req, status);
 }
 
@@ -188,12 +216,13 @@ void FuseFs::Fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, o
   uint64_t server_ino = ToServer(ino);
   auto state = State(server_ino);
   uint64_t end = static_cast<uint64_t>(offset) + static_cast<uint64_t>(length);
+  if (end > kMaxFileSize || end < static_cast<uint64_t>(offset)) {
+    return ReplyStatus(req, Status(EFBIG, "beyond the largest file size"));
+  }
   {
     std::lock_guard<std::mutex> lock(state->mutex);
     if (end <= state->size) return ReplyStatus(req, Status::Ok());
-    state->size = end;
-    state->mtime_ns = NowNs();
-    state->dirty = true;
+    NoteWritten(*state, end);
   }
   Status status = CommitWrites(server_ino, nullptr);
   if (status.code() == EAGAIN) status = Status::Ok();

@@ -68,17 +68,16 @@ const fuse_lowlevel_ops& FuseFs::Operations() {
     o.fsync = [](fuse_req_t r, fuse_ino_t i, int d, fuse_file_info* f) {
       Fs(r)->Fsync(r, i, d, f);
     };
-    o.opendir = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* f) {
-      f->fh = 0;
-      fuse_reply_open(r, f);
-    };
+    o.opendir = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* f) { Fs(r)->Opendir(r, i, f); };
     o.readdir = [](fuse_req_t r, fuse_ino_t i, size_t s, off_t o2, fuse_file_info* f) {
       Fs(r)->Readdir(r, i, s, o2, f, false);
     };
     o.readdirplus = [](fuse_req_t r, fuse_ino_t i, size_t s, off_t o2, fuse_file_info* f) {
       Fs(r)->Readdir(r, i, s, o2, f, true);
     };
-    o.releasedir = [](fuse_req_t r, fuse_ino_t, fuse_file_info*) { fuse_reply_err(r, 0); };
+    o.releasedir = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* f) {
+      Fs(r)->Releasedir(r, i, f);
+    };
     // Metadata is durable when each call returns, so there is nothing to sync.
     o.fsyncdir = [](fuse_req_t r, fuse_ino_t, int, fuse_file_info*) { fuse_reply_err(r, 0); };
     o.statfs = [](fuse_req_t r, fuse_ino_t i) { Fs(r)->Statfs(r, i); };
@@ -122,6 +121,8 @@ pb::Attr FuseFs::Observe(const pb::Attr& attr, const pb::Layout* layout, bool lo
   pb::Attr shown = attr;
   std::lock_guard<std::mutex> lock(state->mutex);
   if (layout && layout->servers_size() > 0) state->layout = *layout;
+  state->data_epoch = attr.data_epoch();
+  if (S_ISDIR(attr.mode())) state->directory_attr = std::make_unique<pb::Attr>(attr);
   if (state->dirty) {
     // This mount's writes are newer than what the server has recorded.
     state->size = std::max(state->size, attr.size());
@@ -164,7 +165,8 @@ struct stat FuseFs::ToStat(const pb::Attr& attr) const {
   st.st_rdev = attr.rdev();
   st.st_size = static_cast<off_t>(attr.size());
   st.st_blksize = 65536;
-  st.st_blocks = static_cast<blkcnt_t>((attr.size() + 511) / 512);
+  // What the data servers store, so holes in sparse files show as holes.
+  st.st_blocks = static_cast<blkcnt_t>(attr.blocks());
   st.st_atim = ToTimespec(attr.atime_ns());
   st.st_mtim = ToTimespec(attr.mtime_ns());
   st.st_ctim = ToTimespec(attr.ctime_ns());

@@ -26,9 +26,11 @@ struct InodeState {
   pb::Layout layout;
   uint64_t size = 0;  // size including this mount's uncommitted writes
   int64_t mtime_ns = 0;
-  bool dirty = false;     // written here, size/mtime not yet committed
-  bool unsynced = false;  // committed without sync since the last fsync
-  uint64_t lookups = 0;   // the kernel's lookup count (forget lowers it)
+  bool dirty = false;        // written here, size/mtime not yet committed
+  bool unsynced = false;     // committed without sync since the last fsync
+  uint64_t data_epoch = 0;   // the file's truncate count, as last seen
+  uint64_t write_epoch = 0;  // data_epoch when the uncommitted writes began
+  uint64_t lookups = 0;      // the kernel's lookup count (forget lowers it)
   int opens = 0;
   // The kernel asks for security.capability before every write; a recent
   // "none" answer is kept until this time (steady clock, ns).
@@ -36,6 +38,16 @@ struct InodeState {
   // What the kernel was last told, to notice changes made by other clients.
   uint64_t kernel_size = 0;
   int64_t kernel_mtime_ns = 0;
+  // Directories: the last attributes seen, for fstat on a descriptor of a
+  // directory removed meanwhile (link count 0, like any removed directory).
+  std::unique_ptr<pb::Attr> directory_attr;
+};
+
+// An open directory: the listing's start, so that entries renamed into the
+// directory while it is read cannot keep the listing going.
+struct DirHandle {
+  std::mutex mutex;
+  uint64_t seq_limit = 0;
 };
 
 class FuseFs {
@@ -60,8 +72,10 @@ class FuseFs {
   void Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t new_parent,
               const char* new_name, unsigned int flags);
   void Link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t new_parent, const char* new_name);
+  void Opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
   void Readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, fuse_file_info* fi,
                bool plus);
+  void Releasedir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
   void Statfs(fuse_req_t req, fuse_ino_t ino);
   void Access(fuse_req_t req, fuse_ino_t ino, int mask);
 
@@ -98,6 +112,10 @@ class FuseFs {
   void AddLookup(uint64_t ino);
   // Commits this mount's writes to the file's size and mtime.
   Status CommitWrites(uint64_t ino, pb::Attr* attr, bool durable = false);
+  // Marks the file as written here up to `end` (caller holds state.mutex).
+  static void NoteWritten(InodeState& state, uint64_t end);
+  // The file's layout, from this mount's state or else from the server.
+  Result<pb::Layout> LayoutOf(uint64_t ino);
 
   struct stat ToStat(const pb::Attr& attr) const;
   void ReplyEntry(fuse_req_t req, const pb::Attr& attr, const pb::Layout* layout);

@@ -24,7 +24,26 @@ namespace {
 const char* kUsage =
     "usage: sealfs-fuse HOST:PORT/VOLUME MOUNTPOINT [-o OPTIONS] [-f] [-d]\n"
     "options: allow_other, default_permissions, ro, log=FILE, attr_timeout=SECONDS,\n"
-    "         entry_timeout=SECONDS, transport=tcp|rdma|auto, and the usual FUSE mount options\n";
+    "         entry_timeout=SECONDS, transport=tcp|rdma|auto, and the usual FUSE mount options\n"
+    "         (atime options are accepted; the kernel never updates atime on FUSE files)\n";
+
+// Options of mount(8) and fstab that are not for the kernel.
+bool IsUserspaceOnlyOption(const std::string& option) {
+  return option == "defaults" || option == "auto" || option == "noauto" || option == "nofail" ||
+         option == "_netdev" || option == "user" || option == "users" || option == "nouser" ||
+         option.rfind("x-", 0) == 0;
+}
+
+// Access-time options that libfuse 3.14 does not know. The kernel marks every
+// FUSE inode S_NOATIME (atime is the file system's business, never updated by
+// the kernel on read), so these change nothing for a FUSE mount and are
+// accepted silently, as fstab lines and `mount -o` routinely carry them.
+// "atime" and "noatime" libfuse knows: they go on to the kernel as flags.
+bool IsIgnoredAtimeOption(const std::string& option) {
+  return option == "relatime" || option == "norelatime" || option == "strictatime" ||
+         option == "nostrictatime" || option == "diratime" || option == "nodiratime" ||
+         option == "lazytime" || option == "nolazytime";
+}
 
 struct Arguments {
   std::string source;
@@ -50,12 +69,14 @@ bool ParseArguments(int argc, char** argv, Arguments* out, std::string* error) {
       std::stringstream options(argv[++i]);
       std::string option;
       while (std::getline(options, option, ',')) {
-        if (option.empty()) continue;
-        // Options of mount(8) and fstab that are not for the kernel.
-        if (option == "defaults" || option == "auto" || option == "noauto" || option == "nofail" ||
-            option == "_netdev" || option == "user" || option == "users" || option == "nouser" ||
-            option.rfind("x-", 0) == 0) {
+        if (option.empty() || IsUserspaceOnlyOption(option) || IsIgnoredAtimeOption(option)) {
           continue;
+        }
+        if (option == "remount") {
+          // A remount changes the kernel's flags of a mount that exists; a
+          // new daemon has nothing to do with it.
+          *error = "remount is for mount(8): mount -o remount,OPTIONS MOUNTPOINT";
+          return false;
         }
         try {
           if (option.rfind("log=", 0) == 0) {

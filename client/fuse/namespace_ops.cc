@@ -30,9 +30,18 @@ void FuseFs::Init(fuse_conn_info* conn) {
   conn->want &= ~(FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
   // O_TRUNC arrives as a separate SETATTR, which cuts the data on the servers.
   conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
+  // The kernel enforces POSIX ACLs (this implies default_permissions); the
+  // metadata server keeps mode and ACLs consistent and applies default ACLs.
+  // With DONT_MASK the kernel sends the unmasked mode and the umask, so the
+  // server applies the umask only where the directory has no default ACL.
+  if ((conn->capable & FUSE_CAP_POSIX_ACL) && (conn->capable & FUSE_CAP_DONT_MASK)) {
+    conn->want |= FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK;
+  }
 }
 
 void FuseFs::Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  // The kernel looks up "." of a non-directory to turn a file handle back
+  // into an inode (open_by_handle_at, NFS export); the server answers it.
   pb::LookupRequest request;
   request.set_parent(ToServer(parent));
   request.set_name(name);
@@ -47,28 +56,35 @@ Status FuseFs::CommitWrites(uint64_t ino, pb::Attr* attr, bool durable) {
   if (!state) return Status(ENOENT, "no state");
   uint64_t size;
   int64_t mtime;
+  uint64_t epoch;
   {
     std::lock_guard<std::mutex> lock(state->mutex);
     if (!state->dirty && !(durable && state->unsynced)) return Status(EAGAIN, "nothing to commit");
     size = state->size;
     mtime = state->mtime_ns;
+    epoch = state->dirty ? state->write_epoch : state->data_epoch;
   }
   pb::CommitWriteRequest request;
   request.set_ino(ino);
   request.set_size(size);
   request.set_mtime_ns(mtime);
   request.set_durable(durable);
+  request.set_data_epoch(epoch);
   pb::CommitWriteResponse response;
   Status status = client_.Meta(rpc::meta::kCommitWrite, request, &response);
   if (!status.ok()) return status;
   {
     std::lock_guard<std::mutex> lock(state->mutex);
     // Writes that landed meanwhile keep the state dirty.
+    state->data_epoch = response.attr().data_epoch();
     if (state->size == size && state->mtime_ns == mtime) {
       state->dirty = false;
       state->unsynced = !durable;
+      // The server may have held the size back (a truncate cut the data).
+      state->size = response.attr().size();
+    } else {
+      state->size = std::max(state->size, response.attr().size());
     }
-    state->size = std::max(state->size, response.attr().size());
   }
   if (attr) *attr = response.attr();
   return Status::Ok();
@@ -84,6 +100,20 @@ void FuseFs::Getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   request.set_ino(server_ino);
   pb::GetattrResponse response;
   Status status = client_.Meta(rpc::meta::kGetattr, request, &response);
+  if (status.code() == ENOENT) {
+    // A directory removed while open: fstat still works on its descriptor
+    // and shows no links, as on any local file system.
+    if (auto state = FindState(server_ino)) {
+      std::lock_guard<std::mutex> lock(state->mutex);
+      if (state->directory_attr) {
+        pb::Attr gone = *state->directory_attr;
+        gone.set_nlink(0);
+        struct stat st = ToStat(gone);
+        fuse_reply_attr(req, &st, 0);
+        return;
+      }
+    }
+  }
   if (!status.ok()) return ReplyStatus(req, status);
   ReplyAttr(req, response.attr(), &response.layout());
 }
@@ -150,6 +180,7 @@ void FuseFs::Setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_s
     if (valid & pb::SETATTR_SIZE) {
       state->size = response.attr().size();
       state->dirty = false;
+      state->data_epoch = response.attr().data_epoch();
     }
     if (!state->dirty) state->mtime_ns = response.attr().mtime_ns();
   }
@@ -248,16 +279,37 @@ void FuseFs::Readlink(fuse_req_t req, fuse_ino_t ino) {
   fuse_reply_readlink(req, response.target().c_str());
 }
 
-void FuseFs::Readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, fuse_file_info*,
+void FuseFs::Opendir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  auto* handle = new DirHandle;
+  fi->fh = reinterpret_cast<uint64_t>(handle);
+  if (fuse_reply_open(req, fi) != 0) delete handle;
+}
+
+void FuseFs::Releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  delete reinterpret_cast<DirHandle*>(fi->fh);
+  fuse_reply_err(req, 0);
+}
+
+void FuseFs::Readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, fuse_file_info* fi,
                      bool plus) {
+  auto* handle = reinterpret_cast<DirHandle*>(fi->fh);
   pb::ReaddirRequest request;
   request.set_ino(ToServer(ino));
   request.set_cookie(static_cast<uint64_t>(offset));
   request.set_max_entries(static_cast<uint32_t>(std::max<size_t>(8, size / (plus ? 96 : 24))));
   request.set_with_attrs(plus);
+  if (handle && offset != 0) {
+    std::lock_guard<std::mutex> lock(handle->mutex);
+    request.set_seq_limit(handle->seq_limit);
+  }
   pb::ReaddirResponse response;
   Status status = client_.Meta(rpc::meta::kReaddir, request, &response);
   if (!status.ok()) return ReplyStatus(req, status);
+  if (handle && request.seq_limit() == 0) {
+    // This call started the listing (or restarted it: rewinddir).
+    std::lock_guard<std::mutex> lock(handle->mutex);
+    handle->seq_limit = response.seq_limit();
+  }
   std::vector<char> buffer(size);
   size_t used = 0;
   for (const pb::DirEntry& entry : response.entries()) {

@@ -1,6 +1,7 @@
 // Extended attributes, stored by the metadata server next to the inode.
 #include <sys/xattr.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -10,6 +11,8 @@ namespace sealfs::fuse {
 
 namespace {
 constexpr const char* kCapability = "security.capability";
+constexpr const char* kAclAccess = "system.posix_acl_access";
+constexpr int kMaxGroups = 256;
 
 int64_t SteadyNowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -25,6 +28,13 @@ void FuseFs::Setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const ch
   request.set_name(name);
   request.set_value(std::string(value, size));
   request.set_flags(static_cast<uint32_t>(flags));
+  *request.mutable_caller() = CallerOf(req);
+  if (std::strcmp(name, kAclAccess) == 0) {
+    // The server clears the setgid bit unless the caller is in the file's group.
+    gid_t groups[kMaxGroups];
+    int count = fuse_req_getgroups(req, kMaxGroups, groups);
+    for (int i = 0; i < std::min(count, kMaxGroups); ++i) request.add_caller_groups(groups[i]);
+  }
   if (std::strcmp(name, kCapability) == 0) {
     auto state = State(ToServer(ino));
     std::lock_guard<std::mutex> lock(state->mutex);

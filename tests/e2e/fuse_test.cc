@@ -16,6 +16,7 @@
 #include <fstream>
 #include <random>
 #include <set>
+#include <sstream>
 
 #include "test_cluster.h"
 
@@ -45,6 +46,39 @@ std::string ReadFile(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
+// Reads a whole file through an O_DIRECT descriptor, so the bytes come from
+// the servers and not from any page cache. On failure, says why instead.
+std::string ReadDirect(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_DIRECT);
+  if (fd < 0) return "<cannot open " + path + " with O_DIRECT: " + strerror(errno) + ">";
+  constexpr size_t kBlock = 1 << 20;
+  void* block = nullptr;
+  if (posix_memalign(&block, 4096, kBlock) != 0) {
+    close(fd);
+    return "<out of memory>";
+  }
+  std::string contents;
+  for (;;) {
+    ssize_t got = pread(fd, block, kBlock, static_cast<off_t>(contents.size()));
+    if (got < 0) {
+      contents = "<O_DIRECT read of " + path + " failed: " + strerror(errno) + ">";
+      break;
+    }
+    if (got == 0) break;
+    contents.append(static_cast<char*>(block), static_cast<size_t>(got));
+  }
+  free(block);
+  close(fd);
+  return contents;
+}
+
+// Drops the kernel's clean page cache, so that nothing read afterwards can be
+// served from pages cached before.
+void DropPageCache() {
+  std::ofstream drop("/proc/sys/vm/drop_caches");
+  drop << "3\n";
+}
+
 int Renameat2(const std::string& from, const std::string& to, unsigned flags) {
   return static_cast<int>(
       syscall(SYS_renameat2, AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), flags));
@@ -60,12 +94,18 @@ std::vector<std::string> ChunkFiles(const std::string& dir) {
   return files;
 }
 
+// The suite's metadata server forgets a silent client after this many seconds
+// (30 by default), so tests can wait past it: mounts must keep their sessions
+// alive while idle.
+constexpr int kSessionTimeoutSeconds = 3;
+
 // One cluster and two mounts of its default volume for the whole suite.
 class FuseTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (!CanMount()) return;
     cluster_ = new TestCluster(3, 1 << 20);
+    cluster_->set_meta_args({"--session-timeout", std::to_string(kSessionTimeoutSeconds)});
     ASSERT_TRUE(cluster_->Start());
     mount_a_ = cluster_->FuseMount("a");
     mount_b_ = cluster_->FuseMount("b");
@@ -330,10 +370,14 @@ TEST_F(FuseTest, UnlinkedOpenFileStaysUsable) {
   std::string back(data.size() + 4, '\0');
   ASSERT_EQ(pread(fd, back.data(), back.size(), 0), static_cast<ssize_t>(back.size()));
   EXPECT_TRUE(back == data + "tail");
-  // Survives the sweeper's passes while still open.
-  sleep(2);
-  ASSERT_EQ(pread(fd, back.data(), 4, static_cast<off_t>(data.size())), 4);
-  EXPECT_EQ(back.substr(0, 4), "tail");
+  ASSERT_EQ(fsync(fd), 0);
+  // Survives the sweeper while still open: after a session timeout the sweeper
+  // releases orphans that no live session holds open, so wait well past it.
+  // Then read from the servers (O_DIRECT), not from this mount's page cache.
+  sleep(kSessionTimeoutSeconds + 5);
+  std::string direct = ReadDirect("/proc/self/fd/" + std::to_string(fd));
+  EXPECT_EQ(direct.size(), data.size() + 4) << direct.substr(0, 200);
+  EXPECT_TRUE(direct == data + "tail") << "the unlinked file's data changed while open";
   ASSERT_EQ(close(fd), 0);
 }
 
@@ -354,22 +398,34 @@ TEST_F(FuseTest, TwoMountsSeeEachOthersClosedWrites) {
 }
 
 TEST_F(FuseTest, FsyncAndFallocate) {
+  std::string data = Pattern(300000, 5);
   int fd = open(A("s").c_str(), O_CREAT | O_RDWR, 0644);
   ASSERT_GE(fd, 0);
-  ASSERT_EQ(write(fd, "abc", 3), 3);
-  EXPECT_EQ(fsync(fd), 0);
-  EXPECT_EQ(fdatasync(fd), 0);
-  ASSERT_EQ(fallocate(fd, 0, 0, 1 << 20), 0);
+  ASSERT_EQ(write(fd, data.data(), data.size()), static_cast<ssize_t>(data.size()));
+  ASSERT_EQ(fsync(fd), 0);
+  // The file is still open, so only fsync can have published size and data:
+  // the other mount reads both from the servers.
   struct stat st;
+  ASSERT_EQ(stat(B("s").c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, static_cast<off_t>(data.size()));
+  EXPECT_TRUE(ReadDirect(B("s")) == data) << "after fsync";
+  ASSERT_EQ(pwrite(fd, "tail", 4, static_cast<off_t>(data.size())), 4);
+  ASSERT_EQ(fdatasync(fd), 0);
+  data += "tail";
+  EXPECT_TRUE(ReadDirect(B("s")) == data) << "after fdatasync";
+  // Allocation grows the file, and the new range reads as zeros.
+  ASSERT_EQ(fallocate(fd, 0, 0, 1 << 20), 0);
   ASSERT_EQ(fstat(fd, &st), 0);
   EXPECT_EQ(st.st_size, 1 << 20);
+  std::string grown = data + std::string((1 << 20) - data.size(), '\0');
+  std::string back = ReadDirect(B("s"));
+  EXPECT_EQ(back.size(), grown.size()) << back.substr(0, 200);
+  EXPECT_TRUE(back == grown) << "after fallocate";
   ASSERT_EQ(fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, 2 << 20), 0);
   ASSERT_EQ(fstat(fd, &st), 0);
   EXPECT_EQ(st.st_size, 1 << 20);
-  close(fd);
-  std::string back = ReadFile(A("s"));
-  EXPECT_EQ(back.substr(0, 3), "abc");
-  EXPECT_EQ(back.size(), 1u << 20);
+  ASSERT_EQ(close(fd), 0);
+  EXPECT_TRUE(ReadDirect(B("s")) == grown) << "after fallocate with FALLOC_FL_KEEP_SIZE";
   int dir = open(dir_.c_str(), O_RDONLY | O_DIRECTORY);
   EXPECT_EQ(fsync(dir), 0);
   close(dir);
@@ -585,7 +641,10 @@ TEST_F(FuseTest, ConcurrentNamespaceChangesStayConsistent) {
   EXPECT_EQ(count, static_cast<size_t>(kWorkers * (kFiles - kFiles / 3)));
 }
 
-TEST(FuseRestart, KillNineOfEveryServerKeepsAcknowledgedData) {
+// kill -9 ends the processes, not the machine: the kernel keeps what they had
+// written in its page cache. So this proves that nothing acknowledged lived only
+// in a server's memory, not that it reached the disk.
+TEST(FuseRestart, AcknowledgedDataSurvivesKillNineOfEveryServer) {
   if (!CanMount()) GTEST_SKIP() << "needs root and /dev/fuse";
   TestCluster cluster(3, 1 << 20);
   ASSERT_TRUE(cluster.Start());
@@ -595,7 +654,7 @@ TEST(FuseRestart, KillNineOfEveryServerKeepsAcknowledgedData) {
   ASSERT_EQ(mkdir((mount + "/dir").c_str(), 0755), 0);
   ASSERT_TRUE(WriteFile(mount + "/dir/file", data));
   ASSERT_EQ(symlink("file", (mount + "/dir/link").c_str()), 0);
-  ASSERT_EQ(setxattr((mount + "/dir/file").c_str(), "user.k", "v", 1, 0), 0);
+  ASSERT_EQ(setxattr((mount + "/dir/file").c_str(), "user.k", "value-1", 7, 0), 0);
   int held = open((mount + "/dir/held").c_str(), O_CREAT | O_RDWR, 0644);
   ASSERT_GE(held, 0);
   ASSERT_EQ(write(held, "held", 4), 4);
@@ -603,23 +662,76 @@ TEST(FuseRestart, KillNineOfEveryServerKeepsAcknowledgedData) {
 
   cluster.StopAll(SIGKILL);
   ASSERT_TRUE(cluster.Start());
-  usleep(1100000);  // let cached attributes expire
+  DropPageCache();
 
-  // The same mount carries on: reconnects, and everything acknowledged is there.
-  EXPECT_EQ(ReadFile(mount + "/dir/file"), data);
-  char value[8];
-  EXPECT_EQ(getxattr((mount + "/dir/file").c_str(), "user.k", value, sizeof value), 1);
-  char target[16] = {};
-  EXPECT_EQ(readlink((mount + "/dir/link").c_str(), target, sizeof target), 4);
-  char back[4];
-  EXPECT_EQ(pread(held, back, 4, 0), 4);
-  EXPECT_EQ(std::string(back, 4), "held");
-  EXPECT_EQ(close(held), 0);
-  // And a fresh mount sees the same.
+  // A fresh mount, which never cached anything, reads back every value.
   std::string fresh = cluster.FuseMount("fresh");
   ASSERT_FALSE(fresh.empty());
-  EXPECT_EQ(ReadFile(fresh + "/dir/file"), data);
+  EXPECT_TRUE(ReadFile(fresh + "/dir/file") == data);
+  char value[16] = {};
+  EXPECT_EQ(getxattr((fresh + "/dir/file").c_str(), "user.k", value, sizeof value), 7);
+  EXPECT_STREQ(value, "value-1");
+  char target[16] = {};
+  EXPECT_EQ(readlink((fresh + "/dir/link").c_str(), target, sizeof target), 4);
+  EXPECT_STREQ(target, "file");
+  EXPECT_EQ(ReadFile(fresh + "/dir/held"), "held");
+
+  // The old mount carries on: it reconnects, and reads from the servers.
+  EXPECT_TRUE(ReadDirect(mount + "/dir/file") == data);
+  EXPECT_EQ(ReadDirect(mount + "/dir/held"), "held");
+  EXPECT_EQ(close(held), 0);
 }
+
+// Runs deploy/mount.sealfs the way mount(8) runs its helpers, with sealfs-fuse
+// on the PATH; returns the wait status.
+int RunMountHelper(const std::string& source, const std::string& mountpoint,
+                   const std::string& options) {
+  std::string bin = fs::path(SEALFS_FUSE_BIN).parent_path().string();
+  std::string command = "PATH=" + bin + ":$PATH sh " + std::string(SEALFS_SOURCE_DIR) +
+                        "/deploy/mount.sealfs " + source + " " + mountpoint + " -o " + options;
+  return std::system(command.c_str());
+}
+
+// Runs mount(8) with deploy/mount.sealfs installed as its mount.fuse.sealfs:
+// in a private mount namespace a directory holding only the helper covers
+// /sbin, so the machine's own /sbin is never touched. Changes to a mount's
+// superblock (ro/rw) are seen from every namespace. Returns the wait status.
+int RunMountCommand(TestCluster& cluster, const std::string& arguments) {
+  fs::path helpers = cluster.root() + "/sbin";
+  fs::create_directories(helpers);
+  for (const char* name : {"mount.sealfs", "mount.fuse.sealfs"}) {
+    fs::copy_file(std::string(SEALFS_SOURCE_DIR) + "/deploy/mount.sealfs", helpers / name,
+                  fs::copy_options::overwrite_existing);
+    fs::permissions(helpers / name, fs::perms::owner_all | fs::perms::group_read |
+                                        fs::perms::group_exec | fs::perms::others_read |
+                                        fs::perms::others_exec);
+  }
+  std::string bin = fs::path(SEALFS_FUSE_BIN).parent_path().string();
+  std::string command = "unshare --mount --propagation private sh -c 'mount --bind " +
+                        helpers.string() + " \"$(readlink -f /sbin)\" && PATH=" + bin +
+                        ":$PATH mount " + arguments + "'";
+  return std::system(command.c_str());
+}
+
+// The per-mount options of a mount point, from /proc/self/mountinfo.
+std::string MountOptionsOf(const std::string& mountpoint) {
+  std::ifstream mountinfo("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(mountinfo, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, device, root, point, options;
+    if (fields >> id >> parent >> device >> root >> point >> options && point == mountpoint) {
+      return options;
+    }
+  }
+  return "";
+}
+
+// Lazily unmounts a mount point when the test ends, however it ends.
+struct UnmountAtEnd {
+  std::string mountpoint;
+  ~UnmountAtEnd() { TestCluster::Unmount(mountpoint); }
+};
 
 TEST(FuseMountHelper, MountSealfsHelperMounts) {
   if (!CanMount()) GTEST_SKIP() << "needs root and /dev/fuse";
@@ -627,19 +739,61 @@ TEST(FuseMountHelper, MountSealfsHelperMounts) {
   ASSERT_TRUE(cluster.Start());
   std::string mountpoint = cluster.root() + "/helper";
   fs::create_directories(mountpoint);
-  std::string helper = fs::path(SEALFS_FUSE_BIN).parent_path().string();
-  std::string command = "PATH=" + helper + ":$PATH sh " + std::string(SEALFS_SOURCE_DIR) +
-                        "/deploy/mount.sealfs " + cluster.meta_address() + "/default " +
-                        mountpoint + " -o rw,allow_other,default_permissions,_netdev";
-  ASSERT_EQ(std::system(command.c_str()), 0);
+  ASSERT_EQ(RunMountHelper(cluster.meta_address() + "/default", mountpoint,
+                           "rw,allow_other,default_permissions,_netdev"),
+            0);
   EXPECT_TRUE(WriteFile(mountpoint + "/x", "through the helper"));
   EXPECT_EQ(ReadFile(mountpoint + "/x"), "through the helper");
   TestCluster::Unmount(mountpoint);
   // A missing volume fails the mount with a reason, leaving nothing behind.
-  std::string bad = "PATH=" + helper + ":$PATH sh " + std::string(SEALFS_SOURCE_DIR) +
-                    "/deploy/mount.sealfs " + cluster.meta_address() + "/nope " + mountpoint +
-                    " 2>/dev/null";
-  EXPECT_NE(std::system(bad.c_str()), 0);
+  EXPECT_NE(RunMountHelper(cluster.meta_address() + "/nope", mountpoint, "rw 2>/dev/null"), 0);
+}
+
+TEST(FuseMountHelper, RemountReadOnlyAndBack) {
+  if (!CanMount()) GTEST_SKIP() << "needs root and /dev/fuse";
+  TestCluster cluster(1);
+  ASSERT_TRUE(cluster.Start());
+  std::string mountpoint = cluster.root() + "/helper";
+  fs::create_directories(mountpoint);
+  ASSERT_EQ(RunMountHelper(cluster.meta_address() + "/default", mountpoint,
+                           "rw,allow_other,default_permissions"),
+            0);
+  UnmountAtEnd unmount{mountpoint};
+  ASSERT_TRUE(WriteFile(mountpoint + "/before", "written"));
+
+  ASSERT_EQ(RunMountCommand(cluster, "-o remount,ro " + mountpoint), 0);
+  errno = 0;
+  EXPECT_EQ(open((mountpoint + "/new").c_str(), O_CREAT | O_WRONLY, 0644), -1);
+  EXPECT_EQ(errno, EROFS);
+  errno = 0;
+  EXPECT_EQ(open((mountpoint + "/before").c_str(), O_WRONLY), -1);
+  EXPECT_EQ(errno, EROFS);
+  EXPECT_EQ(ReadFile(mountpoint + "/before"), "written");
+
+  ASSERT_EQ(RunMountCommand(cluster, "-o remount,rw " + mountpoint), 0);
+  EXPECT_TRUE(WriteFile(mountpoint + "/after", "writable again"));
+  EXPECT_EQ(ReadFile(mountpoint + "/after"), "writable again");
+}
+
+TEST(FuseMountHelper, AtimeOptionsAreAccepted) {
+  if (!CanMount()) GTEST_SKIP() << "needs root and /dev/fuse";
+  TestCluster cluster(1);
+  ASSERT_TRUE(cluster.Start());
+  int index = 0;
+  for (std::string atime : {"relatime", "noatime", "strictatime", "atime,nodiratime,lazytime"}) {
+    SCOPED_TRACE(atime);
+    std::string mountpoint = cluster.root() + "/atime" + std::to_string(index++);
+    fs::create_directories(mountpoint);
+    ASSERT_EQ(RunMountHelper(cluster.meta_address() + "/default", mountpoint,
+                             "allow_other,default_permissions," + atime),
+              0);
+    UnmountAtEnd unmount{mountpoint};
+    EXPECT_TRUE(WriteFile(mountpoint + "/f", atime));
+    EXPECT_EQ(ReadFile(mountpoint + "/f"), atime);
+    // noatime is a flag the kernel keeps for the mount.
+    if (atime == "noatime")
+      EXPECT_NE(MountOptionsOf(mountpoint).find("noatime"), std::string::npos);
+  }
 }
 
 }  // namespace

@@ -2,9 +2,12 @@
 // through libsealfs.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/wait.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <random>
+#include <sstream>
 
 #include "test_cluster.h"
 
@@ -64,6 +67,8 @@ TEST(Cluster, UnlinkRemovesChunksOnEveryServer) {
   ASSERT_TRUE(client.ok());
   auto file = CreateFile(**client, "doomed");
   ASSERT_TRUE((*client)->Write(file.attr().ino(), file.layout(), 0, Pattern(3 << 20, 2)).ok());
+  // Three 1 MiB chunks striped over three servers: one on each.
+  for (int i = 0; i < 3; ++i) ASSERT_GT(ChunkFilesIn(cluster.DataDir(i)), 0u) << "server " << i;
   pb::UnlinkRequest request;
   request.set_parent((*client)->root_ino());
   request.set_name("doomed");
@@ -130,19 +135,20 @@ TEST(Cluster, MissingDataServerGivesEioAndRecovers) {
   EXPECT_TRUE(back == data);
 }
 
-TEST(Cluster, KillNineOfEveryServerKeepsAcknowledgedState) {
+// kill -9 ends the processes, not the machine: the kernel keeps what they had
+// written in its page cache. So this proves that nothing acknowledged lived only
+// in a server's memory, not that it reached the disk.
+TEST(Cluster, AcknowledgedStateSurvivesKillNineOfEveryServer) {
   TestCluster cluster(3, 1 << 20);
   ASSERT_TRUE(cluster.Start());
   std::string data = Pattern(5 << 20, 5);
   uint64_t ino;
-  pb::Layout layout;
   {
     auto client = cluster.Mount();
     ASSERT_TRUE(client.ok());
     auto file = CreateFile(**client, "durable");
     ino = file.attr().ino();
-    layout = file.layout();
-    ASSERT_TRUE((*client)->Write(ino, layout, 0, data).ok());
+    ASSERT_TRUE((*client)->Write(ino, file.layout(), 0, data).ok());
     pb::CommitWriteRequest commit;
     commit.set_ino(ino);
     commit.set_size(data.size());
@@ -151,12 +157,19 @@ TEST(Cluster, KillNineOfEveryServerKeepsAcknowledgedState) {
     pb::SetxattrRequest xattr;
     xattr.set_ino(ino);
     xattr.set_name("user.k");
-    xattr.set_value("v");
+    xattr.set_value("value-1");
     pb::SetxattrResponse xattr_response;
     ASSERT_TRUE((*client)->Meta(rpc::meta::kSetxattr, xattr, &xattr_response).ok());
+    pb::SymlinkRequest symlink;
+    symlink.set_parent((*client)->root_ino());
+    symlink.set_name("link");
+    symlink.set_target("durable");
+    pb::SymlinkResponse symlink_response;
+    ASSERT_TRUE((*client)->Meta(rpc::meta::kSymlink, symlink, &symlink_response).ok());
   }
   cluster.StopAll(SIGKILL);
   ASSERT_TRUE(cluster.Start());
+  // A client that never saw the state before the crash.
   auto client = cluster.Mount();
   ASSERT_TRUE(client.ok());
   pb::LookupRequest lookup;
@@ -174,7 +187,15 @@ TEST(Cluster, KillNineOfEveryServerKeepsAcknowledgedState) {
   xattr.set_name("user.k");
   pb::GetxattrResponse value;
   ASSERT_TRUE((*client)->Meta(rpc::meta::kGetxattr, xattr, &value).ok());
-  EXPECT_EQ(value.value(), "v");
+  EXPECT_EQ(value.value(), "value-1");
+  lookup.set_name("link");
+  pb::LookupResponse link;
+  ASSERT_TRUE((*client)->Meta(rpc::meta::kLookup, lookup, &link).ok());
+  pb::ReadlinkRequest readlink;
+  readlink.set_ino(link.attr().ino());
+  pb::ReadlinkResponse target;
+  ASSERT_TRUE((*client)->Meta(rpc::meta::kReadlink, readlink, &target).ok());
+  EXPECT_EQ(target.target(), "durable");
   // Data servers keep their ids across restarts.
   auto map = (*client)->RefreshClusterMap();
   ASSERT_TRUE(map.ok());
@@ -198,26 +219,77 @@ TEST(Cluster, MetadataServerDownIsAClearError) {
   EXPECT_EQ(client.status().code(), ECONNREFUSED);
 }
 
+struct CliRun {
+  int wait_status = -1;  // as from waitpid
+  std::string output;    // stdout
+  bool ExitedWith(int code) const {
+    return WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == code;
+  }
+};
+
+CliRun RunCli(const std::string& arguments) {
+  CliRun run;
+  std::string command = std::string(SEALFS_CLI_BIN) + " " + arguments + " 2>/dev/null";
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) return run;
+  char buffer[4096];
+  size_t got;
+  while ((got = fread(buffer, 1, sizeof buffer, pipe)) > 0) run.output.append(buffer, got);
+  run.wait_status = pclose(pipe);
+  return run;
+}
+
+// How many lines of `sealfs status`'s server table show the given state.
+int ServersInState(const std::string& status_output, const std::string& state) {
+  std::istringstream lines(status_output);
+  std::string line;
+  int count = 0;
+  while (std::getline(lines, line)) {
+    std::istringstream fields(line);
+    std::string id, address, server_state;
+    if (fields >> id >> address >> server_state && address.rfind("127.0.0.1:", 0) == 0 &&
+        server_state == state) {
+      ++count;
+    }
+  }
+  return count;
+}
+
 TEST(Cluster, CliVolumesAndStatus) {
   TestCluster cluster(2);
+  // A silent data server counts as down after 2 s instead of the default 10.
+  cluster.set_meta_args({"--server-timeout", "2"});
   ASSERT_TRUE(cluster.Start());
-  std::string cli = std::string(SEALFS_CLI_BIN) + " --meta " + cluster.meta_address();
-  EXPECT_EQ(std::system((cli + " volume create team-a >/dev/null").c_str()), 0);
-  EXPECT_NE(std::system((cli + " volume create team-a 2>/dev/null").c_str()), 0);
-  EXPECT_EQ(std::system((cli + " volume list | grep -q team-a").c_str()), 0);
-  EXPECT_EQ(std::system((cli + " status | grep -q '2 data servers (0 down)'").c_str()), 0);
-  EXPECT_EQ(std::system((cli + " volume delete team-a >/dev/null").c_str()), 0);
-  EXPECT_NE(std::system((cli + " volume list | grep -q team-a").c_str()), 0);
+  std::string meta = "--meta " + cluster.meta_address() + " ";
+  EXPECT_TRUE(RunCli(meta + "volume create team-a").ExitedWith(0));
+  EXPECT_TRUE(RunCli(meta + "volume create team-a").ExitedWith(1));
+  CliRun listed = RunCli(meta + "volume list");
+  EXPECT_TRUE(listed.ExitedWith(0));
+  EXPECT_NE(listed.output.find("team-a"), std::string::npos) << listed.output;
+  CliRun healthy = RunCli(meta + "status");
+  EXPECT_TRUE(healthy.ExitedWith(0)) << healthy.output;
+  EXPECT_NE(healthy.output.find("2 data servers (0 down)"), std::string::npos) << healthy.output;
+  EXPECT_EQ(ServersInState(healthy.output, "up"), 2) << healthy.output;
+  EXPECT_TRUE(RunCli(meta + "volume delete team-a").ExitedWith(0));
+  listed = RunCli(meta + "volume list");
+  EXPECT_TRUE(listed.ExitedWith(0));
+  EXPECT_NE(listed.output.find("NAME"), std::string::npos) << listed.output;
+  EXPECT_EQ(listed.output.find("team-a"), std::string::npos) << listed.output;
   cluster.KillData(1);
-  // A dead server shows as down once its heartbeats stop; status then fails.
-  bool reported_down = false;
-  for (int attempt = 0; attempt < 150 && !reported_down; ++attempt) {
-    reported_down = std::system((cli + " status >/dev/null").c_str()) != 0;
-    if (!reported_down) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // A dead server shows as down once its heartbeats stop; status then exits 1.
+  CliRun degraded;
+  for (int attempt = 0; attempt < 150; ++attempt) {
+    degraded = RunCli(meta + "status");
+    if (degraded.output.find("(1 down)") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  EXPECT_TRUE(reported_down);
-  std::string unreachable = std::string(SEALFS_CLI_BIN) + " --meta 127.0.0.1:1 status 2>/dev/null";
-  EXPECT_NE(std::system(unreachable.c_str()), 0);
+  EXPECT_NE(degraded.output.find("2 data servers (1 down)"), std::string::npos) << degraded.output;
+  EXPECT_EQ(ServersInState(degraded.output, "down"), 1) << degraded.output;
+  EXPECT_EQ(ServersInState(degraded.output, "up"), 1) << degraded.output;
+  EXPECT_TRUE(degraded.ExitedWith(1)) << "wait status " << degraded.wait_status;
+  // An unreachable metadata server is an error exit, not a crash.
+  CliRun unreachable = RunCli("--meta 127.0.0.1:1 status");
+  EXPECT_TRUE(unreachable.ExitedWith(1)) << "wait status " << unreachable.wait_status;
 }
 
 }  // namespace

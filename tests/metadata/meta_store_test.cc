@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <sys/xattr.h>
 
+#include <chrono>
 #include <filesystem>
 #include <set>
 #include <thread>
@@ -64,6 +65,16 @@ class MetaStoreTest : public ::testing::Test {
       if (page->end()) break;
     }
     return names;
+  }
+  std::vector<std::pair<uint64_t, pb::Layout>> PendingRemovals() {
+    auto pending = store_->PendingRemovals();
+    EXPECT_TRUE(pending.ok()) << pending.status().ToString();
+    return pending.ok() ? *pending : std::vector<std::pair<uint64_t, pb::Layout>>{};
+  }
+  std::vector<uint64_t> Orphans() {
+    auto orphans = store_->Orphans();
+    EXPECT_TRUE(orphans.ok()) << orphans.status().ToString();
+    return orphans.ok() ? *orphans : std::vector<uint64_t>{};
   }
   static MetaStore::OpenCheck NeverOpen() {
     return [](uint64_t) { return false; };
@@ -203,12 +214,12 @@ TEST_F(MetaStoreTest, UnlinkFreesAndQueuesChunkRemoval) {
   ASSERT_TRUE(result.ok());
   EXPECT_TRUE(result->freed);
   EXPECT_EQ(store_->Getattr(ino).status().code(), ENOENT);
-  auto pending = store_->PendingRemovals();
+  auto pending = PendingRemovals();
   ASSERT_EQ(pending.size(), 1u);
   EXPECT_EQ(pending[0].first, ino);
   EXPECT_EQ(pending[0].second.servers_size(), 3);
   ASSERT_TRUE(store_->RemovalDone(ino).ok());
-  EXPECT_TRUE(store_->PendingRemovals().empty());
+  EXPECT_TRUE(PendingRemovals().empty());
 }
 
 TEST_F(MetaStoreTest, UnlinkedOpenFileBecomesOrphanUntilReleased) {
@@ -218,14 +229,14 @@ TEST_F(MetaStoreTest, UnlinkedOpenFileBecomesOrphanUntilReleased) {
   EXPECT_TRUE(result->orphaned);
   EXPECT_FALSE(result->freed);
   EXPECT_EQ(Attr(ino).nlink(), 0u);
-  EXPECT_EQ(store_->Orphans(), std::vector<uint64_t>{ino});
+  EXPECT_EQ(Orphans(), std::vector<uint64_t>{ino});
   EXPECT_TRUE(store_->CommitWrite(ino, 100, 0).ok());  // still writable
   Reopen();                                            // orphans survive restarts
-  EXPECT_EQ(store_->Orphans(), std::vector<uint64_t>{ino});
+  EXPECT_EQ(Orphans(), std::vector<uint64_t>{ino});
   ASSERT_TRUE(store_->ReleaseOrphan(ino).ok());
   EXPECT_EQ(store_->Getattr(ino).status().code(), ENOENT);
-  EXPECT_TRUE(store_->Orphans().empty());
-  EXPECT_EQ(store_->PendingRemovals().size(), 1u);
+  EXPECT_TRUE(Orphans().empty());
+  EXPECT_EQ(PendingRemovals().size(), 1u);
 }
 
 TEST_F(MetaStoreTest, HardLinks) {
@@ -239,7 +250,7 @@ TEST_F(MetaStoreTest, HardLinks) {
   EXPECT_EQ(store_->Link(ino, root_, "a").status().code(), EEXIST);
   ASSERT_TRUE(store_->Unlink(root_, "a", NeverOpen()).ok());
   EXPECT_EQ(Attr(ino).nlink(), 1u);
-  EXPECT_TRUE(store_->PendingRemovals().empty());
+  EXPECT_TRUE(PendingRemovals().empty());
 }
 
 TEST_F(MetaStoreTest, SymlinkAndReadlink) {
@@ -264,6 +275,8 @@ TEST_F(MetaStoreTest, SetattrFields) {
   request.set_gid(6);
   request.set_atime_ns(1'000'000'123);
   request.set_mtime_ns(2'000'000'456);
+  // Let the clock move past the creation time, so an unchanged ctime shows.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2));
   auto after = store_->Setattr(request);
   ASSERT_TRUE(after.ok());
   EXPECT_EQ(after->attr().mode(), static_cast<uint32_t>(S_IFREG | 04711));
@@ -271,7 +284,7 @@ TEST_F(MetaStoreTest, SetattrFields) {
   EXPECT_EQ(after->attr().gid(), 6u);
   EXPECT_EQ(after->attr().atime_ns(), 1'000'000'123);
   EXPECT_EQ(after->attr().mtime_ns(), 2'000'000'456);
-  EXPECT_GE(after->attr().ctime_ns(), before.ctime_ns());
+  EXPECT_GT(after->attr().ctime_ns(), before.ctime_ns());
 }
 
 TEST_F(MetaStoreTest, SetattrNowAndOmit) {
@@ -390,10 +403,14 @@ TEST_F(MetaStoreTest, RenameExchange) {
   EXPECT_EQ(store_->Lookup(root_, "f")->attr().ino(), dir);
   EXPECT_EQ(store_->Lookup(root_, "d")->attr().ino(), file);
   // Across directories: the directory's parent and both link counts follow.
+  uint32_t root_links = Attr(root_).nlink();
   ASSERT_TRUE(store_->Rename(root_, "f", other, "x", 0, NeverOpen()).ok());
+  EXPECT_EQ(Attr(root_).nlink(), root_links - 1);
+  EXPECT_EQ(Attr(other).nlink(), 3u);
   File(root_, "g");
   ASSERT_TRUE(store_->Rename(other, "x", root_, "g", pb::RENAME_FLAG_EXCHANGE, NeverOpen()).ok());
   EXPECT_EQ(store_->Lookup(dir, "..")->attr().ino(), root_);
+  EXPECT_EQ(Attr(root_).nlink(), root_links);  // the directory is back, the file left
   EXPECT_EQ(Attr(other).nlink(), 2u);
   // A directory cannot be exchanged into its own subtree.
   uint64_t inner = Dir(dir, "inner");
@@ -460,6 +477,8 @@ TEST_F(MetaStoreTest, Xattrs) {
   EXPECT_EQ(store_->Getxattr(999999, "user.a").status().code(), ENOENT);
   // Xattrs go with the inode.
   ASSERT_TRUE(store_->Unlink(root_, "f", NeverOpen()).ok());
+  EXPECT_EQ(store_->Getxattr(ino, "user.b").status().code(), ENOENT);
+  EXPECT_EQ(store_->Listxattr(ino).status().code(), ENOENT);
   uint64_t next = File(root_, "g");
   EXPECT_TRUE(store_->Listxattr(next)->empty());
 }
@@ -472,10 +491,19 @@ TEST_F(MetaStoreTest, EverythingSurvivesReopen) {
   Reopen();
   EXPECT_EQ(store_->Lookup(dir, "f")->attr().size(), 4096u);
   EXPECT_EQ(*store_->Getxattr(file, "user.k"), "v");
-  EXPECT_EQ(store_->ListVolumes().size(), 1u);
-  // New ids never reuse old ones.
+  EXPECT_EQ(store_->ListVolumes()->size(), 1u);
+}
+
+TEST_F(MetaStoreTest, FreedIdsAreNotReusedAfterReopen) {
+  File(root_, "kept");
+  uint64_t highest = File(root_, "freed");
+  auto unlinked = store_->Unlink(root_, "freed", NeverOpen());
+  ASSERT_TRUE(unlinked.ok());
+  ASSERT_TRUE(unlinked->freed);
+  // The freed inode held the highest id; no inode on disk shows it any more.
+  Reopen();
   uint64_t next = File(root_, "n");
-  EXPECT_GT(next, file);
+  EXPECT_GT(next, highest);
 }
 
 TEST_F(MetaStoreTest, ConcurrentCreatesInOneDirectoryAllLand) {
@@ -500,12 +528,12 @@ TEST_F(MetaStoreTest, Volumes) {
   ASSERT_TRUE(other.ok());
   uint64_t dir = Dir(other->root_ino(), "d");
   uint64_t file = File(dir, "f");
-  EXPECT_EQ(store_->ListVolumes().size(), 2u);
+  EXPECT_EQ(store_->ListVolumes()->size(), 2u);
   ASSERT_TRUE(store_->DeleteVolume("tenants/ns/pv-1").ok());
   EXPECT_EQ(store_->GetVolume("tenants/ns/pv-1").status().code(), ENOENT);
   EXPECT_EQ(store_->Getattr(file).status().code(), ENOENT);
   EXPECT_EQ(store_->Getattr(dir).status().code(), ENOENT);
-  EXPECT_EQ(store_->PendingRemovals().size(), 1u);
+  EXPECT_EQ(PendingRemovals().size(), 1u);
   EXPECT_EQ(store_->DeleteVolume("tenants/ns/pv-1").code(), ENOENT);
 }
 
@@ -518,7 +546,7 @@ TEST_F(MetaStoreTest, ServerRegistryKeepsIdsByInstance) {
   auto again = store_->RegisterServer("127.0.0.1:2000", "instance-a");
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(*again, *first);
-  auto servers = store_->ListServers();
+  auto servers = *store_->ListServers();
   ASSERT_EQ(servers.size(), 2u);
   EXPECT_EQ(servers[0].address(), "127.0.0.1:2000");
 }

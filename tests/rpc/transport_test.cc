@@ -32,8 +32,9 @@ class TransportTest : public ::testing::Test {
           context.reply_payload.assign(req.length(), static_cast<char>('a' + req.offset() % 26));
           return Status::Ok();
         }});
-    dispatcher_.Register(data::kWrite, {[](const pb::WriteRequest&, pb::WriteResponse*,
-                                           RequestContext& context) -> Status {
+    dispatcher_.Register(data::kWrite, {[this](const pb::WriteRequest&, pb::WriteResponse*,
+                                               RequestContext& context) -> Status {
+                           ++writes_served_;
                            context.reply_payload = std::string(context.payload);  // echo
                            return Status::Ok();
                          }});
@@ -77,6 +78,7 @@ class TransportTest : public ::testing::Test {
   std::unique_ptr<ServerTransport> server_;
   std::string address_;
   std::atomic<int> served_{0};
+  std::atomic<int> writes_served_{0};
 };
 
 TEST_F(TransportTest, CallReturnsPayload) {
@@ -200,13 +202,23 @@ TEST_F(TransportTest, PeerVanishingMidFrameIsHarmless) {
     ASSERT_EQ(write(fd, raw.data(), raw.size()), static_cast<ssize_t>(raw.size()));
     std::string partial(1000, 'p');
     ASSERT_EQ(write(fd, partial.data(), partial.size()), static_cast<ssize_t>(partial.size()));
+    // Half-close and wait for the server to close its side: by then it has
+    // seen the frame end early and decided what to do with it.
+    ASSERT_EQ(shutdown(fd, SHUT_WR), 0);
+    std::string received = ReadUntilClosed(fd);
     close(fd);
+    EXPECT_TRUE(received.empty()) << "a truncated frame was answered";
   }
+  EXPECT_EQ(writes_served_.load(), 0) << "a truncated frame reached a handler";
+  // The server still serves a whole frame of the same method afterwards.
   auto channel = MakeTcpChannel(io_, address_);
-  pb::ReadRequest request;
-  request.set_length(5);
-  pb::ReadResponse response;
-  EXPECT_TRUE(Invoke(*channel, data::kRead, request, &response).ok());
+  std::string data(1 << 20, 'w');
+  pb::WriteRequest request;
+  pb::WriteResponse response;
+  std::string echoed;
+  ASSERT_TRUE(Invoke(*channel, data::kWrite, request, &response, data, &echoed).ok());
+  EXPECT_TRUE(echoed == data);
+  EXPECT_EQ(writes_served_.load(), 1);
 }
 
 TEST_F(TransportTest, TimeoutFailsTheCallNotTheChannel) {

@@ -3,10 +3,13 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <random>
+#include <thread>
 
 namespace sealfs::server {
 namespace {
@@ -44,6 +47,14 @@ class ChunkStoreTest : public ::testing::Test {
     byte = static_cast<char>(byte ^ 0x5a);
     ASSERT_EQ(::pwrite(fd, &byte, 1, offset), 1);
     ::close(fd);
+  }
+
+  // Where a chunk's data file lives, also while no store is open.
+  static std::string ChunkPathIn(const std::string& dir, uint64_t ino, uint32_t index) {
+    char buffer[64];
+    std::snprintf(buffer, sizeof buffer, "/chunks/%02x/%016llx/%u.dat",
+                  static_cast<unsigned>(ino & 0xff), static_cast<unsigned long long>(ino), index);
+    return dir + buffer;
   }
 
   std::string dir_;
@@ -159,6 +170,130 @@ TEST_F(ChunkStoreTest, InstanceIdAndUsageSurviveReopen) {
   std::string out;
   ASSERT_TRUE((*reopened)->Read(40, 0, 0, 5000, &out).ok());
   EXPECT_EQ(out, Pattern(5000, 9));
+}
+
+TEST_F(ChunkStoreTest, LostChunkIsEioNotZeros) {
+  ASSERT_TRUE(store_->Write(50, 2, 0, Pattern(9000, 1)).ok());
+  ASSERT_TRUE(store_->FsyncFile(50).ok());
+  store_.reset();
+  ASSERT_EQ(::unlink(ChunkPathIn(dir_, 50, 2).c_str()), 0);
+  auto reopened = ChunkStore::Open(dir_);
+  ASSERT_TRUE(reopened.ok());
+  store_ = std::move(*reopened);
+  std::string out;
+  Status lost = store_->Read(50, 2, 0, 100, &out);
+  EXPECT_EQ(lost.code(), EIO) << lost.ToString();
+  EXPECT_NE(lost.message().find("lost"), std::string::npos) << lost.message();
+  EXPECT_TRUE(out.empty());
+  // A chunk never written is still a hole.
+  EXPECT_EQ(ReadAll(50, 3, 0, 100), "");
+  // Writing the chunk again brings it back; cutting it away forgets it.
+  ASSERT_TRUE(store_->Write(50, 2, 10, "back").ok());
+  EXPECT_EQ(ReadAll(50, 2, 0, 14), std::string(10, '\0') + "back");
+  ASSERT_TRUE(store_->TruncateFile(50, 0, 1 << 20).ok());
+  EXPECT_EQ(ReadAll(50, 2, 0, 100), "");
+}
+
+TEST_F(ChunkStoreTest, StoreFromBeforeTheIndexGetsItsChunksRecorded) {
+  ASSERT_TRUE(store_->Write(56, 1, 0, Pattern(100, 6)).ok());
+  store_.reset();
+  std::filesystem::remove_all(dir_ + "/chunkdb");
+  auto reopened = ChunkStore::Open(dir_);
+  ASSERT_TRUE(reopened.ok());
+  reopened->reset();
+  ASSERT_EQ(::unlink(ChunkPathIn(dir_, 56, 1).c_str()), 0);
+  reopened = ChunkStore::Open(dir_);
+  ASSERT_TRUE(reopened.ok());
+  store_ = std::move(*reopened);
+  std::string out;
+  EXPECT_EQ(store_->Read(56, 1, 0, 100, &out).code(), EIO);
+}
+
+TEST_F(ChunkStoreTest, StaleChecksumsAreNotPairedWithANewDataFile) {
+  ASSERT_TRUE(store_->Write(51, 0, 0, Pattern(3 * kChecksumBlock, 2)).ok());
+  ASSERT_TRUE(store_->FsyncFile(51).ok());
+  store_.reset();
+  // What a removal interrupted after unlinking the data file leaves behind.
+  std::string path = ChunkPathIn(dir_, 51, 0);
+  ASSERT_EQ(::unlink(path.c_str()), 0);
+  ASSERT_TRUE(std::filesystem::exists(path.substr(0, path.size() - 4) + ".sum"));
+  auto reopened = ChunkStore::Open(dir_);
+  ASSERT_TRUE(reopened.ok());
+  store_ = std::move(*reopened);
+  // A new write past the old blocks leaves them as holes, which read as zeros.
+  ASSERT_TRUE(store_->Write(51, 0, 3 * kChecksumBlock + 10, "new").ok());
+  EXPECT_EQ(ReadAll(51, 0, 0, 4 * kChecksumBlock),
+            std::string(3 * kChecksumBlock + 10, '\0') + "new");
+}
+
+TEST_F(ChunkStoreTest, RemovedFileIsNotRecreatedByALateWrite) {
+  ASSERT_TRUE(store_->Write(52, 0, 0, Pattern(5000, 3)).ok());
+  ASSERT_TRUE(store_->RemoveFile(52).ok());
+  std::string dir = std::filesystem::path(ChunkPathIn(dir_, 52, 0)).parent_path();
+  Status late = store_->Write(52, 1, 0, "late");
+  EXPECT_EQ(late.code(), ENOENT) << late.ToString();
+  EXPECT_FALSE(std::filesystem::exists(dir));
+  EXPECT_EQ(store_->Usage().chunk_count, 0u);
+}
+
+TEST_F(ChunkStoreTest, WritesRacingARemovalLeaveNoChunks) {
+  std::atomic<bool> removed{false};
+  std::vector<std::thread> writers;
+  for (uint32_t t = 0; t < 4; ++t) {
+    writers.emplace_back([&, t] {
+      for (uint32_t i = 0; i < 200; ++i) {
+        Status status = store_->Write(53, t * 1000 + i, 0, "racing");
+        if (!status.ok()) {
+          EXPECT_EQ(status.code(), ENOENT) << status.ToString();
+          return;
+        }
+      }
+    });
+  }
+  while (store_->Usage().chunk_count < 20) std::this_thread::yield();
+  ASSERT_TRUE(store_->RemoveFile(53).ok());
+  removed = true;
+  for (auto& writer : writers) writer.join();
+  EXPECT_FALSE(
+      std::filesystem::exists(std::filesystem::path(ChunkPathIn(dir_, 53, 0)).parent_path()));
+  EXPECT_EQ(store_->Usage().chunk_count, 0u);
+  EXPECT_EQ(store_->Usage().used_bytes, 0u);
+}
+
+TEST_F(ChunkStoreTest, FileUsageCountsOnlyWrittenChunks) {
+  const uint32_t chunk = 1 << 20;
+  ASSERT_TRUE(store_->Write(54, 0, 0, Pattern(10000, 4)).ok());
+  ASSERT_TRUE(store_->Write(54, 5, 3000, Pattern(100, 5)).ok());
+  auto all = store_->FileUsage(54, chunk, 100);
+  ASSERT_TRUE(all.ok()) << all.status().ToString();
+  EXPECT_EQ(all->data_end, 5ull * chunk + 3100);
+  auto blocks = [](const std::string& path) {
+    struct stat st;
+    EXPECT_EQ(::stat(path.c_str(), &st), 0);
+    return static_cast<uint64_t>(st.st_blocks) * 512;
+  };
+  uint64_t first = blocks(store_->ChunkPath(54, 0));
+  uint64_t sixth = blocks(store_->ChunkPath(54, 5));
+  EXPECT_EQ(all->allocated_bytes, first + sixth);
+  EXPECT_GE(all->allocated_bytes, 10000u);
+  EXPECT_LT(all->allocated_bytes, 64u * 1024);  // sparse: not 5 MiB
+  // Below chunk 5 only chunk 0 counts.
+  auto below = store_->FileUsage(54, chunk, 5);
+  ASSERT_TRUE(below.ok());
+  EXPECT_EQ(below->data_end, 10000u);
+  EXPECT_EQ(below->allocated_bytes, first);
+  // A file with nothing here.
+  auto none = store_->FileUsage(55, chunk, 100);
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(none->data_end, 0u);
+  EXPECT_EQ(none->allocated_bytes, 0u);
+  // Truncation reports what stays.
+  uint64_t allocated = 1;
+  ASSERT_TRUE(store_->TruncateFile(54, 4096, chunk, &allocated).ok());
+  EXPECT_EQ(allocated, blocks(store_->ChunkPath(54, 0)));
+  EXPECT_LE(allocated, 8192u);
+  ASSERT_TRUE(store_->TruncateFile(54, 0, chunk, &allocated).ok());
+  EXPECT_EQ(allocated, 0u);
 }
 
 TEST_F(ChunkStoreTest, RangesOutsideAChunkAreRefused) {

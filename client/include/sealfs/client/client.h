@@ -52,6 +52,8 @@ class Client {
   Status Read(uint64_t ino, const pb::Layout& layout, uint64_t offset, size_t length, char* out);
   // Makes the file's written data durable on every data server holding it.
   Status FsyncData(uint64_t ino, const pb::Layout& layout);
+  // Makes every metadata change the server acknowledged durable.
+  Status SyncMeta();
 
   // Open files this client holds, re-announced with every keepalive.
   Result<pb::OpenResponse> Open(uint64_t ino);
@@ -66,9 +68,13 @@ class Client {
  private:
   explicit Client(ClientOptions options);
   rpc::CallOptions call_options() const { return rpc::CallOptions{options_.timeout}; }
-  Result<std::shared_ptr<rpc::Channel>> ChannelFor(uint32_t server_id);
-  Result<std::vector<std::shared_ptr<rpc::Channel>>> ChannelsFor(
-      const std::vector<uint32_t>& servers);
+  // How to reach a data server: its channel and the store it must hold.
+  struct Route {
+    std::shared_ptr<rpc::Channel> channel;
+    std::string store_id;
+  };
+  Result<Route> RouteTo(uint32_t server_id);
+  Result<std::vector<Route>> RoutesTo(const std::vector<uint32_t>& servers);
   // Cuts [offset, offset + length) into per-chunk pieces and starts
   // issue(piece, channel, calls) for each, all in parallel; returns the
   // first error once every piece has finished.
@@ -83,7 +89,7 @@ class Client {
   uint64_t session_id_ = 0;
 
   std::mutex map_mutex_;
-  std::map<uint32_t, std::string> server_addresses_;
+  std::map<uint32_t, pb::DataServer> servers_;
   std::unordered_map<std::string, std::shared_ptr<rpc::Channel>> channels_;
 
   // Opens and closes hold it shared across their call, a keepalive holds it

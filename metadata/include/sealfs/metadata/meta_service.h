@@ -1,16 +1,19 @@
 // MetaService: the metadata RPC service over a MetaStore. It adds what needs
 // more than one shard's store: client sessions and their open files, the
-// live state of data servers, and cutting or removing file data on them.
+// live state of data servers, and cutting, measuring or removing file data
+// on them.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "sealfs/metadata/meta_store.h"
 #include "sealfs/rpc/service.h"
@@ -36,40 +39,79 @@ class MetaService {
 
   // Runs one sweep now (tests use it instead of waiting).
   void SweepOnce();
+  // True when a client holds the file open — or may: right after a restart,
+  // until every session known before it has announced its open files again.
   bool IsOpen(uint64_t ino);
 
  private:
+  using Clock = std::chrono::steady_clock;
   struct Session {
-    std::chrono::steady_clock::time_point last_seen;
+    Clock::time_point last_seen;
     std::unordered_map<uint64_t, int> open_counts;
   };
   struct ServerState {
     pb::DataServer record;
-    std::chrono::steady_clock::time_point last_heartbeat;
+    Clock::time_point last_heartbeat;
     bool heard = false;
   };
+  // How to reach one data server: its channel and the store it must hold.
+  struct Route {
+    uint32_t server_id = 0;
+    std::shared_ptr<rpc::Channel> channel;
+    std::string store_id;
+  };
+  // What the data servers hold of one file.
+  struct DataUsage {
+    uint64_t data_end = 0;
+    uint64_t allocated_bytes = 0;
+  };
 
-  void TouchSession(uint64_t session_id);
+  // ---- sessions.cc
+  // Returns true when the session was not known before.
+  bool TouchSession(uint64_t session_id);
   void OpenFile(uint64_t session_id, uint64_t ino);
   // Returns true when this was the last open of the file anywhere.
   bool CloseFile(uint64_t session_id, uint64_t ino);
-  void AfterUnlink(const Unlinked& unlinked);
-  Status TruncateData(const pb::Inode& inode, uint64_t size);
-  std::vector<uint32_t> ServerIds();
+  void AnnounceOpenFiles(uint64_t session_id, const std::vector<uint64_t>& inos);
+  void ExpireSessions();
+  bool InRestartGrace();
+  void RememberSession(uint64_t session_id);
+
+  // ---- data_servers.cc
+  void LoadServers();
+  std::vector<uint32_t> PlacementServers();
   pb::ClusterMapResponse ClusterMap();
-  std::shared_ptr<rpc::Channel> ChannelTo(uint32_t server_id);
+  Result<Route> RouteTo(uint32_t server_id);
+  // Sends `request` (with each server's store id) to `servers` at once and
+  // hands every reply to `on_reply`; returns the first error after all answered.
   template <typename Request, typename Response>
-  Status CallEveryServer(const pb::Layout& layout, rpc::Method<Request, Response> method,
-                         const Request& request, std::chrono::milliseconds timeout);
+  Status CallServers(const std::vector<uint32_t>& servers, rpc::Method<Request, Response> method,
+                     Request request, std::chrono::milliseconds timeout,
+                     std::function<void(const Response&)> on_reply = nullptr);
+  // Cuts the file's data; returns what the servers still hold.
+  Result<uint64_t> TruncateData(const pb::Inode& inode, uint64_t size);
+  Status RemoveData(uint64_t ino, const pb::Layout& layout);
+  // What the servers hold of the file's first `size` bytes.
+  Result<DataUsage> FileUsage(const pb::Inode& inode, uint64_t size,
+                              std::chrono::milliseconds timeout);
+  void ReleaseOrphanIfClosed(uint64_t ino);
+  // Wakes the sweeper when an unlink freed a file whose chunks must go.
+  void AfterUnlink(const Unlinked& unlinked);
+
+  // ---- meta_service.cc
+  Result<pb::Inode> CommitWrite(const pb::CommitWriteRequest& request);
 
   MetaStore& store_;
   rpc::IoThreads& io_;
   MetaServiceOptions options_;
-  const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  const Clock::time_point started_ = Clock::now();
 
   std::mutex sessions_mutex_;
   std::unordered_map<uint64_t, Session> sessions_;
   std::unordered_map<uint64_t, int> open_totals_;
+  // Sessions recorded before this start that have not announced themselves
+  // since: until they do (or time out), any file may be open.
+  std::unordered_set<uint64_t> unannounced_sessions_;
 
   std::mutex servers_mutex_;
   std::map<uint32_t, ServerState> servers_;

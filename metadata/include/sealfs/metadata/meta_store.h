@@ -17,14 +17,18 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "meta.pb.h"
+#include "sealfs/rpc/limits.h"
 #include "sealfs/rpc/status.h"
 
 namespace rocksdb {
 class DB;
+class Env;
+class Iterator;
 class ColumnFamilyHandle;
 class WriteBatch;
 }  // namespace rocksdb
@@ -37,6 +41,12 @@ inline constexpr size_t kXattrNameMax = 255;
 inline constexpr size_t kXattrValueMax = 65536;
 inline constexpr uint32_t kDefaultChunkSize = 4u << 20;
 inline constexpr int kShardBits = 48;
+// With chunks of at least kMinChunkSize, every chunk index of a file up to
+// kMaxFileSize fits in 32 bits.
+inline constexpr uint32_t kMinChunkSize = 256u << 10;
+static_assert(kMaxFileSize / kMinChunkSize <= (uint64_t{1} << 32));
+inline constexpr uint32_t kReaddirMaxEntries = 65536;
+inline constexpr size_t kReaddirReplyBytes = 1u << 20;
 
 inline uint32_t ShardOf(uint64_t ino) { return static_cast<uint32_t>(ino >> kShardBits); }
 
@@ -44,6 +54,16 @@ struct MetaStoreOptions {
   std::string path;
   uint32_t shard = 0;
   uint32_t chunk_size = kDefaultChunkSize;
+  // The file system RocksDB runs on (tests inject I/O errors); default: the OS.
+  rocksdb::Env* env = nullptr;
+};
+
+// Who changes an xattr, when the client says: setting an access ACL keeps
+// the setgid bit only for root and members of the file's group.
+struct XattrCaller {
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  std::vector<uint32_t> groups;  // supplementary groups
 };
 
 // What an unlink or a replacing rename did to the inode that lost a name.
@@ -57,6 +77,8 @@ class MetaStore {
  public:
   // Tells whether any client holds the file open.
   using OpenCheck = std::function<bool(uint64_t ino)>;
+  // Runs after a create committed, before the new name can be removed.
+  using OnCreated = std::function<void(uint64_t ino)>;
 
   static Result<std::unique_ptr<MetaStore>> Open(const MetaStoreOptions& options);
   ~MetaStore();
@@ -64,10 +86,16 @@ class MetaStore {
   // ---- namespace
   Result<pb::Inode> Lookup(uint64_t parent, const std::string& name);
   Result<pb::Inode> Getattr(uint64_t ino);
-  // Size changes only update metadata; the caller cuts the data first.
-  Result<pb::Inode> Setattr(const pb::SetattrRequest& request);
+  // Loads the inode and runs `register_open` under its lock, atomically with
+  // any unlink deciding whether the file is still open.
+  Result<pb::Inode> OpenInode(uint64_t ino, const std::function<void()>& register_open);
+  // Size changes only update metadata; the caller cuts the data first and
+  // passes what the data servers still hold, if it knows.
+  Result<pb::Inode> Setattr(const pb::SetattrRequest& request,
+                            std::optional<uint64_t> allocated_bytes = std::nullopt);
   Result<pb::Inode> Mknod(uint64_t parent, const std::string& name, uint32_t mode, uint64_t rdev,
-                          const pb::Caller& caller, const std::vector<uint32_t>& servers);
+                          const pb::Caller& caller, const std::vector<uint32_t>& servers,
+                          const OnCreated& on_created = nullptr);
   Result<pb::Inode> Mkdir(uint64_t parent, const std::string& name, uint32_t mode,
                           const pb::Caller& caller);
   Result<pb::Inode> Symlink(uint64_t parent, const std::string& name, const std::string& target,
@@ -79,37 +107,64 @@ class MetaStore {
   Result<Unlinked> Rename(uint64_t parent, const std::string& name, uint64_t new_parent,
                           const std::string& new_name, uint32_t flags, const OpenCheck& is_open);
   Result<std::string> Readlink(uint64_t ino);
+  // Lists entries after `cookie`, up to max_entries (at most
+  // kReaddirMaxEntries) and about kReaddirReplyBytes. `seq_limit` is the
+  // listing's start (0: this call starts it; the reply says where).
   Result<pb::ReaddirResponse> Readdir(uint64_t ino, uint64_t cookie, uint32_t max_entries,
-                                      bool with_attrs);
+                                      bool with_attrs, uint64_t seq_limit = 0);
   // Grows the size to at least `size` and sets mtime (data was written).
-  // Synced to disk only when `durable` (the client's fsync).
-  Result<pb::Inode> CommitWrite(uint64_t ino, uint64_t size, int64_t mtime_ns, bool durable = true);
+  // Synced to disk only when `durable` (the client's fsync). With
+  // `expected_epoch`, fails with EAGAIN if a truncate happened since.
+  struct WriteCommit {
+    uint64_t ino = 0;
+    uint64_t size = 0;
+    int64_t mtime_ns = 0;
+    bool durable = true;
+    std::optional<uint64_t> expected_epoch;
+    std::optional<uint64_t> allocated_bytes;
+  };
+  Result<pb::Inode> CommitWrite(const WriteCommit& commit);
+  Result<pb::Inode> CommitWrite(uint64_t ino, uint64_t size, int64_t mtime_ns,
+                                bool durable = true) {
+    return CommitWrite(WriteCommit{ino, size, mtime_ns, durable, std::nullopt, std::nullopt});
+  }
+  // Makes every acknowledged change durable (what an fsync promises).
+  Status Sync();
 
   // ---- extended attributes (flags: XATTR_CREATE / XATTR_REPLACE)
-  Status Setxattr(uint64_t ino, const std::string& name, const std::string& value, uint32_t flags);
+  // system.posix_acl_access and system.posix_acl_default are validated and
+  // kept consistent with the mode (see posix_acl.h).
+  Status Setxattr(uint64_t ino, const std::string& name, const std::string& value, uint32_t flags,
+                  const XattrCaller* caller = nullptr);
   Result<std::string> Getxattr(uint64_t ino, const std::string& name);
   Result<std::vector<std::string>> Listxattr(uint64_t ino);
   Status Removexattr(uint64_t ino, const std::string& name);
 
   // ---- orphans and chunk removal
-  std::vector<uint64_t> Orphans();
-  // Frees an orphan whose last opener closed it.
-  Status ReleaseOrphan(uint64_t ino);
+  Result<std::vector<uint64_t>> Orphans();
+  // Frees an orphan whose last opener closed it, unless `is_open` says it is
+  // open (checked under the inode's lock, so no open can slip in between).
+  Status ReleaseOrphan(uint64_t ino, const OpenCheck& is_open = nullptr);
   // Files whose chunks still have to be removed from data servers.
-  std::vector<std::pair<uint64_t, pb::Layout>> PendingRemovals();
+  Result<std::vector<std::pair<uint64_t, pb::Layout>>> PendingRemovals();
   Status RemovalDone(uint64_t ino);
+
+  // ---- client sessions known to exist (their open files survive a restart)
+  Status PutSession(uint64_t session_id);
+  Status DeleteSession(uint64_t session_id);
+  Result<std::vector<uint64_t>> Sessions();
 
   // ---- volumes
   Result<pb::Volume> CreateVolume(const std::string& name, uint32_t uid, uint32_t gid);
   Result<pb::Volume> GetVolume(const std::string& name);
-  std::vector<pb::Volume> ListVolumes();
+  Result<std::vector<pb::Volume>> ListVolumes();
   // Removes the volume and everything in it; chunk removal is queued.
   Status DeleteVolume(const std::string& name);
 
   // ---- data server registry
   // Returns the server's id; an instance id seen before keeps its id.
   Result<uint32_t> RegisterServer(const std::string& address, const std::string& instance_id);
-  std::vector<pb::DataServer> ListServers();
+  Result<std::vector<pb::DataServer>> ListServers();
   uint64_t UsedInodes();
 
   // Opaque internals, declared here so implementation files can share them.
@@ -127,7 +182,7 @@ class MetaStore {
   // directory, both loaded; looks again if the entry changed while locking.
   struct LockedEntry;
   Result<LockedEntry> LockEntry(uint64_t parent, const std::string& name);
-  bool IsEmptyDirectory(uint64_t ino);
+  Result<bool> IsEmptyDirectory(uint64_t ino);
   Status Commit(rocksdb::WriteBatch& batch, bool sync = true);
   uint64_t AllocateIno();
   void PutInode(rocksdb::WriteBatch& batch, const pb::Inode& inode);
@@ -141,7 +196,8 @@ class MetaStore {
   void FreeInode(rocksdb::WriteBatch& batch, const pb::Inode& inode);
   Result<pb::Inode> CreateNode(uint64_t parent, const std::string& name, uint32_t mode,
                                uint64_t rdev, const pb::Caller& caller,
-                               const std::vector<uint32_t>& servers, const std::string& target);
+                               const std::vector<uint32_t>& servers, const std::string& target,
+                               const OnCreated& on_created);
   Status IsAncestor(uint64_t ancestor, uint64_t ino, bool* result);
 
   MetaStoreOptions options_;
@@ -153,6 +209,8 @@ class MetaStore {
   std::mutex registry_mutex_;  // volumes and servers
 };
 
+// EIO if a RocksDB iterator stopped on an error rather than at the end.
+Status IteratorStatus(const rocksdb::Iterator& it);
 // Validates a single path component; EINVAL or ENAMETOOLONG.
 Status CheckName(const std::string& name);
 int64_t NowNs();

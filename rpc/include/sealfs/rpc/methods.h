@@ -40,6 +40,7 @@ SEALFS_META_METHOD(RegisterServer, RegisterServerRequest, RegisterServerResponse
                    META_REGISTER_SERVER);
 SEALFS_META_METHOD(Heartbeat, HeartbeatRequest, HeartbeatResponse, META_HEARTBEAT);
 SEALFS_META_METHOD(ClusterMap, ClusterMapRequest, ClusterMapResponse, META_CLUSTER_MAP);
+SEALFS_META_METHOD(Sync, SyncRequest, SyncResponse, META_SYNC);
 #undef SEALFS_META_METHOD
 }  // namespace meta
 
@@ -52,6 +53,7 @@ SEALFS_DATA_METHOD(TruncateFile, TruncateFileRequest, TruncateFileResponse, DATA
 SEALFS_DATA_METHOD(RemoveFile, RemoveFileRequest, RemoveFileResponse, DATA_REMOVE_FILE);
 SEALFS_DATA_METHOD(FsyncFile, FsyncFileRequest, FsyncFileResponse, DATA_FSYNC_FILE);
 SEALFS_DATA_METHOD(Stat, StatRequest, StatResponse, DATA_STAT);
+SEALFS_DATA_METHOD(FileUsage, FileUsageRequest, FileUsageResponse, DATA_FILE_USAGE);
 #undef SEALFS_DATA_METHOD
 }  // namespace data
 

@@ -1,11 +1,16 @@
 // ChunkStore: a data server's chunks of file data in a local directory.
 //
 // Chunk (ino, index) lives in <root>/chunks/<ino % 256>/<ino>/<index>.dat with
-// a sidecar <index>.sum holding one 64-bit xxHash3 per 4 KiB block. Each stored
-// checksum is XORed with the checksum of an all-zero block, so a block never
-// written (a hole, or a sidecar slot never filled) reads as zeros and checks
-// out, while any other byte change fails the check. Every read verifies the
-// blocks it touches; a mismatch is EIO and a log line, never returned as data.
+// a sidecar <index>.sum holding one 64-bit xxHash3 per 4 KiB block (see
+// chunk_file.h for its layout and the clean/dirty protocol that keeps data
+// and checksums consistent across crashes and I/O errors). Every read
+// verifies the blocks it touches; a mismatch is EIO and a log line, never
+// returned as data.
+//
+// A small RocksDB under <root>/chunkdb records which chunks the store holds
+// and which files were removed (chunk_index.h): a recorded chunk whose data
+// file is gone reads as EIO, not zeros, and a removed file's chunks are never
+// created again.
 #pragma once
 
 #include <atomic>
@@ -22,6 +27,9 @@
 
 namespace sealfs::server {
 
+class ChunkIndex;
+class WriterFirstLock;
+
 inline constexpr uint32_t kChecksumBlock = 4096;
 inline constexpr uint32_t kMaxChunkSize = 64u << 20;
 
@@ -32,61 +40,120 @@ struct ChunkStoreUsage {
   uint64_t chunk_count = 0;
 };
 
+// What the store holds of one file.
+struct FileUsageInfo {
+  uint64_t data_end = 0;         // largest index * chunk_size + chunk length
+  uint64_t allocated_bytes = 0;  // disk space of its data files
+};
+
 class ChunkStore {
  public:
   static Result<std::unique_ptr<ChunkStore>> Open(const std::string& root);
+  // Makes every chunk changed since its last fsync durable and marks it clean.
   ~ChunkStore();
 
   // An id kept in the store, so a restarted server is recognized.
   const std::string& instance_id() const { return instance_id_; }
 
+  // ENOENT when the file was removed.
   Status Write(uint64_t ino, uint32_t index, uint32_t offset, std::string_view data);
   // Reads up to `length` bytes at `offset` into *out; *out is shorter when the
-  // chunk ends first, and empty when the chunk does not exist.
+  // chunk ends first, and empty when the chunk was never written. EIO when the
+  // chunk was written but its data is gone.
   Status Read(uint64_t ino, uint32_t index, uint32_t offset, uint32_t length, std::string* out);
-  // Cuts this store's chunks of a file to a file size of `size`.
-  Status TruncateFile(uint64_t ino, uint64_t size, uint32_t chunk_size);
+  // Cuts this store's chunks of a file to a file size of `size`; reports the
+  // disk space the file still takes here.
+  Status TruncateFile(uint64_t ino, uint64_t size, uint32_t chunk_size,
+                      uint64_t* allocated_bytes = nullptr);
+  // Removes a file's chunks for good: later writes to it fail with ENOENT.
   Status RemoveFile(uint64_t ino);
+  // Makes the file's chunks, their directories and their records durable.
   Status FsyncFile(uint64_t ino);
+  // The file's chunks below `index_limit`.
+  Result<FileUsageInfo> FileUsage(uint64_t ino, uint32_t chunk_size, uint32_t index_limit);
   ChunkStoreUsage Usage();
 
   // Path of a chunk's data file (tests corrupt it on purpose).
   std::string ChunkPath(uint64_t ino, uint32_t index) const;
+  // How many chunks keep their files open at once (two descriptors each).
+  size_t open_chunk_limit() const { return open_chunk_limit_; }
 
  private:
   // A chunk's open files and size, cached so that small I/O costs no
   // open/fstat/close. Guarded by the chunk's stripe lock.
   struct OpenChunk {
     ~OpenChunk();
+    uint64_t ino = 0;
+    uint32_t index = 0;
     int data_fd = -1;
     int sum_fd = -1;
     uint64_t size = 0;
+    // The sidecar says dirty: changed since data and checksums were last durable.
+    bool dirty = false;
   };
-  // Returns the chunk's files; with `create` false, nullptr if it does not exist.
-  Result<std::shared_ptr<OpenChunk>> OpenFiles(uint64_t ino, uint32_t index, bool create);
-  void ForgetFiles(uint64_t ino);
+  using ChunkKey = std::pair<uint64_t, uint32_t>;
 
   explicit ChunkStore(std::string root);
   std::string FileDir(uint64_t ino) const;
+  WriterFirstLock& InodeLock(uint64_t ino);
   std::shared_mutex& LockFor(uint64_t ino, uint32_t index);
+
+  // The chunk's files, from the cache or opened; with `create` false, nullptr
+  // if it does not exist. Needs the chunk's stripe lock held exclusively,
+  // unless the chunk is cached (Cached() under a shared lock finds it).
+  Result<std::shared_ptr<OpenChunk>> OpenFiles(uint64_t ino, uint32_t index, bool create);
+  Result<std::shared_ptr<OpenChunk>> OpenFromDisk(uint64_t ino, uint32_t index, bool create);
+  Status CreateDirs(uint64_t ino);
+  Status RecoverSums(OpenChunk& chunk, const char* why);
+  std::shared_ptr<OpenChunk> Cached(uint64_t ino, uint32_t index);
+  void Uncache(uint64_t ino, uint32_t index);
+  void ForgetFiles(uint64_t ino);
+  // Closes up to `count` least recently used chunks other than `keep`,
+  // cleaning them first. Skips chunks in use right now.
+  void EvictSome(ChunkKey keep, size_t count);
+
+  // Marks a clean chunk dirty, durably, before its first change.
+  Status MarkDirty(OpenChunk& chunk);
+  // Makes a dirty chunk durable (data, checksums, new directories) and clean.
+  Status Clean(OpenChunk& chunk);
+  // After a failed change: makes checksums of blocks [first, end) and the
+  // cached size agree with the data on disk, cutting back what a failed write
+  // appended past `old_size`. When even that fails, the chunk leaves the cache
+  // still marked dirty, so that the next open recovers it.
+  void Repair(const std::shared_ptr<OpenChunk>& chunk, uint64_t first, uint64_t end,
+              uint64_t old_size);
+  Status ReadChunk(const OpenChunk& chunk, uint32_t offset, uint32_t length, std::string* out);
   Status TruncateChunk(uint64_t ino, uint32_t index, uint64_t length);
+  Result<FileUsageInfo> UsageLocked(uint64_t ino, uint32_t chunk_size, uint32_t index_limit);
+  Status DropChunk(uint64_t ino, uint32_t index);
+
+  // Directories that got new entries since they were last synced, per inode.
+  static constexpr uint8_t kFileDirChanged = 1, kShardDirChanged = 2, kChunksDirChanged = 4;
+  void NoteDirsChanged(uint64_t ino, uint8_t dirs);
+  Status SyncDirs(uint64_t ino);
 
   std::string root_;
   std::string instance_id_;
+  std::unique_ptr<ChunkIndex> index_;
+  // Shared by chunk I/O of a file, exclusive for its removal.
+  std::unique_ptr<WriterFirstLock[]> inode_locks_;
   std::unique_ptr<std::shared_mutex[]> locks_;
   std::atomic<int64_t> used_bytes_{0};
   std::atomic<int64_t> chunk_count_{0};
 
-  static constexpr size_t kOpenChunkLimit = 512;
+  std::mutex dirs_mutex_;
+  std::unordered_map<uint64_t, uint8_t> unsynced_dirs_;
+
   struct KeyHash {
-    size_t operator()(const std::pair<uint64_t, uint32_t>& key) const {
+    size_t operator()(const ChunkKey& key) const {
       return std::hash<uint64_t>()(key.first * 0x9E3779B97F4A7C15ull ^ key.second);
     }
   };
-  using Lru = std::list<std::pair<std::pair<uint64_t, uint32_t>, std::shared_ptr<OpenChunk>>>;
+  using Lru = std::list<std::pair<ChunkKey, std::shared_ptr<OpenChunk>>>;
+  size_t open_chunk_limit_ = 128;
   std::mutex open_mutex_;
   Lru open_lru_;  // most recently used first
-  std::unordered_map<std::pair<uint64_t, uint32_t>, Lru::iterator, KeyHash> open_chunks_;
+  std::unordered_map<ChunkKey, Lru::iterator, KeyHash> open_chunks_;
 };
 
 }  // namespace sealfs::server

@@ -1,5 +1,10 @@
 // DataService: the data RPC service over a ChunkStore, plus the loop that
 // registers this server with the metadata server and heartbeats to it.
+//
+// Every request about file data names the store it expects (its instance id
+// in the cluster map); a request for another store, as after this server's
+// directory was wiped and it registered again at the same address, fails with
+// EIO instead of being answered from data this store never had.
 #pragma once
 
 #include <atomic>
@@ -21,6 +26,8 @@ class DataService {
   void RegisterHandlers(rpc::Dispatcher& dispatcher);
 
  private:
+  Status CheckStore(const std::string& store_id) const;
+
   ChunkStore& store_;
 };
 

@@ -1,0 +1,126 @@
+// Client sessions of the metadata service and the files they hold open.
+//
+// Open counts live in memory. Sessions themselves are recorded in the store,
+// so that after a restart the service knows clients may still hold files:
+// until each recorded session has re-announced its open files (its next
+// keepalive) or timed out, an unlinked file is kept as an orphan rather than
+// freed.
+#include <cstdio>
+
+#include "sealfs/metadata/meta_service.h"
+
+namespace sealfs::metadata {
+
+void MetaService::RememberSession(uint64_t session_id) {
+  Status status = store_.PutSession(session_id);
+  if (!status.ok()) {
+    std::fprintf(stderr, "sealfs-meta: recording session: %s\n", status.ToString().c_str());
+  }
+}
+
+bool MetaService::TouchSession(uint64_t session_id) {
+  if (session_id == 0) return false;
+  bool added;
+  {
+    std::lock_guard<std::mutex> lock(sessions_mutex_);
+    auto [it, inserted] = sessions_.try_emplace(session_id);
+    it->second.last_seen = Clock::now();
+    added = inserted;
+  }
+  if (added) RememberSession(session_id);
+  return added;
+}
+
+void MetaService::OpenFile(uint64_t session_id, uint64_t ino) {
+  std::lock_guard<std::mutex> lock(sessions_mutex_);
+  Session& session = sessions_[session_id];
+  session.last_seen = Clock::now();
+  ++session.open_counts[ino];
+  ++open_totals_[ino];
+}
+
+bool MetaService::CloseFile(uint64_t session_id, uint64_t ino) {
+  std::lock_guard<std::mutex> lock(sessions_mutex_);
+  auto session = sessions_.find(session_id);
+  if (session == sessions_.end()) return !open_totals_.contains(ino);
+  session->second.last_seen = Clock::now();
+  auto count = session->second.open_counts.find(ino);
+  if (count == session->second.open_counts.end()) return !open_totals_.contains(ino);
+  if (--count->second == 0) session->second.open_counts.erase(count);
+  auto total = open_totals_.find(ino);
+  if (total != open_totals_.end() && --total->second <= 0) {
+    open_totals_.erase(total);
+    return true;
+  }
+  return false;
+}
+
+void MetaService::AnnounceOpenFiles(uint64_t session_id, const std::vector<uint64_t>& inos) {
+  bool added;
+  {
+    // The client's list is authoritative: it replaces what was known, which
+    // also restores it after this server restarted.
+    std::lock_guard<std::mutex> lock(sessions_mutex_);
+    auto [it, inserted] = sessions_.try_emplace(session_id);
+    added = inserted;
+    Session& session = it->second;
+    for (auto& [ino, count] : session.open_counts) {
+      auto total = open_totals_.find(ino);
+      if (total != open_totals_.end() && (total->second -= count) <= 0) open_totals_.erase(total);
+    }
+    session.open_counts.clear();
+    for (uint64_t ino : inos) {
+      ++session.open_counts[ino];
+      ++open_totals_[ino];
+    }
+    session.last_seen = Clock::now();
+    unannounced_sessions_.erase(session_id);
+  }
+  if (added) RememberSession(session_id);
+}
+
+bool MetaService::InRestartGrace() {
+  // Called with sessions_mutex_ held.
+  if (unannounced_sessions_.empty()) return false;
+  if (Clock::now() - started_ <= options_.session_timeout) return true;
+  unannounced_sessions_.clear();  // the rest timed out
+  return false;
+}
+
+bool MetaService::IsOpen(uint64_t ino) {
+  std::lock_guard<std::mutex> lock(sessions_mutex_);
+  return open_totals_.contains(ino) || InRestartGrace();
+}
+
+void MetaService::ExpireSessions() {
+  std::vector<uint64_t> expired;
+  {
+    std::lock_guard<std::mutex> lock(sessions_mutex_);
+    auto now = Clock::now();
+    for (auto it = sessions_.begin(); it != sessions_.end();) {
+      if (now - it->second.last_seen > options_.session_timeout) {
+        for (auto& [ino, count] : it->second.open_counts) {
+          auto total = open_totals_.find(ino);
+          if (total != open_totals_.end() && (total->second -= count) <= 0)
+            open_totals_.erase(total);
+        }
+        expired.push_back(it->first);
+        it = sessions_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (!InRestartGrace()) {
+      // Recorded sessions that never came back are gone for good.
+      Result<std::vector<uint64_t>> recorded = store_.Sessions();
+      if (recorded.ok()) {
+        for (uint64_t id : *recorded) {
+          if (!sessions_.contains(id)) expired.push_back(id);
+        }
+      }
+    }
+  }
+  for (uint64_t id : expired) store_.DeleteSession(id);
+}
+
+}  // namespace sealfs::metadata

@@ -1,0 +1,55 @@
+// ChunkIndex: which chunks this data server holds and which files were
+// removed, in a small RocksDB under <root>/chunkdb.
+//
+// A chunk is recorded when its data file is first created and forgotten when
+// it is cut away or its file removed. A chunk whose data file is missing but
+// which is recorded was lost, and reads fail with EIO instead of inventing
+// zeros. A removed file leaves a record of its own (inode ids are never
+// reused), so a late write cannot bring its chunks back.
+//
+// Keys: a chunk is its inode (8 bytes, big-endian) and index (4 bytes,
+// big-endian); a removed file is its inode alone (8 bytes), so it sorts just
+// before the chunks of that inode. Values are empty.
+//
+// Records are written without sync (the WAL survives a process crash); Sync()
+// makes them survive a power cut.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "sealfs/rpc/status.h"
+
+namespace rocksdb {
+class DB;
+}
+
+namespace sealfs::server {
+
+class ChunkIndex {
+ public:
+  static Result<std::unique_ptr<ChunkIndex>> Open(const std::string& path);
+  ~ChunkIndex();
+
+  Result<bool> HasChunk(uint64_t ino, uint32_t index);
+  Status AddChunk(uint64_t ino, uint32_t index);
+  Status RemoveChunk(uint64_t ino, uint32_t index);
+  // The recorded chunk indexes of a file, ascending.
+  Result<std::vector<uint32_t>> Chunks(uint64_t ino);
+
+  Result<bool> IsRemoved(uint64_t ino);
+  // Marks the file removed and forgets its chunks, in one atomic batch.
+  Status MarkRemoved(uint64_t ino);
+
+  // Makes every record written so far durable.
+  Status Sync();
+
+ private:
+  explicit ChunkIndex(std::string path);
+  std::string path_;
+  std::unique_ptr<rocksdb::DB> db_;
+};
+
+}  // namespace sealfs::server

@@ -1,0 +1,156 @@
+// DataService over a real TCP listener: requests naming another store (or
+// none) are refused, FileUsage and TruncateFile report what the store holds.
+#include "sealfs/server/data_service.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "sealfs/rpc/methods.h"
+#include "sealfs/rpc/rdma_transport.h"
+
+namespace sealfs::server {
+namespace {
+
+class DataServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/sealfs-data-service-XXXXXX";
+    dir_ = mkdtemp(pattern);
+    auto opened = ChunkStore::Open(dir_);
+    ASSERT_TRUE(opened.ok());
+    store_ = std::move(*opened);
+    service_ = std::make_unique<DataService>(*store_);
+    service_->RegisterHandlers(dispatcher_);
+    ASSERT_TRUE(listeners_.Listen(io_, dispatcher_, "127.0.0.1", 0, rpc::TransportKind::kTcp).ok());
+    channel_ = rpc::MakeTcpChannel(io_, "127.0.0.1:" + std::to_string(listeners_.port()));
+  }
+  void TearDown() override {
+    channel_.reset();
+    listeners_.Stop();
+    dispatcher_.Shutdown();
+    io_.Stop();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  Status Write(const std::string& store_id, uint64_t ino, uint32_t index, uint32_t offset,
+               const std::string& data) {
+    pb::WriteRequest request;
+    request.mutable_chunk()->set_ino(ino);
+    request.mutable_chunk()->set_index(index);
+    request.set_offset(offset);
+    request.set_chunk_size(kChunk);
+    request.set_store_id(store_id);
+    pb::WriteResponse response;
+    return rpc::Invoke(*channel_, rpc::data::kWrite, request, &response, data);
+  }
+
+  static constexpr uint32_t kChunk = 1 << 20;
+  std::string dir_;
+  std::unique_ptr<ChunkStore> store_;
+  std::unique_ptr<DataService> service_;
+  rpc::IoThreads io_{1};
+  rpc::Dispatcher dispatcher_{2};
+  rpc::Listeners listeners_;
+  std::shared_ptr<rpc::Channel> channel_;
+};
+
+TEST_F(DataServiceTest, RequestsForAnotherStoreAreRefused) {
+  const std::string mine = store_->instance_id();
+  const std::string other = "0123456789abcdef0123456789abcdef";
+  ASSERT_TRUE(Write(mine, 1, 0, 0, "data").ok());
+
+  Status wrong = Write(other, 1, 0, 0, "data");
+  EXPECT_EQ(wrong.code(), EIO);
+  EXPECT_NE(wrong.message().find("store mismatch"), std::string::npos) << wrong.message();
+  EXPECT_NE(wrong.message().find(mine), std::string::npos) << wrong.message();
+  EXPECT_NE(wrong.message().find(other), std::string::npos) << wrong.message();
+  Status none = Write("", 1, 0, 0, "data");
+  EXPECT_EQ(none.code(), EINVAL);
+  EXPECT_EQ(none.message(), "request names no store");
+
+  auto expect_refused = [&](const Status& status, const char* what) {
+    EXPECT_EQ(status.code(), EIO) << what << ": " << status.ToString();
+  };
+  {
+    pb::ReadRequest request;
+    request.mutable_chunk()->set_ino(1);
+    request.set_length(4);
+    request.set_store_id(other);
+    pb::ReadResponse response;
+    std::string payload;
+    expect_refused(rpc::Invoke(*channel_, rpc::data::kRead, request, &response, {}, &payload),
+                   "read");
+    request.set_store_id(mine);
+    ASSERT_TRUE(rpc::Invoke(*channel_, rpc::data::kRead, request, &response, {}, &payload).ok());
+    EXPECT_EQ(payload, "data");
+  }
+  {
+    pb::TruncateFileRequest request;
+    request.set_ino(1);
+    request.set_chunk_size(kChunk);
+    request.set_store_id(other);
+    pb::TruncateFileResponse response;
+    expect_refused(rpc::Invoke(*channel_, rpc::data::kTruncateFile, request, &response),
+                   "truncate");
+  }
+  {
+    pb::FsyncFileRequest request;
+    request.set_ino(1);
+    request.set_store_id(other);
+    pb::FsyncFileResponse response;
+    expect_refused(rpc::Invoke(*channel_, rpc::data::kFsyncFile, request, &response), "fsync");
+  }
+  {
+    pb::FileUsageRequest request;
+    request.set_ino(1);
+    request.set_chunk_size(kChunk);
+    request.set_index_limit(10);
+    request.set_store_id(other);
+    pb::FileUsageResponse response;
+    expect_refused(rpc::Invoke(*channel_, rpc::data::kFileUsage, request, &response), "usage");
+  }
+  {
+    pb::RemoveFileRequest request;
+    request.set_ino(1);
+    request.set_store_id(other);
+    pb::RemoveFileResponse response;
+    expect_refused(rpc::Invoke(*channel_, rpc::data::kRemoveFile, request, &response), "remove");
+  }
+  // Nothing was cut or removed by the refused requests.
+  std::string out;
+  ASSERT_TRUE(store_->Read(1, 0, 0, 4, &out).ok());
+  EXPECT_EQ(out, "data");
+}
+
+TEST_F(DataServiceTest, FileUsageAndTruncateReportWhatIsStored) {
+  const std::string mine = store_->instance_id();
+  ASSERT_TRUE(Write(mine, 2, 0, 0, std::string(10000, 'a')).ok());
+  ASSERT_TRUE(Write(mine, 2, 3, 500, "b").ok());
+  pb::FileUsageRequest usage_request;
+  usage_request.set_ino(2);
+  usage_request.set_chunk_size(kChunk);
+  usage_request.set_index_limit(4);
+  usage_request.set_store_id(mine);
+  pb::FileUsageResponse usage;
+  ASSERT_TRUE(rpc::Invoke(*channel_, rpc::data::kFileUsage, usage_request, &usage).ok());
+  EXPECT_EQ(usage.data_end(), 3ull * kChunk + 501);
+  EXPECT_GE(usage.allocated_bytes(), 10000u + 1);
+  EXPECT_LT(usage.allocated_bytes(), 64u * 1024);
+  usage_request.set_index_limit(3);
+  ASSERT_TRUE(rpc::Invoke(*channel_, rpc::data::kFileUsage, usage_request, &usage).ok());
+  EXPECT_EQ(usage.data_end(), 10000u);
+
+  pb::TruncateFileRequest truncate;
+  truncate.set_ino(2);
+  truncate.set_size(0);
+  truncate.set_chunk_size(kChunk);
+  truncate.set_store_id(mine);
+  pb::TruncateFileResponse truncated;
+  truncated.set_allocated_bytes(1);
+  ASSERT_TRUE(rpc::Invoke(*channel_, rpc::data::kTruncateFile, truncate, &truncated).ok());
+  EXPECT_EQ(truncated.allocated_bytes(), 0u);
+}
+
+}  // namespace
+}  // namespace sealfs::server
