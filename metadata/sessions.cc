@@ -5,6 +5,7 @@
 // until each recorded session has re-announced its open files (its next
 // keepalive) or timed out, an unlinked file is kept as an orphan rather than
 // freed.
+#include <algorithm>
 #include <cstdio>
 
 #include "sealfs/metadata/meta_service.h"
@@ -94,6 +95,7 @@ bool MetaService::IsOpen(uint64_t ino) {
 
 void MetaService::ExpireSessions() {
   std::vector<uint64_t> expired;
+  bool grace;
   {
     std::lock_guard<std::mutex> lock(sessions_mutex_);
     auto now = Clock::now();
@@ -110,16 +112,20 @@ void MetaService::ExpireSessions() {
         ++it;
       }
     }
-    if (!InRestartGrace()) {
-      // Recorded sessions that never came back are gone for good.
-      Result<std::vector<uint64_t>> recorded = store_.Sessions();
-      if (recorded.ok()) {
-        for (uint64_t id : *recorded) {
-          if (!sessions_.contains(id)) expired.push_back(id);
-        }
+    grace = InRestartGrace();
+  }
+  if (!grace) {
+    // Recorded sessions that never came back after a restart are gone too.
+    Result<std::vector<uint64_t>> recorded = store_.Sessions();
+    if (recorded.ok()) {
+      std::lock_guard<std::mutex> lock(sessions_mutex_);
+      for (uint64_t id : *recorded) {
+        if (!sessions_.contains(id)) expired.push_back(id);
       }
     }
   }
+  std::sort(expired.begin(), expired.end());
+  expired.erase(std::unique(expired.begin(), expired.end()), expired.end());
   for (uint64_t id : expired) store_.DeleteSession(id);
 }
 

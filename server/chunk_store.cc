@@ -353,18 +353,23 @@ Status ChunkStore::TruncateChunk(uint64_t ino, uint32_t index, uint64_t length) 
   return Status::Ok();
 }
 
-Status ChunkStore::DropChunk(uint64_t ino, uint32_t index) {
-  std::unique_lock<std::shared_mutex> lock(LockFor(ino, index));
-  Uncache(ino, index);
-  std::string path = ChunkPath(ino, index);
+Status ChunkStore::UnlinkDataFile(const std::string& path) {
   struct stat st;
   if (::stat(path.c_str(), &st) == 0) {
     used_bytes_ -= st.st_size;
     --chunk_count_;
   }
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) return IoError("remove " + path);
+  return Status::Ok();
+}
+
+Status ChunkStore::DropChunk(uint64_t ino, uint32_t index) {
+  std::unique_lock<std::shared_mutex> lock(LockFor(ino, index));
+  Uncache(ino, index);
+  std::string path = ChunkPath(ino, index);
   // Data before checksums: an interrupted removal leaves at most a sidecar,
   // which the next creation of this chunk replaces.
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT) return IoError("remove " + path);
+  SEALFS_RETURN_IF_ERROR(UnlinkDataFile(path));
   if (::unlink(SumPath(path).c_str()) != 0 && errno != ENOENT) {
     return IoError("remove checksums of " + path);
   }
@@ -411,15 +416,7 @@ Status ChunkStore::RemoveFile(uint64_t ino) {
   std::string dir = FileDir(ino);
   auto indexes = ListChunkFiles(dir);
   if (!indexes.ok()) return indexes.status();
-  for (uint32_t index : *indexes) {
-    std::string path = ChunkPath(ino, index);
-    struct stat st;
-    if (::stat(path.c_str(), &st) == 0) {
-      used_bytes_ -= st.st_size;
-      --chunk_count_;
-    }
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return IoError("remove " + path);
-  }
+  for (uint32_t index : *indexes) SEALFS_RETURN_IF_ERROR(UnlinkDataFile(ChunkPath(ino, index)));
   std::error_code ec;
   fs::remove_all(dir, ec);
   if (ec) return Status(ec.value(), "removing file data: " + ec.message());

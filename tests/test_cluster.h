@@ -2,13 +2,17 @@
 // fresh temporary directory, for integration and end-to-end tests.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -16,6 +20,32 @@
 #include "sealfs/client/client.h"
 
 namespace sealfs::testing {
+
+// Deterministic pseudo-random bytes: `seed` picks the sequence.
+inline std::string Pattern(size_t size, unsigned seed) {
+  std::mt19937_64 random(seed);
+  std::string data(size, '\0');
+  size_t i = 0;
+  for (; i + 8 <= size; i += 8) {
+    uint64_t value = random();
+    std::memcpy(&data[i], &value, 8);
+  }
+  for (; i < size; ++i) data[i] = static_cast<char>(random() >> 56);
+  return data;
+}
+
+// Creates a regular file in the client's volume root through the metadata
+// service (no data yet); fails the test if it cannot.
+inline pb::MknodResponse CreateFile(client::Client& client, const std::string& name) {
+  pb::MknodRequest request;
+  request.set_parent(client.root_ino());
+  request.set_name(name);
+  request.set_mode(S_IFREG | 0644);
+  pb::MknodResponse response;
+  Status status = client.Meta(rpc::meta::kMknod, request, &response);
+  EXPECT_TRUE(status.ok()) << status.ToString();
+  return response;
+}
 
 class TestCluster {
  public:

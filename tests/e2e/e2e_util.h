@@ -8,18 +8,24 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
-#include <random>
+#include <iterator>
 #include <string>
 
 namespace sealfs::testing {
 
 inline bool CanMount() { return geteuid() == 0 && access("/dev/fuse", R_OK | W_OK) == 0; }
 
-inline std::string Pattern(size_t size, unsigned seed) {
-  std::mt19937_64 random(seed);
-  std::string data(size, '\0');
-  for (size_t i = 0; i < size; ++i) data[i] = static_cast<char>(random() >> 56);
-  return data;
+inline bool WriteFile(const std::string& path, const std::string& data,
+                      int flags = O_CREAT | O_TRUNC) {
+  int fd = open(path.c_str(), O_WRONLY | flags, 0644);
+  if (fd < 0) return false;
+  bool ok = write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size());
+  return close(fd) == 0 && ok;
+}
+
+inline std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 // Reads a whole file through an O_DIRECT descriptor, so the bytes come from

@@ -18,66 +18,13 @@
 #include <set>
 #include <sstream>
 
+#include "e2e_util.h"
 #include "test_cluster.h"
 
 namespace sealfs::testing {
 namespace {
 
 namespace fs = std::filesystem;
-
-bool CanMount() { return geteuid() == 0 && access("/dev/fuse", R_OK | W_OK) == 0; }
-
-std::string Pattern(size_t size, unsigned seed) {
-  std::mt19937_64 random(seed);
-  std::string data(size, '\0');
-  for (size_t i = 0; i < size; ++i) data[i] = static_cast<char>(random() >> 56);
-  return data;
-}
-
-bool WriteFile(const std::string& path, const std::string& data, int flags = O_CREAT | O_TRUNC) {
-  int fd = open(path.c_str(), O_WRONLY | flags, 0644);
-  if (fd < 0) return false;
-  bool ok = write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size());
-  return close(fd) == 0 && ok;
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-// Reads a whole file through an O_DIRECT descriptor, so the bytes come from
-// the servers and not from any page cache. On failure, says why instead.
-std::string ReadDirect(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_DIRECT);
-  if (fd < 0) return "<cannot open " + path + " with O_DIRECT: " + strerror(errno) + ">";
-  constexpr size_t kBlock = 1 << 20;
-  void* block = nullptr;
-  if (posix_memalign(&block, 4096, kBlock) != 0) {
-    close(fd);
-    return "<out of memory>";
-  }
-  std::string contents;
-  for (;;) {
-    ssize_t got = pread(fd, block, kBlock, static_cast<off_t>(contents.size()));
-    if (got < 0) {
-      contents = "<O_DIRECT read of " + path + " failed: " + strerror(errno) + ">";
-      break;
-    }
-    if (got == 0) break;
-    contents.append(static_cast<char*>(block), static_cast<size_t>(got));
-  }
-  free(block);
-  close(fd);
-  return contents;
-}
-
-// Drops the kernel's clean page cache, so that nothing read afterwards can be
-// served from pages cached before.
-void DropPageCache() {
-  std::ofstream drop("/proc/sys/vm/drop_caches");
-  drop << "3\n";
-}
 
 int Renameat2(const std::string& from, const std::string& to, unsigned flags) {
   return static_cast<int>(
@@ -662,7 +609,7 @@ TEST(FuseRestart, AcknowledgedDataSurvivesKillNineOfEveryServer) {
 
   cluster.StopAll(SIGKILL);
   ASSERT_TRUE(cluster.Start());
-  DropPageCache();
+  DropCaches();
 
   // A fresh mount, which never cached anything, reads back every value.
   std::string fresh = cluster.FuseMount("fresh");
@@ -680,120 +627,6 @@ TEST(FuseRestart, AcknowledgedDataSurvivesKillNineOfEveryServer) {
   EXPECT_TRUE(ReadDirect(mount + "/dir/file") == data);
   EXPECT_EQ(ReadDirect(mount + "/dir/held"), "held");
   EXPECT_EQ(close(held), 0);
-}
-
-// Runs deploy/mount.sealfs the way mount(8) runs its helpers, with sealfs-fuse
-// on the PATH; returns the wait status.
-int RunMountHelper(const std::string& source, const std::string& mountpoint,
-                   const std::string& options) {
-  std::string bin = fs::path(SEALFS_FUSE_BIN).parent_path().string();
-  std::string command = "PATH=" + bin + ":$PATH sh " + std::string(SEALFS_SOURCE_DIR) +
-                        "/deploy/mount.sealfs " + source + " " + mountpoint + " -o " + options;
-  return std::system(command.c_str());
-}
-
-// Runs mount(8) with deploy/mount.sealfs installed as its mount.fuse.sealfs:
-// in a private mount namespace a directory holding only the helper covers
-// /sbin, so the machine's own /sbin is never touched. Changes to a mount's
-// superblock (ro/rw) are seen from every namespace. Returns the wait status.
-int RunMountCommand(TestCluster& cluster, const std::string& arguments) {
-  fs::path helpers = cluster.root() + "/sbin";
-  fs::create_directories(helpers);
-  for (const char* name : {"mount.sealfs", "mount.fuse.sealfs"}) {
-    fs::copy_file(std::string(SEALFS_SOURCE_DIR) + "/deploy/mount.sealfs", helpers / name,
-                  fs::copy_options::overwrite_existing);
-    fs::permissions(helpers / name, fs::perms::owner_all | fs::perms::group_read |
-                                        fs::perms::group_exec | fs::perms::others_read |
-                                        fs::perms::others_exec);
-  }
-  std::string bin = fs::path(SEALFS_FUSE_BIN).parent_path().string();
-  std::string command = "unshare --mount --propagation private sh -c 'mount --bind " +
-                        helpers.string() + " \"$(readlink -f /sbin)\" && PATH=" + bin +
-                        ":$PATH mount " + arguments + "'";
-  return std::system(command.c_str());
-}
-
-// The per-mount options of a mount point, from /proc/self/mountinfo.
-std::string MountOptionsOf(const std::string& mountpoint) {
-  std::ifstream mountinfo("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(mountinfo, line)) {
-    std::istringstream fields(line);
-    std::string id, parent, device, root, point, options;
-    if (fields >> id >> parent >> device >> root >> point >> options && point == mountpoint) {
-      return options;
-    }
-  }
-  return "";
-}
-
-// Lazily unmounts a mount point when the test ends, however it ends.
-struct UnmountAtEnd {
-  std::string mountpoint;
-  ~UnmountAtEnd() { TestCluster::Unmount(mountpoint); }
-};
-
-TEST(FuseMountHelper, MountSealfsHelperMounts) {
-  if (!CanMount()) GTEST_SKIP() << "needs root and /dev/fuse";
-  TestCluster cluster(1);
-  ASSERT_TRUE(cluster.Start());
-  std::string mountpoint = cluster.root() + "/helper";
-  fs::create_directories(mountpoint);
-  ASSERT_EQ(RunMountHelper(cluster.meta_address() + "/default", mountpoint,
-                           "rw,allow_other,default_permissions,_netdev"),
-            0);
-  EXPECT_TRUE(WriteFile(mountpoint + "/x", "through the helper"));
-  EXPECT_EQ(ReadFile(mountpoint + "/x"), "through the helper");
-  TestCluster::Unmount(mountpoint);
-  // A missing volume fails the mount with a reason, leaving nothing behind.
-  EXPECT_NE(RunMountHelper(cluster.meta_address() + "/nope", mountpoint, "rw 2>/dev/null"), 0);
-}
-
-TEST(FuseMountHelper, RemountReadOnlyAndBack) {
-  if (!CanMount()) GTEST_SKIP() << "needs root and /dev/fuse";
-  TestCluster cluster(1);
-  ASSERT_TRUE(cluster.Start());
-  std::string mountpoint = cluster.root() + "/helper";
-  fs::create_directories(mountpoint);
-  ASSERT_EQ(RunMountHelper(cluster.meta_address() + "/default", mountpoint,
-                           "rw,allow_other,default_permissions"),
-            0);
-  UnmountAtEnd unmount{mountpoint};
-  ASSERT_TRUE(WriteFile(mountpoint + "/before", "written"));
-
-  ASSERT_EQ(RunMountCommand(cluster, "-o remount,ro " + mountpoint), 0);
-  errno = 0;
-  EXPECT_EQ(open((mountpoint + "/new").c_str(), O_CREAT | O_WRONLY, 0644), -1);
-  EXPECT_EQ(errno, EROFS);
-  errno = 0;
-  EXPECT_EQ(open((mountpoint + "/before").c_str(), O_WRONLY), -1);
-  EXPECT_EQ(errno, EROFS);
-  EXPECT_EQ(ReadFile(mountpoint + "/before"), "written");
-
-  ASSERT_EQ(RunMountCommand(cluster, "-o remount,rw " + mountpoint), 0);
-  EXPECT_TRUE(WriteFile(mountpoint + "/after", "writable again"));
-  EXPECT_EQ(ReadFile(mountpoint + "/after"), "writable again");
-}
-
-TEST(FuseMountHelper, AtimeOptionsAreAccepted) {
-  if (!CanMount()) GTEST_SKIP() << "needs root and /dev/fuse";
-  TestCluster cluster(1);
-  ASSERT_TRUE(cluster.Start());
-  int index = 0;
-  for (std::string atime : {"relatime", "noatime", "strictatime", "atime,nodiratime,lazytime"}) {
-    SCOPED_TRACE(atime);
-    std::string mountpoint = cluster.root() + "/atime" + std::to_string(index++);
-    fs::create_directories(mountpoint);
-    ASSERT_EQ(RunMountHelper(cluster.meta_address() + "/default", mountpoint,
-                             "allow_other,default_permissions," + atime),
-              0);
-    UnmountAtEnd unmount{mountpoint};
-    EXPECT_TRUE(WriteFile(mountpoint + "/f", atime));
-    EXPECT_EQ(ReadFile(mountpoint + "/f"), atime);
-    // noatime is a flag the kernel keeps for the mount.
-    if (atime == "noatime")
-      EXPECT_NE(MountOptionsOf(mountpoint).find("noatime"), std::string::npos);
-  }
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "e2e_util.h"
 #include "test_cluster.h"
 
 namespace sealfs::testing {
@@ -20,8 +21,6 @@ namespace {
 constexpr uid_t kGranted = 1234;  // named in the ACLs below
 constexpr uid_t kStranger = 4321;
 constexpr gid_t kProjectGroup = 5678;
-
-bool CanMount() { return geteuid() == 0 && access("/dev/fuse", R_OK | W_OK) == 0; }
 
 bool HaveAclTools() {
   return std::system("command -v setfacl >/dev/null && command -v getfacl >/dev/null") == 0;

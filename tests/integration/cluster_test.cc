@@ -14,27 +14,6 @@
 namespace sealfs::testing {
 namespace {
 
-std::string Pattern(size_t size, unsigned seed) {
-  std::mt19937_64 random(seed);
-  std::string data(size, '\0');
-  for (size_t i = 0; i + 8 <= size; i += 8) {
-    uint64_t value = random();
-    std::memcpy(&data[i], &value, 8);
-  }
-  return data;
-}
-
-pb::MknodResponse CreateFile(client::Client& client, const std::string& name) {
-  pb::MknodRequest request;
-  request.set_parent(client.root_ino());
-  request.set_name(name);
-  request.set_mode(S_IFREG | 0644);
-  pb::MknodResponse response;
-  Status status = client.Meta(rpc::meta::kMknod, request, &response);
-  EXPECT_TRUE(status.ok()) << status.ToString();
-  return response;
-}
-
 size_t ChunkFilesIn(const std::string& dir) {
   size_t count = 0;
   std::error_code ec;

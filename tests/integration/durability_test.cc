@@ -16,24 +16,6 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-std::string Pattern(size_t size, unsigned seed) {
-  std::mt19937_64 random(seed);
-  std::string data(size, '\0');
-  for (char& c : data) c = static_cast<char>(random() >> 56);
-  return data;
-}
-
-pb::MknodResponse CreateFile(client::Client& client, const std::string& name) {
-  pb::MknodRequest request;
-  request.set_parent(client.root_ino());
-  request.set_name(name);
-  request.set_mode(S_IFREG | 0644);
-  pb::MknodResponse response;
-  Status status = client.Meta(rpc::meta::kMknod, request, &response);
-  EXPECT_TRUE(status.ok()) << status.ToString();
-  return response;
-}
-
 std::vector<fs::path> ChunkFilesIn(const std::string& dir) {
   std::vector<fs::path> files;
   std::error_code ec;

@@ -126,6 +126,8 @@ class ChunkStore {
   Status TruncateChunk(uint64_t ino, uint32_t index, uint64_t length);
   Result<FileUsageInfo> UsageLocked(uint64_t ino, uint32_t chunk_size, uint32_t index_limit);
   Status DropChunk(uint64_t ino, uint32_t index);
+  // Removes a chunk's data file and takes it out of the usage counts.
+  Status UnlinkDataFile(const std::string& path);
 
   // Directories that got new entries since they were last synced, per inode.
   static constexpr uint8_t kFileDirChanged = 1, kShardDirChanged = 2, kChunksDirChanged = 4;
