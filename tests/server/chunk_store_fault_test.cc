@@ -291,6 +291,19 @@ TEST_F(ChunkStoreFaultTest, ManyChunksUnderALowDescriptorLimit) {
     for (uint32_t i = 0; i < 600; ++i) {
       if (!(*store)->Write(100 + i % 7, i, 0, Pattern(100, i)).ok()) ::_exit(5);
     }
+    // Chunk 0 left the descriptor cache long ago. Eviction made it durable
+    // and clean, so a byte flipped on disk now is caught, not taken as the
+    // outcome of an interrupted write and checksummed anew.
+    {
+      int fd = ::open((*store)->ChunkPath(100, 0).c_str(), O_WRONLY);
+      if (fd < 0 || ::pwrite(fd, "!", 1, 10) != 1) ::_exit(7);
+      ::close(fd);
+      std::string out;
+      if ((*store)->Read(100, 0, 0, 100, &out).code() != EIO) ::_exit(8);
+      fd = ::open((*store)->ChunkPath(100, 0).c_str(), O_WRONLY);
+      if (fd < 0 || ::pwrite(fd, Pattern(100, 0).data() + 10, 1, 10) != 1) ::_exit(7);
+      ::close(fd);
+    }
     for (uint32_t i = 0; i < 600; ++i) {
       std::string out;
       if (!(*store)->Read(100 + i % 7, i, 0, 100, &out).ok() || out != Pattern(100, i)) {
@@ -302,7 +315,9 @@ TEST_F(ChunkStoreFaultTest, ManyChunksUnderALowDescriptorLimit) {
   int status = 0;
   ASSERT_EQ(::waitpid(pid, &status, 0), pid);
   ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0) << "3: setrlimit, 4: open, 5: a write failed, 6: a read failed";
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "3: setrlimit, 4: open, 5: a write failed, 6: a read "
+                                       "failed, 7: cannot flip a byte, 8: an evicted chunk "
+                                       "did not catch a flipped byte";
   Reopen();
   EXPECT_EQ(store_->Usage().chunk_count, 600u);
   EXPECT_EQ(ReadAll(100 + 599 % 7, 599, 0, 100), Pattern(100, 599));

@@ -116,6 +116,9 @@ class ChunkStore {
   Status MarkDirty(OpenChunk& chunk);
   // Makes a dirty chunk durable (data, checksums, new directories) and clean.
   Status Clean(OpenChunk& chunk);
+  // Marks a chunk clean whose data, checksums and directories a syncfs of
+  // its file system has just made durable.
+  Status MarkCleanAfterSync(OpenChunk& chunk);
   // After a failed change: makes checksums of blocks [first, end) and the
   // cached size agree with the data on disk, cutting back what a failed write
   // appended past `old_size`. When even that fails, the chunk leaves the cache
