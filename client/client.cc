@@ -20,6 +20,7 @@ Status ToFileError(const Status& status) {
     case EBADMSG:
     case ECONNABORTED:
     case ENETUNREACH:
+    case ESTALE:  // the data server's store was replaced: the data is lost
       return Status(EIO, status.ToString());
     default:
       return status;
@@ -161,9 +162,10 @@ Status Client::ForEachPiece(const pb::Layout& layout, uint64_t offset, uint64_t 
   return calls->Wait();
 }
 
-Status Client::Write(uint64_t ino, const pb::Layout& layout, uint64_t offset,
-                     std::string_view data) {
-  return ForEachPiece(
+Status Client::Write(uint64_t ino, const pb::Layout& layout, uint64_t offset, std::string_view data,
+                     int64_t* allocated_delta) {
+  std::atomic<int64_t> allocated{0};
+  Status status = ForEachPiece(
       layout, offset, data.size(), [&](const Piece& piece, const Route& route, auto calls) {
         pb::WriteRequest request;
         request.mutable_chunk()->set_ino(ino);
@@ -174,8 +176,14 @@ Status Client::Write(uint64_t ino, const pb::Layout& layout, uint64_t offset,
         rpc::InvokeAsync(
             *route.channel, rpc::data::kWrite, request,
             data.substr(piece.offset_in_request, piece.length), call_options(),
-            [calls](Status status, pb::WriteResponse&, std::string&) { calls->Done(status); });
+            [calls, &allocated](Status status, pb::WriteResponse& response, std::string&) {
+              if (status.ok()) allocated += response.allocated_delta();
+              calls->Done(status);
+            });
       });
+  // Every piece has answered by now (the count is right even after an error).
+  if (allocated_delta) *allocated_delta = allocated.load();
+  return status;
 }
 
 Status Client::Read(uint64_t ino, const pb::Layout& layout, uint64_t offset, size_t length,

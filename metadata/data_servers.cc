@@ -1,6 +1,7 @@
 // The metadata service's view of the data servers: their live state, the
 // cluster map, and the calls that cut, measure or remove a file's data.
 #include <cstdio>
+#include <thread>
 
 #include "sealfs/metadata/meta_service.h"
 #include "sealfs/rpc/methods.h"
@@ -35,17 +36,30 @@ void MetaService::LoadServers() {
 }
 
 std::vector<uint32_t> MetaService::PlacementServers() {
-  std::lock_guard<std::mutex> lock(servers_mutex_);
-  auto now = Clock::now();
-  std::vector<uint32_t> up, known;
-  for (auto& [id, state] : servers_) {
-    known.push_back(id);
-    if (state.heard && now - state.last_heartbeat < options_.server_timeout) up.push_back(id);
+  // Right after this server started it has heard from nobody yet: wait a
+  // little (heartbeats come every couple of seconds) rather than place data
+  // on a server that may be gone for good.
+  constexpr auto kStartupWait = std::chrono::seconds(5);
+  for (;;) {
+    std::vector<uint32_t> up;
+    bool everyone_heard = true;
+    {
+      std::lock_guard<std::mutex> lock(servers_mutex_);
+      auto now = Clock::now();
+      for (auto& [id, state] : servers_) {
+        if (state.heard && now - state.last_heartbeat < options_.server_timeout) {
+          up.push_back(id);
+        } else {
+          everyone_heard = false;
+        }
+      }
+    }
+    if (everyone_heard || Clock::now() - started_ >
+                              std::min<Clock::duration>(kStartupWait, options_.server_timeout)) {
+      return up;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  // Right after this server started no heartbeat has arrived yet: the
-  // registered servers are the best guess until one does.
-  if (up.empty() && now - started_ < options_.server_timeout) return known;
-  return up;
 }
 
 pb::ClusterMapResponse MetaService::ClusterMap() {
@@ -120,9 +134,25 @@ Result<uint64_t> MetaService::TruncateData(const pb::Inode& inode, uint64_t size
 Status MetaService::RemoveData(uint64_t ino, const pb::Layout& layout) {
   pb::RemoveFileRequest request;
   request.set_ino(ino);
+  std::vector<uint32_t> servers;
+  for (uint32_t id : ServersOfChunks(layout, UINT64_MAX)) {
+    // A store that was replaced took the file's chunks with it: nothing to do.
+    if (StoreReplaced(id)) continue;
+    servers.push_back(id);
+  }
   return CallServers<pb::RemoveFileRequest, pb::RemoveFileResponse>(
-      ServersOfChunks(layout, UINT64_MAX), rpc::data::kRemoveFile, request,
-      std::chrono::seconds(5));
+      servers, rpc::data::kRemoveFile, request, std::chrono::seconds(5));
+}
+
+bool MetaService::StoreReplaced(uint32_t server_id) {
+  std::lock_guard<std::mutex> lock(servers_mutex_);
+  auto server = servers_.find(server_id);
+  if (server == servers_.end()) return true;
+  for (auto& [id, other] : servers_) {
+    if (id != server_id && other.heard && other.record.address() == server->second.record.address())
+      return true;
+  }
+  return false;
 }
 
 Result<MetaService::DataUsage> MetaService::FileUsage(const pb::Inode& inode, uint64_t size,

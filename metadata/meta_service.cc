@@ -79,27 +79,30 @@ Result<pb::Inode> MetaService::CommitWrite(const pb::CommitWriteRequest& req) {
     Result<pb::Inode> inode = store_.Getattr(req.ino());
     if (!inode.ok()) return inode.status();
     if (!S_ISREG(inode->attr().mode())) return Status(EINVAL, "not a regular file");
-    MetaStore::WriteCommit commit{
-        req.ino(),   req.size(), req.mtime_ns(), req.durable(), inode->attr().data_epoch(),
-        std::nullopt};
+    MetaStore::WriteCommit commit{req.ino(),
+                                  req.size(),
+                                  req.mtime_ns(),
+                                  req.durable(),
+                                  inode->attr().data_epoch(),
+                                  std::nullopt,
+                                  req.allocated_delta()};
     // Writes that began before a truncate may have been cut by it: then the
-    // size may only grow as far as the data the servers really hold.
-    bool truncated_since =
-        req.data_epoch() != inode->attr().data_epoch() && req.size() > inode->attr().size();
-    // Counting the stored blocks must not hold a close up for long; checking
-    // the data after a truncate must be done, however long it takes.
-    auto timeout =
-        truncated_since ? std::chrono::milliseconds(20000) : std::chrono::milliseconds(2000);
-    Result<DataUsage> usage = FileUsage(
-        *inode, std::min(std::max(req.size(), inode->attr().size()), kMaxFileSize), timeout);
-    if (usage.ok()) {
+    // size may only grow as far as the data the servers really hold, and the
+    // stored blocks are counted afresh. Otherwise the data servers are not
+    // asked at all: the writes' own reports keep the count.
+    bool truncated_since = req.data_epoch() != inode->attr().data_epoch();
+    if (truncated_since) {
+      Result<DataUsage> usage =
+          FileUsage(*inode, std::min(std::max(req.size(), inode->attr().size()), kMaxFileSize),
+                    std::chrono::seconds(20));
+      if (!usage.ok()) {
+        return Status(
+            EIO, "cannot check the file's data after a truncate: " + usage.status().ToString());
+      }
       commit.allocated_bytes = usage->allocated_bytes;
-      if (truncated_since) {
+      if (req.size() > inode->attr().size()) {
         commit.size = std::max(inode->attr().size(), std::min(req.size(), usage->data_end));
       }
-    } else if (truncated_since) {
-      return Status(EIO,
-                    "cannot check the file's data after a truncate: " + usage.status().ToString());
     }
     Result<pb::Inode> committed = store_.CommitWrite(commit);
     if (committed.status().code() == EAGAIN && attempt < 8) continue;  // truncated meanwhile

@@ -386,6 +386,7 @@ Result<pb::Inode> MetaStore::CreateNode(uint64_t parent, const std::string& name
   attr->set_mtime_ns(now);
   attr->set_ctime_ns(now);
   attr->set_rdev(rdev);
+  if (S_ISREG(mode)) attr->set_blocks(0);  // nothing stored yet
   inode.set_volume_id(dir->volume_id());
   if (S_ISDIR(mode)) {
     attr->set_parent(parent);
@@ -678,7 +679,11 @@ Result<pb::Inode> MetaStore::Setattr(const pb::SetattrRequest& request,
     // Size commits of writes that began before this truncate are checked
     // against the data that is left (see CommitWrite).
     attr->set_data_epoch(attr->data_epoch() + 1);
-    if (allocated_bytes) attr->set_blocks(std::min(*allocated_bytes, request.size()) / 512);
+    if (allocated_bytes) {
+      attr->set_blocks(*allocated_bytes / 512);
+    } else {
+      attr->clear_blocks();
+    }
   }
   std::string access_acl;  // the access ACL rewritten for the new mode, if the inode has one
   if (valid & pb::SETATTR_MODE) {
@@ -729,7 +734,12 @@ Result<pb::Inode> MetaStore::CommitWrite(const WriteCommit& commit) {
   // server's clock, so it never goes backwards.
   if (commit.mtime_ns > 0) attr->set_mtime_ns(commit.mtime_ns);
   attr->set_ctime_ns(std::max(NowNs(), attr->ctime_ns()));
-  if (commit.allocated_bytes) attr->set_blocks(*commit.allocated_bytes / 512);
+  if (commit.allocated_bytes) {
+    attr->set_blocks(*commit.allocated_bytes / 512);
+  } else if (attr->has_blocks()) {
+    int64_t bytes = static_cast<int64_t>(attr->blocks()) * 512 + commit.allocated_delta;
+    attr->set_blocks(static_cast<uint64_t>(std::max<int64_t>(0, bytes)) / 512);
+  }
   rocksdb::WriteBatch batch;
   PutInode(batch, *inode);
   SEALFS_RETURN_IF_ERROR(Commit(batch, commit.durable));
@@ -798,10 +808,11 @@ Result<pb::ReaddirResponse> MetaStore::Readdir(uint64_t ino, uint64_t cookie, ui
     entry->set_cookie(DecodeIno(it->key().data() + 8));
     if (with_attrs) {
       Result<pb::Inode> inode = LoadInode(value.ino);
-      if (!inode.ok()) {
+      if (inode.status().code() == ENOENT) {
         response.mutable_entries()->RemoveLast();  // removed since the scan began
         continue;
       }
+      if (!inode.ok()) return inode.status();
       *entry->mutable_attr() = inode->attr();
       *entry->mutable_layout() = inode->layout();
     }

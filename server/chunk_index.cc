@@ -111,6 +111,28 @@ Status ChunkIndex::MarkRemoved(uint64_t ino) {
   return status.ok() ? Status::Ok() : Failed("recording a removal", status);
 }
 
+namespace {
+// Neither 8 (a removed file) nor 12 bytes (a chunk) long, so never taken for one.
+const std::string kCompleteKey =
+    "\xff\xff"
+    "index-complete";
+}  // namespace
+
+Result<bool> ChunkIndex::IsComplete() {
+  std::string value;
+  rocksdb::Status status = db_->Get({}, kCompleteKey, &value);
+  if (status.IsNotFound()) return false;
+  if (!status.ok()) return Failed("lookup", status);
+  return true;
+}
+
+Status ChunkIndex::MarkComplete() {
+  rocksdb::WriteOptions options;
+  options.sync = true;
+  rocksdb::Status status = db_->Put(options, kCompleteKey, "");
+  return status.ok() ? Status::Ok() : Failed("recording the index complete", status);
+}
+
 Status ChunkIndex::Sync() {
   rocksdb::Status status = db_->SyncWAL();
   return status.ok() ? Status::Ok() : Failed("sync", status);

@@ -46,6 +46,11 @@ class ChunkIndex {
   // Makes every record written so far durable.
   Status Sync();
 
+  // Whether the chunks that were on disk when the index was made have all
+  // been recorded (a store from before the index is recorded once, at open).
+  Result<bool> IsComplete();
+  Status MarkComplete();
+
  private:
   explicit ChunkIndex(std::string path);
   std::string path_;

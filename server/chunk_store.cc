@@ -131,11 +131,29 @@ Result<std::unique_ptr<ChunkStore>> ChunkStore::Open(const std::string& root) {
     store->instance_id_ = id;
     SEALFS_RETURN_IF_ERROR(WriteFileAtomically(id_path, store->instance_id_ + "\n"));
   }
-  // A store from before the chunk index existed gets its chunks recorded.
-  const bool new_index = !fs::exists(fs::path(root) / "chunkdb" / "CURRENT", ec);
   auto index = ChunkIndex::Open(root + "/chunkdb");
   if (!index.ok()) return index.status();
   store->index_ = std::move(*index);
+  // A store from before the chunk index existed (or whose recording was cut
+  // short) gets every chunk on disk recorded, then the index marked complete.
+  auto complete = store->index_->IsComplete();
+  if (!complete.ok()) return complete.status();
+  const bool new_index = !*complete;
+  // Every shard directory exists from the start and is durable, so that an
+  // fsync of a file needs to sync only the file's own directory.
+  for (unsigned shard = 0; shard < 256; ++shard) {
+    char name[8];
+    std::snprintf(name, sizeof name, "/%02x", shard);
+    std::string path = root + "/chunks" + name;
+    if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) return IoError("create " + path);
+  }
+  for (const std::string& dir : {root + "/chunks", root}) {
+    int handle = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    bool synced = handle >= 0 && ::fsync(handle) == 0;
+    Status failure = synced ? Status::Ok() : IoError("fsync " + dir);
+    if (handle >= 0) ::close(handle);
+    SEALFS_RETURN_IF_ERROR(failure);
+  }
   // Count what is stored, for usage reports.
   for (auto it = fs::recursive_directory_iterator(fs::path(root) / "chunks", ec);
        !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
@@ -150,7 +168,7 @@ Result<std::unique_ptr<ChunkStore>> ChunkStore::Open(const std::string& root) {
       }
     }
   }
-  if (new_index) SEALFS_RETURN_IF_ERROR(store->index_->Sync());
+  if (new_index) SEALFS_RETURN_IF_ERROR(store->index_->MarkComplete());
   return store;
 }
 
@@ -176,7 +194,9 @@ std::shared_mutex& ChunkStore::LockFor(uint64_t ino, uint32_t index) {
 
 // ---- Data path ----
 
-Status ChunkStore::Write(uint64_t ino, uint32_t index, uint32_t offset, std::string_view data) {
+Status ChunkStore::Write(uint64_t ino, uint32_t index, uint32_t offset, std::string_view data,
+                         int64_t* allocated_delta) {
+  if (allocated_delta) *allocated_delta = 0;
   if (static_cast<uint64_t>(offset) + data.size() > kMaxChunkSize) {
     return Status(EINVAL, "write past the largest chunk size");
   }
@@ -245,6 +265,14 @@ Status ChunkStore::Write(uint64_t ino, uint32_t index, uint32_t offset, std::str
     chunk->size = end;
     used_bytes_ += static_cast<int64_t>(end - old_size);
   }
+  // Clients add these up, so the metadata server can count a file's stored
+  // blocks without asking every data server.
+  struct stat st;
+  if (allocated_delta && ::fstat(data_fd, &st) == 0) {
+    uint64_t allocated = static_cast<uint64_t>(st.st_blocks) * 512;
+    *allocated_delta = static_cast<int64_t>(allocated) - static_cast<int64_t>(chunk->allocated);
+    chunk->allocated = allocated;
+  }
   return Status::Ok();
 }
 
@@ -265,7 +293,15 @@ Status ChunkStore::Read(uint64_t ino, uint32_t index, uint32_t offset, uint32_t 
   if (*chunk) return ReadChunk(**chunk, offset, length, out);
   auto recorded = index_->HasChunk(ino, index);
   if (!recorded.ok()) return recorded.status();
-  if (!*recorded) return Status::Ok();  // never written: a hole
+  if (!*recorded) {
+    auto removed = index_->IsRemoved(ino);
+    if (!removed.ok()) return removed.status();
+    if (*removed) {
+      return Status(ENOENT, "file was removed: inode " + std::to_string(ino) +
+                                " has no data on this server any more");
+    }
+    return Status::Ok();  // never written: a hole
+  }
   std::string path = ChunkPath(ino, index);
   std::fprintf(stderr, "chunk store: chunk %u of inode %llu is lost: %s is missing\n", index,
                static_cast<unsigned long long>(ino), path.c_str());
@@ -350,6 +386,9 @@ Status ChunkStore::TruncateChunk(uint64_t ino, uint32_t index, uint64_t length) 
   }
   chunk->size = length;
   used_bytes_ -= static_cast<int64_t>(old_size - length);
+  struct stat st;
+  if (::fstat(chunk->data_fd, &st) == 0)
+    chunk->allocated = static_cast<uint64_t>(st.st_blocks) * 512;
   return Status::Ok();
 }
 
@@ -367,13 +406,16 @@ Status ChunkStore::DropChunk(uint64_t ino, uint32_t index) {
   std::unique_lock<std::shared_mutex> lock(LockFor(ino, index));
   Uncache(ino, index);
   std::string path = ChunkPath(ino, index);
-  // Data before checksums: an interrupted removal leaves at most a sidecar,
-  // which the next creation of this chunk replaces.
+  // The record goes first: an interrupted drop leaves an unrecorded chunk
+  // (still a valid chunk, cut again by the next truncate), never a recorded
+  // one without data, which would read as lost. Data before checksums: at
+  // most a sidecar stays, which the next creation of this chunk replaces.
+  SEALFS_RETURN_IF_ERROR(index_->RemoveChunk(ino, index));
   SEALFS_RETURN_IF_ERROR(UnlinkDataFile(path));
   if (::unlink(SumPath(path).c_str()) != 0 && errno != ENOENT) {
     return IoError("remove checksums of " + path);
   }
-  return index_->RemoveChunk(ino, index);
+  return Status::Ok();
 }
 
 Status ChunkStore::TruncateFile(uint64_t ino, uint64_t size, uint32_t chunk_size,
@@ -420,9 +462,13 @@ Status ChunkStore::RemoveFile(uint64_t ino) {
   std::error_code ec;
   fs::remove_all(dir, ec);
   if (ec) return Status(ec.value(), "removing file data: " + ec.message());
-  std::lock_guard<std::mutex> lock(dirs_mutex_);
-  unsynced_dirs_.erase(ino);
-  return Status::Ok();
+  {
+    std::lock_guard<std::mutex> lock(dirs_mutex_);
+    unsynced_dirs_.erase(ino);
+  }
+  // The removal record must outlive a power cut, or a late write could bring
+  // the file's chunks back.
+  return index_->Sync();
 }
 
 Status ChunkStore::FsyncFile(uint64_t ino) {

@@ -79,7 +79,6 @@ Status ChunkStore::SyncDirs(uint64_t ino) {
     auto found = unsynced_dirs_.find(ino);
     if (found == unsynced_dirs_.end()) return Status::Ok();
     dirs = found->second;
-    unsynced_dirs_.erase(found);
   }
   auto sync = [](const std::string& path) -> Status {
     Fd dir(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -94,7 +93,13 @@ Status ChunkStore::SyncDirs(uint64_t ino) {
     status = sync(fs::path(file_dir).parent_path().string());
   }
   if (status.ok() && (dirs & kChunksDirChanged)) status = sync(root_ + "/chunks");
-  if (!status.ok()) NoteDirsChanged(ino, dirs);
+  if (status.ok()) {
+    // Forgotten only once synced: a concurrent fsync of the same file must
+    // not find nothing to do while this sync is still running.
+    std::lock_guard<std::mutex> lock(dirs_mutex_);
+    auto found = unsynced_dirs_.find(ino);
+    if (found != unsynced_dirs_.end() && (found->second &= ~dirs) == 0) unsynced_dirs_.erase(found);
+  }
   return status;
 }
 
@@ -201,12 +206,22 @@ Result<std::shared_ptr<ChunkStore::OpenChunk>> ChunkStore::OpenFromDisk(uint64_t
   if (chunk->data_fd < 0) {
     if (errno != ENOENT) return IoError("open " + path);
     if (!create) return std::shared_ptr<OpenChunk>();
-    // A new chunk: the only place that asks whether its file was removed.
+    // A new chunk: the only place that asks whether its file was removed,
+    // or whether the chunk existed and its data is lost — then a write must
+    // not turn the rest of it into zeros.
     auto removed = index_->IsRemoved(ino);
     if (!removed.ok()) return removed.status();
     if (*removed) {
       return Status(ENOENT, "file was removed: inode " + std::to_string(ino) +
                                 " has no data on this server any more");
+    }
+    auto known = index_->HasChunk(ino, index);
+    if (!known.ok()) return known.status();
+    if (*known) {
+      std::fprintf(stderr, "chunk store: chunk %u of inode %llu is lost: %s is missing\n", index,
+                   static_cast<unsigned long long>(ino), path.c_str());
+      return Status(EIO, "chunk " + std::to_string(index) + " of inode " + std::to_string(ino) +
+                             " is lost: its data file " + path + " is missing");
     }
     SEALFS_RETURN_IF_ERROR(CreateDirs(ino));
     // The sidecar first, fresh and dirty: a crash at any point can never pair
@@ -233,6 +248,7 @@ Result<std::shared_ptr<ChunkStore::OpenChunk>> ChunkStore::OpenFromDisk(uint64_t
     return IoError("stat " + path);
   }
   chunk->size = static_cast<uint64_t>(data_stat.st_size);
+  chunk->allocated = static_cast<uint64_t>(data_stat.st_blocks) * 512;
   SumState state = ReadSumState(chunk->sum_fd);
   if (state == SumState::kClean &&
       static_cast<uint64_t>(sum_stat.st_size) <= SumFileSize(chunk->size)) {
@@ -283,9 +299,15 @@ Status ChunkStore::MarkCleanAfterSync(OpenChunk& chunk) {
 
 Status ChunkStore::Clean(OpenChunk& chunk) {
   if (!chunk.dirty) return Status::Ok();
-  if (::fdatasync(chunk.data_fd) != 0) return IoError("fsync " + ChunkPath(chunk.ino, chunk.index));
-  if (::fdatasync(chunk.sum_fd) != 0) {
-    return IoError("fsync checksums of " + ChunkPath(chunk.ino, chunk.index));
+  // Linux reports a failed writeback once: a later fdatasync succeeds though
+  // the pages never reached the disk. So a chunk whose sync failed keeps
+  // failing every sync until it is reopened and its checksums recovered.
+  if (chunk.sync_failed) {
+    return Status(EIO, "an earlier sync of " + ChunkPath(chunk.ino, chunk.index) + " failed");
+  }
+  if (::fdatasync(chunk.data_fd) != 0 || ::fdatasync(chunk.sum_fd) != 0) {
+    chunk.sync_failed = true;
+    return IoError("fsync " + ChunkPath(chunk.ino, chunk.index));
   }
   SEALFS_RETURN_IF_ERROR(SyncDirs(chunk.ino));
   SEALFS_RETURN_IF_ERROR(WriteSumState(chunk.sum_fd, SumState::kClean));

@@ -7,6 +7,19 @@
 namespace sealfs::server {
 
 namespace {
+// A write stays inside its chunk as the file's layout cuts it: bytes past the
+// chunk size would belong to the next chunk, on another server.
+Status CheckWriteRange(uint64_t offset, uint64_t length, uint32_t chunk_size) {
+  if (chunk_size == 0 || chunk_size > kMaxChunkSize) {
+    return Status(EINVAL, "bad chunk size " + std::to_string(chunk_size));
+  }
+  if (offset + length > chunk_size) {
+    return Status(EINVAL, "range " + std::to_string(offset) + "+" + std::to_string(length) +
+                              " lies outside a chunk of " + std::to_string(chunk_size) + " bytes");
+  }
+  return Status::Ok();
+}
+
 Status CheckRange(uint64_t offset, uint64_t length) {
   if (offset + length > kMaxChunkSize) {
     return Status(EINVAL, "range " + std::to_string(offset) + "+" + std::to_string(length) +
@@ -19,21 +32,27 @@ Status CheckRange(uint64_t offset, uint64_t length) {
 Status DataService::CheckStore(const std::string& store_id) const {
   if (store_id.empty()) return Status(EINVAL, "request names no store");
   if (store_id != store_.instance_id()) {
-    return Status(EIO, "store mismatch: this server holds store " + store_.instance_id() +
-                           ", the request is for store " + store_id + " whose data is not here");
+    // ESTALE: whatever the request is about went with the store it names.
+    return Status(ESTALE, "store mismatch: this server holds store " + store_.instance_id() +
+                              ", the request is for store " + store_id + " whose data is not here");
   }
   return Status::Ok();
 }
 
 void DataService::RegisterHandlers(rpc::Dispatcher& d) {
   using namespace rpc::data;
-  d.Register(kWrite, {[this](const pb::WriteRequest& req, pb::WriteResponse*,
-                             rpc::RequestContext& context) -> Status {
-               SEALFS_RETURN_IF_ERROR(CheckStore(req.store_id()));
-               SEALFS_RETURN_IF_ERROR(CheckRange(req.offset(), context.payload.size()));
-               return store_.Write(req.chunk().ino(), req.chunk().index(), req.offset(),
-                                   context.payload);
-             }});
+  d.Register(
+      kWrite, {[this](const pb::WriteRequest& req, pb::WriteResponse* resp,
+                      rpc::RequestContext& context) -> Status {
+        SEALFS_RETURN_IF_ERROR(CheckStore(req.store_id()));
+        SEALFS_RETURN_IF_ERROR(
+            CheckWriteRange(req.offset(), context.payload.size(), req.chunk_size()));
+        int64_t allocated_delta = 0;
+        SEALFS_RETURN_IF_ERROR(store_.Write(req.chunk().ino(), req.chunk().index(), req.offset(),
+                                            context.payload, &allocated_delta));
+        resp->set_allocated_delta(allocated_delta);
+        return Status::Ok();
+      }});
   d.Register(kRead, {[this](const pb::ReadRequest& req, pb::ReadResponse*,
                             rpc::RequestContext& context) -> Status {
                SEALFS_RETURN_IF_ERROR(CheckStore(req.store_id()));

@@ -25,9 +25,10 @@ int64_t NowNs() {
 }
 }  // namespace
 
-void FuseFs::NoteWritten(InodeState& state, uint64_t end) {
+void FuseFs::NoteWritten(InodeState& state, uint64_t end, int64_t allocated_delta) {
   // The first uncommitted write remembers which truncates it came after.
   if (!state.dirty) state.write_epoch = state.data_epoch;
+  state.allocated_delta += allocated_delta;
   state.size = std::max(state.size, end);
   state.mtime_ns = NowNs();
   state.dirty = true;
@@ -161,12 +162,18 @@ void FuseFs::WriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* bufs, off_t o
     std::lock_guard<std::mutex> lock(state->mutex);
     layout = state->layout;
   }
-  Status status = client_.Write(server_ino, layout, static_cast<uint64_t>(offset), data);
-  if (!status.ok()) return ReplyStatus(req, status);
+  int64_t allocated_delta = 0;
+  Status status =
+      client_.Write(server_ino, layout, static_cast<uint64_t>(offset), data, &allocated_delta);
   {
     std::lock_guard<std::mutex> lock(state->mutex);
-    NoteWritten(*state, end);
+    if (status.ok()) {
+      NoteWritten(*state, end, allocated_delta);
+    } else {
+      state->allocated_delta += allocated_delta;  // pieces that did land
+    }
   }
+  if (!status.ok()) return ReplyStatus(req, status);
   fuse_reply_write(req, data.size());
 }
 
@@ -211,14 +218,27 @@ void FuseFs::Fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, o
   if (mode & ~FALLOC_FL_KEEP_SIZE) {
     return ReplyStatus(req, Status(EOPNOTSUPP, "only plain allocation is supported"));
   }
-  // Chunks are allocated when written; allocation here only sets the size.
-  if (mode & FALLOC_FL_KEEP_SIZE) return ReplyStatus(req, Status::Ok());
-  uint64_t server_ino = ToServer(ino);
-  auto state = State(server_ino);
   uint64_t end = static_cast<uint64_t>(offset) + static_cast<uint64_t>(length);
   if (end > kMaxFileSize || end < static_cast<uint64_t>(offset)) {
     return ReplyStatus(req, Status(EFBIG, "beyond the largest file size"));
   }
+  // Chunks are allocated when written; allocation here only sets the size.
+  if (mode & FALLOC_FL_KEEP_SIZE) return ReplyStatus(req, Status::Ok());
+  uint64_t server_ino = ToServer(ino);
+  // Earlier writes commit under the truncates they followed; the new size
+  // is taken against the file as it is now, so that a truncate made by
+  // another mount before this call cannot hold it back.
+  Status pending = CommitWrites(server_ino, nullptr);
+  if (!pending.ok() && pending.code() != EAGAIN && pending.code() != ENOENT) {
+    return ReplyStatus(req, pending);
+  }
+  pb::GetattrRequest current;
+  current.set_ino(server_ino);
+  pb::GetattrResponse now;
+  Status fetched = client_.Meta(rpc::meta::kGetattr, current, &now);
+  if (!fetched.ok()) return ReplyStatus(req, fetched);
+  Observe(now.attr(), &now.layout(), /*lookup=*/false);
+  auto state = State(server_ino);
   {
     std::lock_guard<std::mutex> lock(state->mutex);
     if (end <= state->size) return ReplyStatus(req, Status::Ok());

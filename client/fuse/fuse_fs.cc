@@ -166,7 +166,10 @@ struct stat FuseFs::ToStat(const pb::Attr& attr) const {
   st.st_size = static_cast<off_t>(attr.size());
   st.st_blksize = 65536;
   // What the data servers store, so holes in sparse files show as holes.
-  st.st_blocks = static_cast<blkcnt_t>(attr.blocks());
+  // Not known: count the file as fully stored, never as one big hole (which
+  // would make backup tools store zeros for its data).
+  st.st_blocks =
+      static_cast<blkcnt_t>(attr.has_blocks() ? attr.blocks() : (attr.size() + 511) / 512);
   st.st_atim = ToTimespec(attr.atime_ns());
   st.st_mtim = ToTimespec(attr.mtime_ns());
   st.st_ctim = ToTimespec(attr.ctime_ns());

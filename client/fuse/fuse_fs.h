@@ -26,11 +26,12 @@ struct InodeState {
   pb::Layout layout;
   uint64_t size = 0;  // size including this mount's uncommitted writes
   int64_t mtime_ns = 0;
-  bool dirty = false;        // written here, size/mtime not yet committed
-  bool unsynced = false;     // committed without sync since the last fsync
-  uint64_t data_epoch = 0;   // the file's truncate count, as last seen
-  uint64_t write_epoch = 0;  // data_epoch when the uncommitted writes began
-  uint64_t lookups = 0;      // the kernel's lookup count (forget lowers it)
+  bool dirty = false;           // written here, size/mtime not yet committed
+  bool unsynced = false;        // committed without sync since the last fsync
+  uint64_t data_epoch = 0;      // the file's truncate count, as last seen
+  uint64_t write_epoch = 0;     // data_epoch when the uncommitted writes began
+  int64_t allocated_delta = 0;  // disk space the uncommitted writes added
+  uint64_t lookups = 0;         // the kernel's lookup count (forget lowers it)
   int opens = 0;
   // The kernel asks for security.capability before every write; a recent
   // "none" answer is kept until this time (steady clock, ns).
@@ -113,7 +114,7 @@ class FuseFs {
   // Commits this mount's writes to the file's size and mtime.
   Status CommitWrites(uint64_t ino, pb::Attr* attr, bool durable = false);
   // Marks the file as written here up to `end` (caller holds state.mutex).
-  static void NoteWritten(InodeState& state, uint64_t end);
+  static void NoteWritten(InodeState& state, uint64_t end, int64_t allocated_delta = 0);
   // The file's layout, from this mount's state or else from the server.
   Result<pb::Layout> LayoutOf(uint64_t ino);
 

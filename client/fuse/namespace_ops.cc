@@ -57,12 +57,14 @@ Status FuseFs::CommitWrites(uint64_t ino, pb::Attr* attr, bool durable) {
   uint64_t size;
   int64_t mtime;
   uint64_t epoch;
+  int64_t allocated_delta;
   {
     std::lock_guard<std::mutex> lock(state->mutex);
     if (!state->dirty && !(durable && state->unsynced)) return Status(EAGAIN, "nothing to commit");
     size = state->size;
     mtime = state->mtime_ns;
     epoch = state->dirty ? state->write_epoch : state->data_epoch;
+    allocated_delta = state->allocated_delta;
   }
   pb::CommitWriteRequest request;
   request.set_ino(ino);
@@ -70,6 +72,7 @@ Status FuseFs::CommitWrites(uint64_t ino, pb::Attr* attr, bool durable) {
   request.set_mtime_ns(mtime);
   request.set_durable(durable);
   request.set_data_epoch(epoch);
+  request.set_allocated_delta(allocated_delta);
   pb::CommitWriteResponse response;
   Status status = client_.Meta(rpc::meta::kCommitWrite, request, &response);
   if (!status.ok()) return status;
@@ -77,6 +80,7 @@ Status FuseFs::CommitWrites(uint64_t ino, pb::Attr* attr, bool durable) {
     std::lock_guard<std::mutex> lock(state->mutex);
     // Writes that landed meanwhile keep the state dirty.
     state->data_epoch = response.attr().data_epoch();
+    state->allocated_delta -= allocated_delta;
     if (state->size == size && state->mtime_ns == mtime) {
       state->dirty = false;
       state->unsynced = !durable;

@@ -110,7 +110,7 @@ TEST(Durability, AWipedStoreAtTheSameAddressReadsAsAnErrorNotZeros) {
   ASSERT_TRUE(cluster.WaitForServersUp(2));
   std::string back(1 << 20, 'x');
   Status read = (*client)->Read(file.attr().ino(), file.layout(), 0, back.size(), back.data());
-  EXPECT_EQ(read.code(), EIO) << read.ToString();
+  EXPECT_EQ(client::ToFileError(read).code(), EIO) << read.ToString();
   EXPECT_NE(back, std::string(1 << 20, '\0'));
   // New files are written and read on the server that came back.
   auto fresh = CreateFile(**client, "fresh");

@@ -248,14 +248,44 @@ TEST_F(MetaStoreConsistencyTest, TruncateAdvancesTheDataEpochAndStaleCommitsAreR
   auto truncated = store_->Setattr(request, /*allocated_bytes=*/0);
   ASSERT_TRUE(truncated.ok());
   EXPECT_EQ(truncated->attr().data_epoch(), epoch + 1);
-  MetaStore::WriteCommit stale{ino, 1 << 20, 0, false, epoch, std::nullopt};
+  MetaStore::WriteCommit stale{ino, 1 << 20, 0, false, epoch, std::nullopt, 0};
   EXPECT_EQ(store_->CommitWrite(stale).status().code(), EAGAIN);
   EXPECT_EQ(store_->Getattr(ino)->attr().size(), 0u);
-  MetaStore::WriteCommit current{ino, 1 << 20, 0, false, epoch + 1, 8192};
+  MetaStore::WriteCommit current{ino, 1 << 20, 0, false, epoch + 1, 8192, 0};
   auto committed = store_->CommitWrite(current);
   ASSERT_TRUE(committed.ok());
   EXPECT_EQ(committed->attr().size(), 1u << 20);
   EXPECT_EQ(committed->attr().blocks(), 16u);
+}
+
+TEST_F(MetaStoreConsistencyTest, StoredBlocksAreCountedOrMarkedUnknown) {
+  uint64_t ino = File(root_, "f");
+  auto created = store_->Getattr(ino);
+  ASSERT_TRUE(created.ok());
+  EXPECT_TRUE(created->attr().has_blocks());
+  EXPECT_EQ(created->attr().blocks(), 0u);
+  MetaStore::WriteCommit grown{ino, 10000, 0, false, 0, std::nullopt, 12288};
+  auto committed = store_->CommitWrite(grown);
+  ASSERT_TRUE(committed.ok());
+  EXPECT_EQ(committed->attr().blocks(), 24u);
+  // A truncate whose data servers did not report leaves the count unknown,
+  // and reported changes cannot make an unknown count known.
+  pb::SetattrRequest request;
+  request.set_ino(ino);
+  request.set_valid(pb::SETATTR_SIZE);
+  request.set_size(100);
+  auto cut = store_->Setattr(request);
+  ASSERT_TRUE(cut.ok());
+  EXPECT_FALSE(cut->attr().has_blocks());
+  MetaStore::WriteCommit more{ino, 200, 0, false, cut->attr().data_epoch(), std::nullopt, 4096};
+  committed = store_->CommitWrite(more);
+  ASSERT_TRUE(committed.ok());
+  EXPECT_FALSE(committed->attr().has_blocks());
+  // What the data servers report after a truncate is taken as it is.
+  auto counted = store_->Setattr(request, /*allocated_bytes=*/4096);
+  ASSERT_TRUE(counted.ok());
+  EXPECT_TRUE(counted->attr().has_blocks());
+  EXPECT_EQ(counted->attr().blocks(), 8u);
 }
 
 TEST_F(MetaStoreConsistencyTest, OpenAndUnlinkNeverBothThinkTheyWon) {

@@ -151,7 +151,10 @@ TEST_F(ChunkStoreTest, RemoveFileFreesEverything) {
   EXPECT_EQ(store_->Usage().chunk_count, 2u);
   EXPECT_EQ(store_->Usage().used_bytes, 20000u);
   ASSERT_TRUE(store_->RemoveFile(30).ok());
-  EXPECT_EQ(ReadAll(30, 0, 0, 100), "");
+  // A removed file reads as an error, not as a file of holes.
+  std::string out;
+  EXPECT_EQ(store_->Read(30, 0, 0, 100, &out).code(), ENOENT);
+  EXPECT_TRUE(out.empty());
   EXPECT_EQ(store_->Usage().chunk_count, 0u);
   EXPECT_EQ(store_->Usage().used_bytes, 0u);
   EXPECT_TRUE(store_->RemoveFile(30).ok());  // idempotent
@@ -187,11 +190,15 @@ TEST_F(ChunkStoreTest, LostChunkIsEioNotZeros) {
   EXPECT_TRUE(out.empty());
   // A chunk never written is still a hole.
   EXPECT_EQ(ReadAll(50, 3, 0, 100), "");
-  // Writing the chunk again brings it back; cutting it away forgets it.
-  ASSERT_TRUE(store_->Write(50, 2, 10, "back").ok());
-  EXPECT_EQ(ReadAll(50, 2, 0, 14), std::string(10, '\0') + "back");
+  // A write into the lost chunk must not turn the rest of it into zeros.
+  Status rewrite = store_->Write(50, 2, 10, "back");
+  EXPECT_EQ(rewrite.code(), EIO) << rewrite.ToString();
+  EXPECT_EQ(store_->Read(50, 2, 0, 100, &out).code(), EIO);
+  // Cutting the chunk away forgets it; then it is an ordinary hole again.
   ASSERT_TRUE(store_->TruncateFile(50, 0, 1 << 20).ok());
   EXPECT_EQ(ReadAll(50, 2, 0, 100), "");
+  ASSERT_TRUE(store_->Write(50, 2, 10, "back").ok());
+  EXPECT_EQ(ReadAll(50, 2, 0, 14), std::string(10, '\0') + "back");
 }
 
 TEST_F(ChunkStoreTest, StoreFromBeforeTheIndexGetsItsChunksRecorded) {
@@ -212,11 +219,16 @@ TEST_F(ChunkStoreTest, StoreFromBeforeTheIndexGetsItsChunksRecorded) {
 TEST_F(ChunkStoreTest, StaleChecksumsAreNotPairedWithANewDataFile) {
   ASSERT_TRUE(store_->Write(51, 0, 0, Pattern(3 * kChecksumBlock, 2)).ok());
   ASSERT_TRUE(store_->FsyncFile(51).ok());
-  store_.reset();
-  // What a removal interrupted after unlinking the data file leaves behind.
+  // What a drop of the chunk interrupted after unlinking the data file
+  // leaves behind: no record, no data file, the old sidecar.
   std::string path = ChunkPathIn(dir_, 51, 0);
-  ASSERT_EQ(::unlink(path.c_str()), 0);
-  ASSERT_TRUE(std::filesystem::exists(path.substr(0, path.size() - 4) + ".sum"));
+  std::string sum_path = path.substr(0, path.size() - 4) + ".sum";
+  std::filesystem::copy_file(sum_path, dir_ + "/saved.sum");
+  ASSERT_TRUE(store_->TruncateFile(51, 0, 1 << 20).ok());
+  store_.reset();
+  ASSERT_FALSE(std::filesystem::exists(path));
+  std::filesystem::copy_file(dir_ + "/saved.sum", sum_path,
+                             std::filesystem::copy_options::overwrite_existing);
   auto reopened = ChunkStore::Open(dir_);
   ASSERT_TRUE(reopened.ok());
   store_ = std::move(*reopened);

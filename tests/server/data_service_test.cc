@@ -55,13 +55,25 @@ class DataServiceTest : public ::testing::Test {
   std::shared_ptr<rpc::Channel> channel_;
 };
 
+TEST_F(DataServiceTest, WritesStayInsideTheirChunk) {
+  const std::string mine = store_->instance_id();
+  EXPECT_TRUE(Write(mine, 2, 0, kChunk - 4, "last").ok());
+  Status past = Write(mine, 2, 0, kChunk - 3, "last");
+  EXPECT_EQ(past.code(), EINVAL) << past.ToString();
+  pb::WriteRequest request;
+  request.mutable_chunk()->set_ino(2);
+  request.set_store_id(mine);  // and no chunk size at all
+  pb::WriteResponse response;
+  EXPECT_EQ(rpc::Invoke(*channel_, rpc::data::kWrite, request, &response, "x").code(), EINVAL);
+}
+
 TEST_F(DataServiceTest, RequestsForAnotherStoreAreRefused) {
   const std::string mine = store_->instance_id();
   const std::string other = "0123456789abcdef0123456789abcdef";
   ASSERT_TRUE(Write(mine, 1, 0, 0, "data").ok());
 
   Status wrong = Write(other, 1, 0, 0, "data");
-  EXPECT_EQ(wrong.code(), EIO);
+  EXPECT_EQ(wrong.code(), ESTALE);
   EXPECT_NE(wrong.message().find("store mismatch"), std::string::npos) << wrong.message();
   EXPECT_NE(wrong.message().find(mine), std::string::npos) << wrong.message();
   EXPECT_NE(wrong.message().find(other), std::string::npos) << wrong.message();
@@ -70,7 +82,7 @@ TEST_F(DataServiceTest, RequestsForAnotherStoreAreRefused) {
   EXPECT_EQ(none.message(), "request names no store");
 
   auto expect_refused = [&](const Status& status, const char* what) {
-    EXPECT_EQ(status.code(), EIO) << what << ": " << status.ToString();
+    EXPECT_EQ(status.code(), ESTALE) << what << ": " << status.ToString();
   };
   {
     pb::ReadRequest request;

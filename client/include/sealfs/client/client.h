@@ -48,7 +48,10 @@ class Client {
 
   // Chunk I/O over a file's layout. Read fills `out` with `length` bytes,
   // zeros where nothing was written; the caller clamps to the file size.
-  Status Write(uint64_t ino, const pb::Layout& layout, uint64_t offset, std::string_view data);
+  // *allocated_delta (if given) adds up how the disk space the file takes
+  // changed, as the data servers report it; CommitWrite carries it on.
+  Status Write(uint64_t ino, const pb::Layout& layout, uint64_t offset, std::string_view data,
+               int64_t* allocated_delta = nullptr);
   Status Read(uint64_t ino, const pb::Layout& layout, uint64_t offset, size_t length, char* out);
   // Makes the file's written data durable on every data server holding it.
   Status FsyncData(uint64_t ino, const pb::Layout& layout);

@@ -91,6 +91,9 @@ class MetaService {
   // Cuts the file's data; returns what the servers still hold.
   Result<uint64_t> TruncateData(const pb::Inode& inode, uint64_t size);
   Status RemoveData(uint64_t ino, const pb::Layout& layout);
+  // True when another store now answers at the server's address (its disk
+  // was replaced) or the server is unknown.
+  bool StoreReplaced(uint32_t server_id);
   // What the servers hold of the file's first `size` bytes.
   Result<DataUsage> FileUsage(const pb::Inode& inode, uint64_t size,
                               std::chrono::milliseconds timeout);

@@ -121,12 +121,15 @@ class MetaStore {
     int64_t mtime_ns = 0;
     bool durable = true;
     std::optional<uint64_t> expected_epoch;
+    // What the data servers hold of the file, when they were asked; else the
+    // change the writes reported, added to a known count.
     std::optional<uint64_t> allocated_bytes;
+    int64_t allocated_delta = 0;
   };
   Result<pb::Inode> CommitWrite(const WriteCommit& commit);
   Result<pb::Inode> CommitWrite(uint64_t ino, uint64_t size, int64_t mtime_ns,
                                 bool durable = true) {
-    return CommitWrite(WriteCommit{ino, size, mtime_ns, durable, std::nullopt, std::nullopt});
+    return CommitWrite(WriteCommit{ino, size, mtime_ns, durable, std::nullopt, std::nullopt, 0});
   }
   // Makes every acknowledged change durable (what an fsync promises).
   Status Sync();

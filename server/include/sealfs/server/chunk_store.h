@@ -55,8 +55,10 @@ class ChunkStore {
   // An id kept in the store, so a restarted server is recognized.
   const std::string& instance_id() const { return instance_id_; }
 
-  // ENOENT when the file was removed.
-  Status Write(uint64_t ino, uint32_t index, uint32_t offset, std::string_view data);
+  // ENOENT when the file was removed. *allocated_delta (if given) is how much
+  // the disk space the chunk takes changed.
+  Status Write(uint64_t ino, uint32_t index, uint32_t offset, std::string_view data,
+               int64_t* allocated_delta = nullptr);
   // Reads up to `length` bytes at `offset` into *out; *out is shorter when the
   // chunk ends first, and empty when the chunk was never written. EIO when the
   // chunk was written but its data is gone.
@@ -88,8 +90,11 @@ class ChunkStore {
     int data_fd = -1;
     int sum_fd = -1;
     uint64_t size = 0;
+    uint64_t allocated = 0;  // disk space of the data file, st_blocks * 512
     // The sidecar says dirty: changed since data and checksums were last durable.
     bool dirty = false;
+    // A sync of its files failed: they may have lost data (see Clean).
+    bool sync_failed = false;
   };
   using ChunkKey = std::pair<uint64_t, uint32_t>;
 
