@@ -131,17 +131,61 @@ Result<uint64_t> MetaService::TruncateData(const pb::Inode& inode, uint64_t size
   return allocated.load();
 }
 
-Status MetaService::RemoveData(uint64_t ino, const pb::Layout& layout) {
-  pb::RemoveFileRequest request;
-  request.set_ino(ino);
-  std::vector<uint32_t> servers;
-  for (uint32_t id : ServersOfChunks(layout, UINT64_MAX)) {
-    // A store that was replaced took the file's chunks with it: nothing to do.
-    if (StoreReplaced(id)) continue;
-    servers.push_back(id);
+void MetaService::RemovePendingData() {
+  Result<std::vector<std::pair<uint64_t, pb::Layout>>> removals = store_.PendingRemovals();
+  if (!removals.ok() || removals->empty()) return;
+  constexpr size_t kBatch = 1024;
+  if (removals->size() > kBatch) removals->resize(kBatch);
+  // One call per server for the whole batch: each server makes all its
+  // removals durable with one sync. A store that was replaced took the
+  // files' chunks with it: nothing to ask it.
+  std::map<uint32_t, std::vector<uint64_t>> per_server;
+  std::map<uint32_t, bool> replaced;
+  for (auto& [ino, layout] : *removals) {
+    for (uint32_t id : ServersOfChunks(layout, UINT64_MAX)) {
+      auto known = replaced.try_emplace(id, false);
+      if (known.second) known.first->second = StoreReplaced(id);
+      if (!known.first->second) per_server[id].push_back(ino);
+    }
   }
-  return CallServers<pb::RemoveFileRequest, pb::RemoveFileResponse>(
-      servers, rpc::data::kRemoveFile, request, std::chrono::seconds(5));
+  std::mutex mutex;
+  std::map<uint32_t, Status> results;
+  auto calls = rpc::ParallelCalls::Start(per_server.size());
+  for (auto& [id, inos] : per_server) {
+    Result<Route> route = RouteTo(id);
+    if (!route.ok()) {
+      results[id] = route.status();
+      calls->Done(route.status());
+      continue;
+    }
+    pb::RemoveFileRequest request;
+    request.set_store_id(route->store_id);
+    for (uint64_t ino : inos) request.add_more_inos(ino);
+    rpc::InvokeAsync(
+        *route->channel, rpc::data::kRemoveFile, request, {}, rpc::CallOptions{kDataCallTimeout},
+        [&mutex, &results, id, calls](Status status, pb::RemoveFileResponse&, std::string&) {
+          {
+            std::lock_guard<std::mutex> lock(mutex);
+            results[id] = status;
+          }
+          calls->Done(status);
+        });
+  }
+  calls->Wait();  // every callback has run: `results` is complete
+  std::vector<uint64_t> done;
+  for (auto& [ino, layout] : *removals) {
+    bool removed = true;
+    for (uint32_t id : ServersOfChunks(layout, UINT64_MAX)) {
+      if (replaced[id]) continue;
+      auto result = results.find(id);
+      removed = removed && result != results.end() && result->second.ok();
+    }
+    if (removed) done.push_back(ino);
+  }
+  Status recorded = store_.RemovalsDone(done);
+  if (!recorded.ok()) {
+    std::fprintf(stderr, "sealfs-meta: recording removals: %s\n", recorded.ToString().c_str());
+  }
 }
 
 bool MetaService::StoreReplaced(uint32_t server_id) {

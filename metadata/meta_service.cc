@@ -67,11 +67,7 @@ void MetaService::SweepOnce() {
     for (uint64_t ino : *orphans) ReleaseOrphanIfClosed(ino);
   }
   // Remove chunks of freed files; a server that is down is retried later.
-  Result<std::vector<std::pair<uint64_t, pb::Layout>>> removals = store_.PendingRemovals();
-  if (!removals.ok()) return;
-  for (auto& [ino, layout] : *removals) {
-    if (RemoveData(ino, layout).ok()) store_.RemovalDone(ino);
-  }
+  RemovePendingData();
 }
 
 Result<pb::Inode> MetaService::CommitWrite(const pb::CommitWriteRequest& req) {

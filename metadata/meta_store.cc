@@ -942,9 +942,10 @@ Result<std::vector<std::pair<uint64_t, pb::Layout>>> MetaStore::PendingRemovals(
   return result;
 }
 
-Status MetaStore::RemovalDone(uint64_t ino) {
+Status MetaStore::RemovalsDone(const std::vector<uint64_t>& inos) {
+  if (inos.empty()) return Status::Ok();
   rocksdb::WriteBatch batch;
-  batch.Delete(cf_->service, RemovalKey(ino));
+  for (uint64_t ino : inos) batch.Delete(cf_->service, RemovalKey(ino));
   return Commit(batch);
 }
 

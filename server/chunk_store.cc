@@ -449,7 +449,14 @@ Status ChunkStore::TruncateFile(uint64_t ino, uint64_t size, uint32_t chunk_size
   return Status::Ok();
 }
 
-Status ChunkStore::RemoveFile(uint64_t ino) {
+Status ChunkStore::RemoveFiles(const std::vector<uint64_t>& inos) {
+  for (uint64_t ino : inos) SEALFS_RETURN_IF_ERROR(RemoveOneFile(ino));
+  // The removal records must outlive a power cut, or a late write could
+  // bring the files' chunks back: one sync for all of them.
+  return index_->Sync();
+}
+
+Status ChunkStore::RemoveOneFile(uint64_t ino) {
   // Exclusive: no chunk I/O of this file runs meanwhile, and none creates
   // chunks after it (the removal record refuses them).
   std::unique_lock<WriterFirstLock> inode_lock(InodeLock(ino));
@@ -462,13 +469,9 @@ Status ChunkStore::RemoveFile(uint64_t ino) {
   std::error_code ec;
   fs::remove_all(dir, ec);
   if (ec) return Status(ec.value(), "removing file data: " + ec.message());
-  {
-    std::lock_guard<std::mutex> lock(dirs_mutex_);
-    unsynced_dirs_.erase(ino);
-  }
-  // The removal record must outlive a power cut, or a late write could bring
-  // the file's chunks back.
-  return index_->Sync();
+  std::lock_guard<std::mutex> lock(dirs_mutex_);
+  unsynced_dirs_.erase(ino);
+  return Status::Ok();
 }
 
 Status ChunkStore::FsyncFile(uint64_t ino) {

@@ -73,7 +73,9 @@ void DataService::RegisterHandlers(rpc::Dispatcher& d) {
   d.Register(kRemoveFile, {[this](const pb::RemoveFileRequest& req, pb::RemoveFileResponse*,
                                   rpc::RequestContext&) -> Status {
                SEALFS_RETURN_IF_ERROR(CheckStore(req.store_id()));
-               return store_.RemoveFile(req.ino());
+               std::vector<uint64_t> inos(req.more_inos().begin(), req.more_inos().end());
+               if (req.ino() != 0) inos.push_back(req.ino());
+               return store_.RemoveFiles(inos);
              }});
   d.Register(kFsyncFile, {[this](const pb::FsyncFileRequest& req, pb::FsyncFileResponse*,
                                  rpc::RequestContext&) -> Status {

@@ -90,7 +90,8 @@ class MetaService {
                      std::function<void(const Response&)> on_reply = nullptr);
   // Cuts the file's data; returns what the servers still hold.
   Result<uint64_t> TruncateData(const pb::Inode& inode, uint64_t size);
-  Status RemoveData(uint64_t ino, const pb::Layout& layout);
+  // Removes the chunks of freed files (a batch of them) from the data servers.
+  void RemovePendingData();
   // True when another store now answers at the server's address (its disk
   // was replaced) or the server is unknown.
   bool StoreReplaced(uint32_t server_id);

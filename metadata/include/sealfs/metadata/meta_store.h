@@ -150,7 +150,8 @@ class MetaStore {
   Status ReleaseOrphan(uint64_t ino, const OpenCheck& is_open = nullptr);
   // Files whose chunks still have to be removed from data servers.
   Result<std::vector<std::pair<uint64_t, pb::Layout>>> PendingRemovals();
-  Status RemovalDone(uint64_t ino);
+  Status RemovalDone(uint64_t ino) { return RemovalsDone({ino}); }
+  Status RemovalsDone(const std::vector<uint64_t>& inos);
 
   // ---- client sessions known to exist (their open files survive a restart)
   Status PutSession(uint64_t session_id);

@@ -22,6 +22,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "sealfs/rpc/status.h"
 
@@ -67,8 +68,10 @@ class ChunkStore {
   // disk space the file still takes here.
   Status TruncateFile(uint64_t ino, uint64_t size, uint32_t chunk_size,
                       uint64_t* allocated_bytes = nullptr);
-  // Removes a file's chunks for good: later writes to it fail with ENOENT.
-  Status RemoveFile(uint64_t ino);
+  // Removes files' chunks for good: later writes to them fail with ENOENT.
+  // Durable when it returns.
+  Status RemoveFile(uint64_t ino) { return RemoveFiles({ino}); }
+  Status RemoveFiles(const std::vector<uint64_t>& inos);
   // Makes the file's chunks, their directories and their records durable.
   Status FsyncFile(uint64_t ino);
   // The file's chunks below `index_limit`.
@@ -134,6 +137,8 @@ class ChunkStore {
   Status TruncateChunk(uint64_t ino, uint32_t index, uint64_t length);
   Result<FileUsageInfo> UsageLocked(uint64_t ino, uint32_t chunk_size, uint32_t index_limit);
   Status DropChunk(uint64_t ino, uint32_t index);
+  // Removes one file's chunks, not yet durably.
+  Status RemoveOneFile(uint64_t ino);
   // Removes a chunk's data file and takes it out of the usage counts.
   Status UnlinkDataFile(const std::string& path);
 
