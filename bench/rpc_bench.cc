@@ -1,9 +1,12 @@
-// RPC round trip and 1 MiB payload throughput over loopback TCP, each beside a
-// bare Asio echo over a blocking socket as the baseline.
+// RPC round trip and 1 MiB payload throughput over loopback TCP (and RDMA where
+// a device exists), each beside a bare Asio echo over a blocking socket as the
+// baseline, and 1 MiB replies to several connections at once.
 #include <benchmark/benchmark.h>
 
 #include <asio.hpp>
+#include <atomic>
 #include <thread>
+#include <vector>
 
 #include "sealfs/rpc/methods.h"
 #include "sealfs/rpc/rdma_transport.h"
@@ -46,6 +49,22 @@ struct SealfsServer {
       if (!server->Listen("127.0.0.1", 0).ok()) std::abort();
       channel = MakeTcpChannel(io, "127.0.0.1:" + std::to_string(server->port()));
     }
+    // Connection set-up (registration of every buffer, for RDMA) stays out of
+    // the timed loop.
+    pb::StatRequest request;
+    pb::StatResponse response;
+    if (!Invoke(*channel, data::kStat, request, &response).ok()) std::abort();
+  }
+  // Another client of the same server, connected.
+  std::shared_ptr<Channel> Connect(TransportKind kind) {
+    std::string host = kind == TransportKind::kRdma ? RdmaAddress() : "127.0.0.1";
+    std::string address = host + ":" + std::to_string(server->port());
+    auto client =
+        kind == TransportKind::kRdma ? MakeRdmaChannel(io, address) : MakeTcpChannel(io, address);
+    pb::StatRequest request;
+    pb::StatResponse response;
+    if (!Invoke(*client, data::kStat, request, &response).ok()) std::abort();
+    return client;
   }
   ~SealfsServer() {
     server->Stop();
@@ -170,6 +189,45 @@ void SealfsReply1MiB(benchmark::State& state, TransportKind kind) {
 }
 BENCHMARK_CAPTURE(SealfsReply1MiB, tcp, TransportKind::kTcp)->UseRealTime();
 BENCHMARK_CAPTURE(SealfsReply1MiB, rdma, TransportKind::kRdma)->UseRealTime();
+
+// Several clients, each on its own connection, each reading 1 MiB replies
+// back to back: how much the server serves its connections in parallel.
+void SealfsParallelReply1MiB(benchmark::State& state, TransportKind kind) {
+  if (Skip(state, kind)) return;
+  SealfsServer server(kind);
+  size_t clients = static_cast<size_t>(state.range(0));
+  std::vector<std::shared_ptr<Channel>> channels;
+  for (size_t i = 0; i < clients; ++i) channels.push_back(server.Connect(kind));
+  for (auto _ : state) {
+    std::atomic<bool> failed{false};
+    std::vector<std::thread> threads;
+    for (auto& channel : channels) {
+      threads.emplace_back([&failed, channel] {
+        pb::ReadRequest request;
+        request.set_length(kBulk);
+        pb::ReadResponse response;
+        std::string payload;
+        CallOptions options;
+        options.reply_payload_hint = kBulk;
+        for (int i = 0; i < 4; ++i) {
+          if (!Invoke(*channel, data::kRead, request, &response, {}, &payload, options).ok())
+            failed = true;
+        }
+      });
+    }
+    for (auto& thread : threads) thread.join();
+    if (failed) {
+      state.SkipWithError("call failed");
+      break;
+    }
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * clients * 4 * kBulk));
+}
+BENCHMARK_CAPTURE(SealfsParallelReply1MiB, tcp, TransportKind::kTcp)->Arg(1)->Arg(4)->UseRealTime();
+BENCHMARK_CAPTURE(SealfsParallelReply1MiB, rdma, TransportKind::kRdma)
+    ->Arg(1)
+    ->Arg(4)
+    ->UseRealTime();
 
 }  // namespace
 }  // namespace sealfs::rpc

@@ -5,7 +5,14 @@
 #   - the RDMA transport tests (tests/rpc_rdma_transport_test), and
 #   - an end-to-end check: metadata and data servers and a FUSE mount, all
 #     over RDMA, a file written and read back, the counters showing one-sided
-#     RDMA READ/WRITE traffic (tests/rdma_vm/e2e-in-vm.sh).
+#     RDMA READ/WRITE traffic (tests/rdma_vm/e2e-in-vm.sh),
+#   - the transport microbenchmarks, and
+#   - when ASAN_BUILD_DIR holds a built tests/rpc_rdma_transport_test, the same
+#     RDMA tests under AddressSanitizer with leak detection; any sanitizer
+#     report fails the run.
+# Usage: run-vm-tests.sh BUILD_DIR [ASAN_BUILD_DIR]
+# SEALFS_VM_SUITES picks suites (default "gtest e2e bench asan");
+# SEALFS_VM_BENCH_ARGS replaces the microbenchmarks' arguments.
 # Exit 0: passed; 77: skipped (the reason is printed); anything else: failed.
 #
 # The guest's NIC is QEMU user networking with restrict=on: nothing leaves the
@@ -13,7 +20,13 @@
 # the VM; RDMA traffic loops back within the guest's own rxe device.
 set -euo pipefail
 
-build_dir=$(realpath "${1:?usage: run-vm-tests.sh BUILD_DIR}")
+build_dir=$(realpath "${1:?usage: run-vm-tests.sh BUILD_DIR [ASAN_BUILD_DIR]}")
+asan_dir=""
+if [[ -n "${2:-}" && -x "${2}/tests/rpc_rdma_transport_test" ]]; then
+  asan_dir=$(realpath "$2")
+fi
+suites=${SEALFS_VM_SUITES:-gtest e2e bench asan}
+bench_args=${SEALFS_VM_BENCH_ARGS:-}
 here=$(dirname "$(realpath "$0")")
 source_dir=$(realpath "$here/../..")
 skip() { echo "RDMA VM tests skipped: $*"; exit 77; }
@@ -88,7 +101,7 @@ mount -t devtmpfs dev /host/dev
 # Scratch space is tmpfs; the source and build trees stay visible even when
 # they live below one of these directories.
 n=0
-for tree in $source_dir $build_dir; do
+for tree in $source_dir $build_dir $asan_dir; do
   mkdir -p /keep/\$n
   mount -o bind /host\$tree /keep/\$n
   n=\$((n + 1))
@@ -97,13 +110,13 @@ mount -t tmpfs tmp /host/tmp
 mount -t tmpfs run /host/run
 mount -t tmpfs vartmp /host/var/tmp
 n=0
-for tree in $source_dir $build_dir; do
+for tree in $source_dir $build_dir $asan_dir; do
   case \$tree in
     /tmp/*|/run/*|/var/tmp/*) mkdir -p /host\$tree && mount -o bind /keep/\$n /host\$tree ;;
   esac
   n=\$((n + 1))
 done
-chroot /host /bin/bash $here/inside-vm.sh $build_dir 10.0.2.15
+chroot /host /usr/bin/env SEALFS_VM_SUITES="$suites" SEALFS_VM_BENCH_ARGS="$bench_args" /bin/bash $here/inside-vm.sh $build_dir 10.0.2.15 $asan_dir
 echo "SEALFS_VM_EXIT \$?"
 sync
 poweroff -f

@@ -5,9 +5,16 @@
 // credit-based flow control so a sender never overruns them. Bulk payloads
 // move one-sided and the server starts them: it RDMA-READs a request payload
 // from the client's registered buffer, and RDMA-WRITEs a reply payload into a
-// registered buffer the client offered, then replies with a SEND. The
-// completion channel and the CM event channel are file descriptors watched by
-// the same Asio event loop as TCP.
+// registered buffer the client offered and SENDs the reply right behind it
+// (RC ordering delivers the payload first). The completion channel and the CM
+// event channel are file descriptors watched by the same Asio event loop as
+// TCP; each server connection has its own strand, so connections are served
+// in parallel.
+//
+// Memory a peer may touch is registered for just that: a client's request
+// payload for remote read, its reply buffer for remote write, a server's
+// buffers for local access only. A peer that breaks the protocol (returns
+// credits it never had, sends bad lengths) has its connection closed.
 #pragma once
 
 #include <memory>
@@ -21,7 +28,12 @@ namespace sealfs::rpc {
 // True when this host has an RDMA device; otherwise `reason` says why not.
 bool RdmaDeviceAvailable(std::string* reason);
 
+// Bytes of memory this process has registered with RDMA devices now (message
+// buffers and bulk buffers of every connection): what the transport pins.
+uint64_t RdmaRegisteredBytes();
+
 // Connects lazily; fails calls with ENODEV when there is no RDMA device.
+// A reply_payload_hint above kMaxPayloadSize fails the call with EMSGSIZE.
 std::shared_ptr<Channel> MakeRdmaChannel(IoThreads& io, const std::string& address);
 
 std::unique_ptr<ServerTransport> MakeRdmaServer(IoThreads& io, RequestSink& sink);

@@ -1,0 +1,230 @@
+// Private to the RDMA transport: the wire layout of a SEND, registered buffer
+// pools, one reliable-connected queue pair (RdmaConnection) and the watcher of
+// a CM event channel. The client (rdma_channel.cc) and the server
+// (rdma_server.cc) are built from these.
+//
+// A SEND buffer holds:
+//   u32 credits returned | frame header | RdmaExt | body | inline payload
+// RdmaExt describes memory the peer may access one-sided: in a request, the
+// payload for the server to RDMA-READ and a buffer for it to RDMA-WRITE the
+// reply payload into.
+#pragma once
+
+#include <infiniband/verbs.h>
+#include <rdma/rdma_cma.h>
+#include <sys/socket.h>
+
+#include <asio.hpp>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "sealfs/rpc/frame.h"
+#include "sealfs/rpc/status.h"
+#include "sealfs/rpc/transport.h"
+
+namespace sealfs::rpc::rdma {
+
+constexpr size_t kRecvDepth = 32;
+constexpr size_t kSendBuffers = 32;
+constexpr size_t kMessageSize = 128 * 1024;
+constexpr size_t kMaxBulkInFlight = 16;  // RDMA READ/WRITE per connection
+// A reply's RDMA WRITE and its SEND both sit in the send queue.
+constexpr uint32_t kSendQueueDepth = kSendBuffers + kMaxBulkInFlight + 8;
+constexpr uint8_t kFlagPayloadPlaced = 2;  // reply payload was RDMA-written
+constexpr uint8_t kFlagCreditsOnly = 4;    // no frame, only returned credits
+constexpr int kResolveTimeoutMs = 2000;
+// Smallest bulk buffer; every size class is a power of two from here.
+constexpr size_t kMinBulkBuffer = 64 * 1024;
+
+struct RdmaExt {
+  uint64_t src_addr = 0;
+  uint32_t src_rkey = 0;
+  uint32_t src_length = 0;
+  uint64_t dst_addr = 0;
+  uint32_t dst_rkey = 0;
+  uint32_t dst_capacity = 0;
+};
+constexpr size_t kPrefix = 4 + kFrameHeaderSize + sizeof(RdmaExt);
+constexpr size_t kMaxInline = kMessageSize - kPrefix;
+
+using Strand = asio::strand<asio::io_context::executor_type>;
+
+// A registered memory region.
+struct Registered {
+  char* data = nullptr;
+  size_t size = 0;
+  ibv_mr* mr = nullptr;
+};
+
+// Registers and deregisters memory, keeping the process-wide count of
+// registered bytes (RdmaRegisteredBytes) exact.
+ibv_mr* RegisterMemory(ibv_pd* pd, void* data, size_t size, int access);
+void DeregisterMemory(ibv_mr* mr);
+void FreeRegistered(Registered& buffer);
+
+// Registered buffers of one protection domain and one access mode, reused by
+// size class. Keeps at most kMaxBulkInFlight buffers per class and
+// `max_cached_bytes` in all, so an idle connection pins little.
+class BufferPool {
+ public:
+  BufferPool(ibv_pd* pd, int access, size_t max_cached_bytes)
+      : pd_(pd), access_(access), max_cached_bytes_(max_cached_bytes) {}
+  ~BufferPool();
+  BufferPool(const BufferPool&) = delete;
+  BufferPool& operator=(const BufferPool&) = delete;
+
+  // EMSGSIZE for anything above kMaxPayloadSize, before allocating.
+  Result<Registered> Acquire(size_t size);
+  void Release(Registered buffer);
+
+ private:
+  ibv_pd* pd_;
+  int access_;
+  size_t max_cached_bytes_;
+  size_t cached_bytes_ = 0;
+  std::map<size_t, std::vector<Registered>> free_;
+};
+
+// Who may touch a bulk buffer besides this host's CPU: nobody (the server's
+// own buffers), the peer reading it (a client's request payload), or the
+// peer writing it (a client's reply buffer).
+enum class BufferUse { kLocal, kPeerReads, kPeerWrites };
+
+// One reliable-connected queue pair with its buffers, credits and
+// outstanding one-sided operations. Used by both clients and servers. All of
+// its methods run on its strand.
+class RdmaConnection : public std::enable_shared_from_this<RdmaConnection> {
+ public:
+  RdmaConnection(Strand strand, rdma_cm_id* id) : strand_(strand), id_(id), cq_watch_(strand) {}
+  ~RdmaConnection() { Destroy(); }
+
+  std::function<void(Message, RdmaExt)> on_message;
+  std::function<void(Status)> on_failure;
+
+  // `comp_vector_hint` spreads completion interrupts over the device's vectors.
+  Status Setup(unsigned comp_vector_hint);
+
+  const Strand& strand() const { return strand_; }
+  rdma_cm_id* id() const { return id_; }
+  // Failed or destroyed: nothing more is sent, read or written.
+  bool failed() const { return failed_; }
+
+  Result<Registered> AcquireBuffer(BufferUse use, size_t size);
+  // Back to its pool; freed outright once the connection is destroyed.
+  void ReleaseBuffer(BufferUse use, Registered buffer);
+
+  // Queues a message; it goes out when a send buffer and a peer credit exist.
+  // `borrowed_payload` is copied into the send buffer when the message goes
+  // out: it must stay valid until then or until Cancel(request_id). `on_sent`
+  // runs once the SEND completed or the connection failed.
+  void Send(FrameHeader header, std::string body, std::string inline_payload, RdmaExt ext,
+            std::string_view borrowed_payload = {}, std::function<void()> on_sent = nullptr);
+
+  // Removes a message with this request id that has not been posted yet.
+  // True when it was still queued: the peer never saw it.
+  bool Cancel(uint64_t request_id);
+
+  // Runs `start` once fewer than kMaxBulkInFlight one-sided transfers are
+  // out; `start` must call FinishBulk once its transfer is over.
+  void WithBulkSlot(std::function<void()> start);
+  void FinishBulk();
+
+  // RDMA READ of `length` bytes at the peer's (addr, rkey) into `local`.
+  // `done` runs exactly once: on completion or when the connection fails.
+  void Read(uint64_t addr, uint32_t rkey, uint32_t length, Registered local,
+            std::function<void(Status)> done);
+  // RDMA WRITE of `length` bytes from `local`, posted unsignalled: RC ordering
+  // delivers it before any SEND posted after it, so the caller sends the reply
+  // right away and keeps `local` until that SEND completes.
+  bool WriteThenSend(Registered local, uint32_t length, uint64_t addr, uint32_t rkey);
+
+  void Fail(const Status& status);
+  void Disconnect();
+  // Frees verbs resources (the queue pair first, so no transfer touches
+  // memory being freed); the cm id is destroyed by its owner.
+  void Destroy();
+
+ private:
+  struct Outgoing {
+    FrameHeader header;
+    std::string body;
+    std::string payload;
+    std::string_view borrowed;
+    RdmaExt ext;
+    bool credits_only = false;
+    std::function<void()> on_sent;
+  };
+
+  char* Slot(size_t index) { return message_area_ + index * kMessageSize; }
+  BufferPool* PoolFor(BufferUse use);
+  Status PostRecv(size_t index);
+  void PostBulk(ibv_wr_opcode opcode, Registered local, uint32_t length, uint64_t addr,
+                uint32_t rkey, std::function<void(Status)> done);
+  void Pump();
+  void WatchCompletions();
+  void PollCompletions();
+  void HandleCompletion(const ibv_wc& wc);
+  void HandleReceive(size_t slot, uint32_t length);
+  bool credit_update_queued() const { return !queue_.empty() && queue_.front().credits_only; }
+  void RunSentCallbacks();
+
+  Strand strand_;
+  rdma_cm_id* id_;
+  asio::posix::stream_descriptor cq_watch_;
+  ibv_pd* pd_ = nullptr;
+  ibv_comp_channel* channel_ = nullptr;
+  ibv_cq* cq_ = nullptr;
+  bool qp_created_ = false;
+  uint32_t max_inline_ = 0;
+  ibv_mr* message_mr_ = nullptr;
+  char* message_area_ = nullptr;
+  std::unique_ptr<BufferPool> pools_[3];
+  std::vector<size_t> free_send_;
+  std::vector<std::function<void()>> sent_callbacks_;  // per send slot
+  std::deque<Outgoing> queue_;
+  size_t peer_credits_ = 0;
+  size_t to_return_ = 0;
+  size_t bulk_in_flight_ = 0;
+  std::deque<std::function<void()>> bulk_waiting_;
+  std::unordered_map<uint64_t, std::function<void(Status)>> bulk_ops_;
+  uint64_t next_bulk_op_ = 0;
+  bool failed_ = false;
+  bool disconnected_ = false;
+  bool destroyed_ = false;
+};
+
+// Watches a CM event channel from the event loop.
+class CmEvents {
+ public:
+  explicit CmEvents(Strand strand) : watch_(strand) {}
+  ~CmEvents() { Close(); }
+  Status Open();
+  rdma_event_channel* channel() { return channel_; }
+  // Calls on_event for each event until Kill or Close.
+  void Watch(std::function<void(rdma_cm_event*)> on_event);
+  // Stops delivering events; safe inside on_event.
+  void Kill() { *alive_ = false; }
+  // Destroys the channel: every cm id on it must be destroyed already.
+  void Close();
+
+ private:
+  void Arm();
+  asio::posix::stream_descriptor watch_;
+  rdma_event_channel* channel_ = nullptr;
+  std::function<void(rdma_cm_event*)> on_event_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+Result<sockaddr_storage> Resolve(const std::string& address);
+
+// The client (rdma_channel.cc) and the server (rdma_server.cc).
+std::shared_ptr<Channel> NewRdmaChannel(asio::io_context& io, const std::string& address);
+std::unique_ptr<ServerTransport> NewRdmaServer(asio::io_context& io, RequestSink& sink);
+
+}  // namespace sealfs::rpc::rdma
