@@ -6,7 +6,6 @@
 #include <rocksdb/utilities/options_util.h>
 #include <rocksdb/write_batch.h>
 #include <sys/stat.h>
-#include <sys/xattr.h>
 
 #include <algorithm>
 #include <array>
@@ -65,34 +64,6 @@ Status CheckName(const std::string& name) {
   }
   return Status::Ok();
 }
-
-// Striped inode locks. A LockSet takes its stripes in index order, so two
-// operations that lock overlapping inode sets never deadlock.
-class MetaStore::Locks {
- public:
-  class LockSet {
-   public:
-    LockSet(Locks& locks, std::initializer_list<uint64_t> inos) : locks_(locks) {
-      for (uint64_t ino : inos) {
-        if (ino != 0) stripes_.insert(Stripe(ino));
-      }
-      for (size_t stripe : stripes_) locks_.mutexes_[stripe].lock();
-    }
-    ~LockSet() {
-      for (auto it = stripes_.rbegin(); it != stripes_.rend(); ++it) locks_.mutexes_[*it].unlock();
-    }
-
-   private:
-    Locks& locks_;
-    std::set<size_t> stripes_;
-  };
-
- private:
-  static size_t Stripe(uint64_t ino) { return (ino * 0x9E3779B97F4A7C15ull) >> 52; }
-  std::array<std::mutex, 4096> mutexes_;
-};
-
-using LockSet = MetaStore::Locks::LockSet;
 
 MetaStore::MetaStore(MetaStoreOptions options)
     : options_(std::move(options)),
@@ -821,138 +792,6 @@ Result<pb::ReaddirResponse> MetaStore::Readdir(uint64_t ino, uint64_t cookie, ui
   SEALFS_RETURN_IF_ERROR(IteratorStatus(*it));
   response.set_end(!full);
   return response;
-}
-
-// ---------------------------------------------------------------- xattrs
-
-Status MetaStore::Setxattr(uint64_t ino, const std::string& name, const std::string& value,
-                           uint32_t flags, const XattrCaller* caller) {
-  if (name.empty()) return Status(EINVAL, "empty attribute name");
-  if (name.size() > kXattrNameMax) return Status(ERANGE, "attribute name too long");
-  if (value.size() > kXattrValueMax) return Status(E2BIG, "attribute value too large");
-  LockSet lock(*locks_, {ino});
-  Result<pb::Inode> inode = LoadInode(ino);
-  if (!inode.ok()) return inode.status();
-  std::string existing;
-  bool exists = db_->Get({}, cf_->xattrs, XattrKey(ino, name), &existing).ok();
-  if ((flags & XATTR_CREATE) && exists) return Status(EEXIST, "attribute exists");
-  if ((flags & XATTR_REPLACE) && !exists) return Status(ENODATA, "no such attribute");
-  rocksdb::WriteBatch batch;
-  if (IsAclXattr(name)) {
-    pb::Attr* attr = inode->mutable_attr();
-    // A caller unknown to us (a client that does not send one) keeps the bit.
-    bool keep_setgid =
-        caller == nullptr || MayKeepSetgid(caller->uid, caller->gid, caller->groups, attr->gid());
-    Result<AclXattrChange> change = SetAclXattr(name, value, attr->mode(), keep_setgid);
-    if (!change.ok()) return change.status();
-    attr->set_mode(change->mode);
-    if (change->value) {
-      batch.Put(cf_->xattrs, XattrKey(ino, name), *change->value);
-    } else {
-      batch.Delete(cf_->xattrs, XattrKey(ino, name));
-    }
-  } else {
-    batch.Put(cf_->xattrs, XattrKey(ino, name), value);
-  }
-  inode->mutable_attr()->set_ctime_ns(NowNs());
-  PutInode(batch, *inode);
-  return Commit(batch);
-}
-
-Result<std::string> MetaStore::Getxattr(uint64_t ino, const std::string& name) {
-  if (name.size() > kXattrNameMax) return Status(ERANGE, "attribute name too long");
-  std::string value;
-  rocksdb::Status status = db_->Get({}, cf_->xattrs, XattrKey(ino, name), &value);
-  if (status.IsNotFound()) {
-    Result<pb::Inode> inode = LoadInode(ino);
-    if (!inode.ok()) return inode.status();
-    return Status(ENODATA, "no such attribute");
-  }
-  if (!status.ok()) return Status(EIO, status.ToString());
-  return value;
-}
-
-Result<std::vector<std::string>> MetaStore::Listxattr(uint64_t ino) {
-  Result<pb::Inode> inode = LoadInode(ino);
-  if (!inode.ok()) return inode.status();
-  std::vector<std::string> names;
-  std::string prefix = EncodeIno(ino);
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cf_->xattrs));
-  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
-    names.emplace_back(it->key().data() + 8, it->key().size() - 8);
-  }
-  SEALFS_RETURN_IF_ERROR(IteratorStatus(*it));
-  return names;
-}
-
-Status MetaStore::Removexattr(uint64_t ino, const std::string& name) {
-  if (name.size() > kXattrNameMax) return Status(ERANGE, "attribute name too long");
-  LockSet lock(*locks_, {ino});
-  Result<pb::Inode> inode = LoadInode(ino);
-  if (!inode.ok()) return inode.status();
-  std::string existing;
-  if (!db_->Get({}, cf_->xattrs, XattrKey(ino, name), &existing).ok()) {
-    return Status(ENODATA, "no such attribute");
-  }
-  rocksdb::WriteBatch batch;
-  batch.Delete(cf_->xattrs, XattrKey(ino, name));
-  inode->mutable_attr()->set_ctime_ns(NowNs());
-  PutInode(batch, *inode);
-  return Commit(batch);
-}
-
-// ---------------------------------------------------------------- orphans
-
-Result<std::vector<uint64_t>> MetaStore::Orphans() {
-  std::vector<uint64_t> result;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cf_->service));
-  for (it->Seek(kOrphanPrefix); it->Valid() && it->key().starts_with(kOrphanPrefix); it->Next()) {
-    result.push_back(DecodeIno(it->key().data() + kOrphanPrefix.size()));
-  }
-  SEALFS_RETURN_IF_ERROR(IteratorStatus(*it));
-  return result;
-}
-
-Status MetaStore::ReleaseOrphan(uint64_t ino, const OpenCheck& is_open) {
-  LockSet lock(*locks_, {ino});
-  if (is_open && is_open(ino)) return Status::Ok();  // opened again meanwhile
-  Result<pb::Inode> inode = LoadInode(ino);
-  rocksdb::WriteBatch batch;
-  if (!inode.ok()) {
-    batch.Delete(cf_->service, OrphanKey(ino));
-    return Commit(batch);
-  }
-  if (inode->attr().nlink() > 0) {
-    batch.Delete(cf_->service, OrphanKey(ino));  // linked again: no longer an orphan
-    return Commit(batch);
-  }
-  FreeInode(batch, *inode);
-  return Commit(batch);
-}
-
-Result<std::vector<std::pair<uint64_t, pb::Layout>>> MetaStore::PendingRemovals() {
-  std::vector<std::pair<uint64_t, pb::Layout>> result;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cf_->service));
-  for (it->Seek(kRemovalPrefix); it->Valid() && it->key().starts_with(kRemovalPrefix); it->Next()) {
-    pb::Layout layout;
-    layout.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()));
-    result.emplace_back(DecodeIno(it->key().data() + kRemovalPrefix.size()), layout);
-  }
-  SEALFS_RETURN_IF_ERROR(IteratorStatus(*it));
-  return result;
-}
-
-Status MetaStore::RemovalsDone(const std::vector<uint64_t>& inos) {
-  if (inos.empty()) return Status::Ok();
-  rocksdb::WriteBatch batch;
-  for (uint64_t ino : inos) batch.Delete(cf_->service, RemovalKey(ino));
-  return Commit(batch);
-}
-
-uint64_t MetaStore::UsedInodes() {
-  uint64_t count = 0;
-  db_->GetIntProperty(cf_->inodes, "rocksdb.estimate-num-keys", &count);
-  return count;
 }
 
 }  // namespace sealfs::metadata
