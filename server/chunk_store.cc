@@ -267,8 +267,12 @@ Status ChunkStore::Write(uint64_t ino, uint32_t index, uint32_t offset, std::str
   }
   // Clients add these up, so the metadata server can count a file's stored
   // blocks without asking every data server.
+  // A write inside a chunk that has no holes allocates nothing: no fstat.
+  const bool may_allocate =
+      end > old_size ||
+      chunk->allocated < (old_size + kChecksumBlock - 1) / kChecksumBlock * kChecksumBlock;
   struct stat st;
-  if (allocated_delta && ::fstat(data_fd, &st) == 0) {
+  if (allocated_delta && may_allocate && ::fstat(data_fd, &st) == 0) {
     uint64_t allocated = static_cast<uint64_t>(st.st_blocks) * 512;
     *allocated_delta = static_cast<int64_t>(allocated) - static_cast<int64_t>(chunk->allocated);
     chunk->allocated = allocated;

@@ -313,5 +313,19 @@ TEST_F(ChunkStoreTest, RangesOutsideAChunkAreRefused) {
   EXPECT_EQ(store_->TruncateFile(1, 0, 0).code(), EINVAL);
 }
 
+TEST_F(ChunkStoreTest, WritesReportHowTheDiskSpaceChanged) {
+  int64_t delta = -1;
+  ASSERT_TRUE(store_->Write(60, 0, 0, Pattern(kChecksumBlock, 1), &delta).ok());
+  EXPECT_GE(delta, static_cast<int64_t>(kChecksumBlock));
+  // Overwriting stored bytes takes no new space.
+  ASSERT_TRUE(store_->Write(60, 0, 100, "again", &delta).ok());
+  EXPECT_EQ(delta, 0);
+  // Filling a hole in the middle does, though the chunk does not grow.
+  ASSERT_TRUE(store_->Write(60, 0, 64 * kChecksumBlock, Pattern(100, 2), &delta).ok());
+  EXPECT_GT(delta, 0);
+  ASSERT_TRUE(store_->Write(60, 0, 8 * kChecksumBlock, Pattern(kChecksumBlock, 3), &delta).ok());
+  EXPECT_GT(delta, 0) << "a hole filled inside the chunk must count";
+}
+
 }  // namespace
 }  // namespace sealfs::server
