@@ -154,7 +154,10 @@ void MetaService::RemovePendingData() {
   for (auto& [id, inos] : per_server) {
     Result<Route> route = RouteTo(id);
     if (!route.ok()) {
-      results[id] = route.status();
+      {
+        std::lock_guard<std::mutex> lock(mutex);  // callbacks may be running
+        results[id] = route.status();
+      }
       calls->Done(route.status());
       continue;
     }

@@ -34,19 +34,25 @@ void FuseFs::NoteWritten(InodeState& state, uint64_t end, int64_t allocated_delt
   state.dirty = true;
 }
 
-Result<pb::Layout> FuseFs::LayoutOf(uint64_t ino) {
-  auto state = State(ino);
-  {
-    std::lock_guard<std::mutex> lock(state->mutex);
-    if (state->layout.servers_size() > 0) return state->layout;
-  }
+Result<pb::GetattrResponse> FuseFs::Refresh(uint64_t ino) {
   pb::GetattrRequest request;
   request.set_ino(ino);
   pb::GetattrResponse response;
   Status status = client_.Meta(rpc::meta::kGetattr, request, &response);
   if (!status.ok()) return status;
   Observe(response.attr(), &response.layout(), /*lookup=*/false);
-  return response.layout();
+  return response;
+}
+
+Result<pb::Layout> FuseFs::LayoutOf(uint64_t ino) {
+  auto state = State(ino);
+  {
+    std::lock_guard<std::mutex> lock(state->mutex);
+    if (state->layout.servers_size() > 0) return state->layout;
+  }
+  Result<pb::GetattrResponse> fresh = Refresh(ino);
+  if (!fresh.ok()) return fresh.status();
+  return fresh->layout();
 }
 
 void FuseFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
@@ -232,12 +238,8 @@ void FuseFs::Fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, o
   if (!pending.ok() && pending.code() != EAGAIN && pending.code() != ENOENT) {
     return ReplyStatus(req, pending);
   }
-  pb::GetattrRequest current;
-  current.set_ino(server_ino);
-  pb::GetattrResponse now;
-  Status fetched = client_.Meta(rpc::meta::kGetattr, current, &now);
-  if (!fetched.ok()) return ReplyStatus(req, fetched);
-  Observe(now.attr(), &now.layout(), /*lookup=*/false);
+  Result<pb::GetattrResponse> fresh = Refresh(server_ino);
+  if (!fresh.ok()) return ReplyStatus(req, fresh.status());
   auto state = State(server_ino);
   {
     std::lock_guard<std::mutex> lock(state->mutex);

@@ -122,7 +122,7 @@ pb::Attr FuseFs::Observe(const pb::Attr& attr, const pb::Layout* layout, bool lo
   std::lock_guard<std::mutex> lock(state->mutex);
   if (layout && layout->servers_size() > 0) state->layout = *layout;
   state->data_epoch = attr.data_epoch();
-  if (S_ISDIR(attr.mode())) state->directory_attr = std::make_unique<pb::Attr>(attr);
+  if (S_ISDIR(attr.mode())) state->directory_attr = attr;  // copied in place
   if (state->dirty) {
     // This mount's writes are newer than what the server has recorded.
     state->size = std::max(state->size, attr.size());

@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -41,7 +42,7 @@ struct InodeState {
   int64_t kernel_mtime_ns = 0;
   // Directories: the last attributes seen, for fstat on a descriptor of a
   // directory removed meanwhile (link count 0, like any removed directory).
-  std::unique_ptr<pb::Attr> directory_attr;
+  std::optional<pb::Attr> directory_attr;
 };
 
 // An open directory: the listing's start, so that entries renamed into the
@@ -115,6 +116,9 @@ class FuseFs {
   Status CommitWrites(uint64_t ino, pb::Attr* attr, bool durable = false);
   // Marks the file as written here up to `end` (caller holds state.mutex).
   static void NoteWritten(InodeState& state, uint64_t end, int64_t allocated_delta = 0);
+  // Fetches the inode's attributes and layout from the server into this
+  // mount's state (Observe).
+  Result<pb::GetattrResponse> Refresh(uint64_t ino);
   // The file's layout, from this mount's state or else from the server.
   Result<pb::Layout> LayoutOf(uint64_t ino);
 
