@@ -261,16 +261,8 @@ void RdmaConnection::Read(uint64_t addr, uint32_t rkey, uint32_t length, Registe
 bool RdmaConnection::WriteThenSend(Registered local, uint32_t length, uint64_t addr,
                                    uint32_t rkey) {
   if (failed_) return false;
-  ibv_sge sge{reinterpret_cast<uint64_t>(local.data), length, local.mr->lkey};
-  ibv_send_wr wr{};
-  wr.wr_id = WorkId(kBulkWork, kUntrackedBulk);
-  wr.opcode = IBV_WR_RDMA_WRITE;
-  wr.sg_list = &sge;
-  wr.num_sge = 1;
-  wr.wr.rdma.remote_addr = addr;
-  wr.wr.rdma.rkey = rkey;
-  ibv_send_wr* bad = nullptr;
-  if (ibv_post_send(id_->qp, &wr, &bad) != 0) {
+  if (!PostOneSided(IBV_WR_RDMA_WRITE, local, length, addr, rkey, WorkId(kBulkWork, kUntrackedBulk),
+                    /*signaled=*/false)) {
     Fail(Status(EIO, "posting an RDMA WRITE failed"));
     return false;
   }
@@ -359,19 +351,24 @@ void RdmaConnection::PostBulk(ibv_wr_opcode opcode, Registered local, uint32_t l
   if (failed_) return finish(Status(ECONNRESET, "RDMA connection failed"));
   uint64_t op = ++next_bulk_op_;
   bulk_ops_[op] = std::move(finish);
+  if (!PostOneSided(opcode, local, length, addr, rkey, WorkId(kBulkWork, op), /*signaled=*/true)) {
+    Fail(Status(EIO, "posting a one-sided transfer failed"));
+  }
+}
+
+bool RdmaConnection::PostOneSided(ibv_wr_opcode opcode, Registered local, uint32_t length,
+                                  uint64_t addr, uint32_t rkey, uint64_t work_id, bool signaled) {
   ibv_sge sge{reinterpret_cast<uint64_t>(local.data), length, local.mr->lkey};
   ibv_send_wr wr{};
-  wr.wr_id = WorkId(kBulkWork, op);
+  wr.wr_id = work_id;
   wr.opcode = opcode;
   wr.sg_list = &sge;
   wr.num_sge = 1;
-  wr.send_flags = IBV_SEND_SIGNALED;
+  if (signaled) wr.send_flags = IBV_SEND_SIGNALED;
   wr.wr.rdma.remote_addr = addr;
   wr.wr.rdma.rkey = rkey;
   ibv_send_wr* bad = nullptr;
-  if (ibv_post_send(id_->qp, &wr, &bad) != 0) {
-    Fail(Status(EIO, "posting a one-sided transfer failed"));
-  }
+  return ibv_post_send(id_->qp, &wr, &bad) == 0;
 }
 
 void RdmaConnection::Pump() {

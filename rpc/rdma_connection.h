@@ -164,6 +164,9 @@ class RdmaConnection : public std::enable_shared_from_this<RdmaConnection> {
   char* Slot(size_t index) { return message_area_ + index * kMessageSize; }
   BufferPool* PoolFor(BufferUse use);
   Status PostRecv(size_t index);
+  // Posts one RDMA READ or WRITE of `local` against the peer's (addr, rkey).
+  bool PostOneSided(ibv_wr_opcode opcode, Registered local, uint32_t length, uint64_t addr,
+                    uint32_t rkey, uint64_t work_id, bool signaled);
   void PostBulk(ibv_wr_opcode opcode, Registered local, uint32_t length, uint64_t addr,
                 uint32_t rkey, std::function<void(Status)> done);
   void Pump();

@@ -17,9 +17,10 @@ namespace {
 namespace fs = std::filesystem;
 
 // Runs deploy/mount.sealfs the way mount(8) runs its helpers, with sealfs-fuse
-// on the PATH; returns the wait status.
+// on the PATH, on a mount point it creates; returns the wait status.
 int RunMountHelper(const std::string& source, const std::string& mountpoint,
                    const std::string& options) {
+  fs::create_directories(mountpoint);
   std::string bin = fs::path(SEALFS_FUSE_BIN).parent_path().string();
   std::string command = "PATH=" + bin + ":$PATH sh " + std::string(SEALFS_SOURCE_DIR) +
                         "/deploy/mount.sealfs " + source + " " + mountpoint + " -o " + options;
@@ -72,7 +73,6 @@ TEST(FuseMountHelper, MountSealfsHelperMounts) {
   TestCluster cluster(1);
   ASSERT_TRUE(cluster.Start());
   std::string mountpoint = cluster.root() + "/helper";
-  fs::create_directories(mountpoint);
   ASSERT_EQ(RunMountHelper(cluster.meta_address() + "/default", mountpoint,
                            "rw,allow_other,default_permissions,_netdev"),
             0);
@@ -88,7 +88,6 @@ TEST(FuseMountHelper, RemountReadOnlyAndBack) {
   TestCluster cluster(1);
   ASSERT_TRUE(cluster.Start());
   std::string mountpoint = cluster.root() + "/helper";
-  fs::create_directories(mountpoint);
   ASSERT_EQ(RunMountHelper(cluster.meta_address() + "/default", mountpoint,
                            "rw,allow_other,default_permissions"),
             0);
@@ -117,7 +116,6 @@ TEST(FuseMountHelper, AtimeOptionsAreAccepted) {
   for (std::string atime : {"relatime", "noatime", "strictatime", "atime,nodiratime,lazytime"}) {
     SCOPED_TRACE(atime);
     std::string mountpoint = cluster.root() + "/atime" + std::to_string(index++);
-    fs::create_directories(mountpoint);
     ASSERT_EQ(RunMountHelper(cluster.meta_address() + "/default", mountpoint,
                              "allow_other,default_permissions," + atime),
               0);
