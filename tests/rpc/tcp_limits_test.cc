@@ -132,6 +132,12 @@ int RunDescriptorStarvedServer(int report_fd, int command_fd) {
 }
 
 TEST(TcpAcceptBackoffTest, RunningOutOfDescriptorsDoesNotSpinTheAcceptLoop) {
+#if defined(__SANITIZE_ADDRESS__)
+  // The sanitizers' runtime opens /proc files while checking calls and
+  // reports false errors when every descriptor is taken: this test runs in
+  // the release build.
+  GTEST_SKIP() << "needs free descriptors under the sanitizers";
+#endif
   int report[2];
   int command[2];
   ASSERT_EQ(pipe(report), 0);
