@@ -176,7 +176,7 @@ Status Client::Write(uint64_t ino, const pb::Layout& layout, uint64_t offset, st
         rpc::InvokeAsync(
             *route.channel, rpc::data::kWrite, request,
             data.substr(piece.offset_in_request, piece.length), call_options(),
-            [calls, &allocated](Status status, pb::WriteResponse& response, std::string&) {
+            [calls, &allocated](Status status, pb::WriteResponse& response, rpc::Payload&) {
               if (status.ok()) allocated += response.allocated_delta();
               calls->Done(status);
             });
@@ -202,7 +202,7 @@ Status Client::Read(uint64_t ino, const pb::Layout& layout, uint64_t offset, siz
         uint32_t wanted = piece.length;
         rpc::InvokeAsync(
             *route.channel, rpc::data::kRead, request, {}, options,
-            [calls, destination, wanted](Status status, pb::ReadResponse&, std::string& payload) {
+            [calls, destination, wanted](Status status, pb::ReadResponse&, rpc::Payload& payload) {
               if (status.ok()) {
                 size_t got = std::min<size_t>(payload.size(), wanted);
                 std::memcpy(destination, payload.data(), got);
@@ -226,7 +226,7 @@ Status Client::FsyncData(uint64_t ino, const pb::Layout& layout) {
     request.set_store_id(route.store_id);
     rpc::InvokeAsync(
         *route.channel, rpc::data::kFsyncFile, request, {}, call_options(),
-        [calls](Status status, pb::FsyncFileResponse&, std::string&) { calls->Done(status); });
+        [calls](Status status, pb::FsyncFileResponse&, rpc::Payload&) { calls->Done(status); });
   }
   return calls->Wait();
 }

@@ -108,7 +108,7 @@ Status MetaService::CallServers(const std::vector<uint32_t>& servers,
   for (const Route& route : routes) {
     request.set_store_id(route.store_id);
     rpc::InvokeAsync(*route.channel, method, request, {}, rpc::CallOptions{timeout},
-                     [calls, on_reply](Status status, Response& response, std::string&) {
+                     [calls, on_reply](Status status, Response& response, rpc::Payload&) {
                        if (status.ok() && on_reply) on_reply(response);
                        calls->Done(status);
                      });
@@ -166,7 +166,7 @@ void MetaService::RemovePendingData() {
     for (uint64_t ino : inos) request.add_more_inos(ino);
     rpc::InvokeAsync(
         *route->channel, rpc::data::kRemoveFile, request, {}, rpc::CallOptions{kDataCallTimeout},
-        [&mutex, &results, id, calls](Status status, pb::RemoveFileResponse&, std::string&) {
+        [&mutex, &results, id, calls](Status status, pb::RemoveFileResponse&, rpc::Payload&) {
           {
             std::lock_guard<std::mutex> lock(mutex);
             results[id] = status;

@@ -54,7 +54,14 @@ void Dispatcher::Shutdown() {
   pool_->join();
 }
 
-void Dispatcher::Submit(Message request, std::string peer, std::function<void(Message)> respond) {
+char* RequestContext::ReserveReply(size_t size) {
+  if (allocate_reply != nullptr) reply_room = (*allocate_reply)(size);
+  if (reply_room.size() != size) reply_room = std::string(size, '\0');
+  return reply_room.mutable_data();
+}
+
+void Dispatcher::Submit(Message request, RequestOrigin origin,
+                        std::function<void(Message)> respond) {
   Message reply;
   reply.header.flags = kFlagResponse;
   reply.header.service = request.header.service;
@@ -75,8 +82,8 @@ void Dispatcher::Submit(Message request, std::string peer, std::function<void(Me
   }
   asio::post(*pool_,
              [handler = &found->second, request = std::move(request), reply = std::move(reply),
-              peer = std::move(peer), respond = std::move(respond)]() mutable {
-               handler->operator()(request, reply, peer);
+              origin = std::move(origin), respond = std::move(respond)]() mutable {
+               handler->operator()(request, reply, origin);
                respond(std::move(reply));
              });
 }

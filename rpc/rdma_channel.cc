@@ -272,7 +272,11 @@ class RdmaChannel : public Channel, public std::enable_shared_from_this<RdmaChan
       if (!found->second.reply || message.header.payload_length > found->second.reply->size) {
         return Complete(id, Status(EPROTO, "server placed a reply payload we did not offer"));
       }
-      message.payload.assign(found->second.reply->data, message.header.payload_length);
+      // The reply is read where the server wrote it; the buffer comes back
+      // to the pool once the caller is done with the payload.
+      message.payload = connection_->domain()->Lend(BufferUse::kPeerWrites, *found->second.reply,
+                                                    message.header.payload_length);
+      found->second.reply.reset();
     }
     Complete(id, std::move(message));
   }

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 
+#include <algorithm>
 #include <atomic>
 #include <bit>
 #include <cstdio>
@@ -31,6 +32,17 @@ constexpr uint64_t kUntrackedBulk = 0;
 
 // Sends up to this size go inline in the work request where the device can.
 constexpr uint32_t kWantedInline = 256;
+
+// One SEND in this many asks for a completion (and any SEND someone waits
+// on): fewer completions to handle, and the slots still come back, since a
+// send queue completes in order.
+constexpr size_t kSignalEvery = 8;
+
+// After completions were handled, the completion queue is polled this long
+// before the connection sleeps on its event channel again: an answer often
+// follows within microseconds, and waking from the channel costs far more.
+constexpr auto kPollBeforeSleeping = std::chrono::microseconds(20);
+constexpr int kPollRounds = 8;
 
 // Registered bulk buffers a connection keeps for reuse.
 constexpr size_t kMaxCachedBulkBytes = 64u << 20;
@@ -125,11 +137,70 @@ void BufferPool::Release(Registered buffer) {
   }
 }
 
+Domain::~Domain() {
+  for (auto& pool : pools_) pool.reset();
+  // Fails with EBUSY while any memory of this domain is still registered.
+  int error = ibv_dealloc_pd(pd_);
+  if (error != 0) std::fprintf(stderr, "rdma: ibv_dealloc_pd: %s\n", std::strerror(error));
+}
+
+Result<Registered> Domain::Acquire(BufferUse use, size_t size) {
+  std::lock_guard lock(mutex_);
+  if (retired_) return Status(ECONNRESET, "RDMA connection failed");
+  auto& pool = pools_[static_cast<int>(use)];
+  if (!pool) pool = std::make_unique<BufferPool>(pd_, AccessFor(use), kMaxCachedBulkBytes);
+  return pool->Acquire(size);
+}
+
+void Domain::Release(BufferUse use, Registered buffer) {
+  if (buffer.data == nullptr) return;
+  std::lock_guard lock(mutex_);
+  auto& pool = pools_[static_cast<int>(use)];
+  if (retired_ || !pool) {
+    // No one reuses memory of a failed connection: unpin it now. Its queue
+    // pair may still be live only if the failure was a protocol error, and
+    // then the peer is not trusted anyway.
+    FreeRegistered(buffer);
+  } else {
+    pool->Release(buffer);
+  }
+}
+
+void Domain::Retire() {
+  std::lock_guard lock(mutex_);
+  retired_ = true;
+  for (auto& pool : pools_) pool.reset();
+}
+
+namespace {
+struct Loan {
+  Loan(std::shared_ptr<Domain> lender, BufferUse used_as, Registered lent)
+      : domain(std::move(lender)), use(used_as), buffer(lent) {}
+  Loan(const Loan&) = delete;
+  Loan& operator=(const Loan&) = delete;
+  ~Loan() { domain->Release(use, buffer); }
+  std::shared_ptr<Domain> domain;
+  BufferUse use;
+  Registered buffer;
+};
+}  // namespace
+
+Payload Domain::Lend(BufferUse use, Registered buffer, size_t size) {
+  auto loan = std::make_shared<Loan>(shared_from_this(), use, buffer);
+  return Payload::Held(buffer.data, size, std::move(loan), this);
+}
+
+const Registered* Domain::Lent(const Payload& payload) const {
+  if (payload.owner() != this) return nullptr;
+  return &static_cast<const Loan*>(payload.keeper().get())->buffer;
+}
+
 Status RdmaConnection::Setup(unsigned comp_vector_hint) {
   ibv_context* verbs = id_->verbs;
   if (verbs == nullptr) return Status(ENODEV, "no RDMA device for this address");
-  pd_ = ibv_alloc_pd(verbs);
-  if (!pd_) return Status(ENOMEM, "ibv_alloc_pd failed");
+  ibv_pd* pd = ibv_alloc_pd(verbs);
+  if (!pd) return Status(ENOMEM, "ibv_alloc_pd failed");
+  domain_ = std::make_shared<Domain>(pd);
   channel_ = ibv_create_comp_channel(verbs);
   if (!channel_) return Status(ENOMEM, "ibv_create_comp_channel failed");
   int cq_depth = static_cast<int>(kRecvDepth + kSendQueueDepth);
@@ -150,9 +221,9 @@ Status RdmaConnection::Setup(unsigned comp_vector_hint) {
   // request, sparing the device a read of the send buffer; without that
   // support, plain sends.
   attr.cap.max_inline_data = kWantedInline;
-  if (rdma_create_qp(id_, pd_, &attr) != 0) {
+  if (rdma_create_qp(id_, pd, &attr) != 0) {
     attr.cap.max_inline_data = 0;
-    if (rdma_create_qp(id_, pd_, &attr) != 0) {
+    if (rdma_create_qp(id_, pd, &attr) != 0) {
       return Status(errno ? errno : EIO,
                     std::string("rdma_create_qp failed: ") + std::strerror(errno));
     }
@@ -164,7 +235,7 @@ Status RdmaConnection::Setup(unsigned comp_vector_hint) {
   size_t area = (kRecvDepth + kSendBuffers) * kMessageSize;
   message_area_ = static_cast<char*>(std::aligned_alloc(4096, area));
   if (!message_area_) return Status(ENOMEM, "cannot allocate message buffers");
-  message_mr_ = RegisterMemory(pd_, message_area_, area, IBV_ACCESS_LOCAL_WRITE);
+  message_mr_ = RegisterMemory(pd, message_area_, area, IBV_ACCESS_LOCAL_WRITE);
   if (!message_mr_) return Status(ENOMEM, "cannot register message buffers");
   for (size_t i = 0; i < kRecvDepth; ++i) SEALFS_RETURN_IF_ERROR(PostRecv(i));
   for (size_t i = 0; i < kSendBuffers; ++i) free_send_.push_back(i);
@@ -177,29 +248,15 @@ Status RdmaConnection::Setup(unsigned comp_vector_hint) {
   return Status::Ok();
 }
 
-BufferPool* RdmaConnection::PoolFor(BufferUse use) {
-  if (destroyed_ || pd_ == nullptr) return nullptr;
-  auto& pool = pools_[static_cast<int>(use)];
-  if (!pool) pool = std::make_unique<BufferPool>(pd_, AccessFor(use), kMaxCachedBulkBytes);
-  return pool.get();
-}
-
 Result<Registered> RdmaConnection::AcquireBuffer(BufferUse use, size_t size) {
-  if (failed_) return Status(ECONNRESET, "RDMA connection failed");
-  BufferPool* pool = PoolFor(use);
-  if (!pool) return Status(ECONNRESET, "RDMA connection closed");
-  return pool->Acquire(size);
+  if (failed_ || !domain_) return Status(ECONNRESET, "RDMA connection failed");
+  return domain_->Acquire(use, size);
 }
 
 void RdmaConnection::ReleaseBuffer(BufferUse use, Registered buffer) {
-  if (buffer.data == nullptr) return;
-  BufferPool* pool = PoolFor(use);
-  if (pool && !failed_) {
-    pool->Release(buffer);
+  if (domain_) {
+    domain_->Release(use, buffer);
   } else {
-    // No one reuses memory of a failed connection: unpin it now. Its queue
-    // pair may still be live only if the failure was a protocol error, and
-    // then the peer is not trusted anyway.
     FreeRegistered(buffer);
   }
 }
@@ -258,11 +315,11 @@ void RdmaConnection::Read(uint64_t addr, uint32_t rkey, uint32_t length, Registe
   RdmaCounters().rdma_read_bytes += length;
 }
 
-bool RdmaConnection::WriteThenSend(Registered local, uint32_t length, uint64_t addr,
-                                   uint32_t rkey) {
+bool RdmaConnection::WriteThenSend(const Registered& local, const char* data, uint32_t length,
+                                   uint64_t addr, uint32_t rkey) {
   if (failed_) return false;
-  if (!PostOneSided(IBV_WR_RDMA_WRITE, local, length, addr, rkey, WorkId(kBulkWork, kUntrackedBulk),
-                    /*signaled=*/false)) {
+  if (!PostOneSided(IBV_WR_RDMA_WRITE, local, data, length, addr, rkey,
+                    WorkId(kBulkWork, kUntrackedBulk), /*signaled=*/false)) {
     Fail(Status(EIO, "posting an RDMA WRITE failed"));
     return false;
   }
@@ -274,6 +331,7 @@ bool RdmaConnection::WriteThenSend(Registered local, uint32_t length, uint64_t a
 void RdmaConnection::Fail(const Status& status) {
   if (failed_) return;
   failed_ = true;
+  if (domain_) domain_->Retire();
   // Every holder of a buffer or a bulk slot hears of the failure once, so no
   // registered memory outlives the connection.
   auto queued = std::move(queue_);
@@ -309,7 +367,6 @@ void RdmaConnection::Destroy() {
   }
   if (qp_created_) rdma_destroy_qp(id_);
   qp_created_ = false;
-  for (auto& pool : pools_) pool.reset();
   DeregisterMemory(message_mr_);
   message_mr_ = nullptr;
   std::free(message_area_);
@@ -321,12 +378,8 @@ void RdmaConnection::Destroy() {
   cq_ = nullptr;
   if (channel_) ibv_destroy_comp_channel(channel_);
   channel_ = nullptr;
-  if (pd_) {
-    // Fails with EBUSY while any memory of this domain is still registered.
-    int error = ibv_dealloc_pd(pd_);
-    if (error != 0) std::fprintf(stderr, "rdma: ibv_dealloc_pd: %s\n", std::strerror(error));
-  }
-  pd_ = nullptr;
+  // The protection domain goes with the last buffer lent out of it.
+  domain_.reset();
 }
 
 Status RdmaConnection::PostRecv(size_t index) {
@@ -351,14 +404,16 @@ void RdmaConnection::PostBulk(ibv_wr_opcode opcode, Registered local, uint32_t l
   if (failed_) return finish(Status(ECONNRESET, "RDMA connection failed"));
   uint64_t op = ++next_bulk_op_;
   bulk_ops_[op] = std::move(finish);
-  if (!PostOneSided(opcode, local, length, addr, rkey, WorkId(kBulkWork, op), /*signaled=*/true)) {
+  if (!PostOneSided(opcode, local, local.data, length, addr, rkey, WorkId(kBulkWork, op),
+                    /*signaled=*/true)) {
     Fail(Status(EIO, "posting a one-sided transfer failed"));
   }
 }
 
-bool RdmaConnection::PostOneSided(ibv_wr_opcode opcode, Registered local, uint32_t length,
-                                  uint64_t addr, uint32_t rkey, uint64_t work_id, bool signaled) {
-  ibv_sge sge{reinterpret_cast<uint64_t>(local.data), length, local.mr->lkey};
+bool RdmaConnection::PostOneSided(ibv_wr_opcode opcode, const Registered& local, const char* data,
+                                  uint32_t length, uint64_t addr, uint32_t rkey, uint64_t work_id,
+                                  bool signaled) {
+  ibv_sge sge{reinterpret_cast<uint64_t>(data), length, local.mr->lkey};
   ibv_send_wr wr{};
   wr.wr_id = work_id;
   wr.opcode = opcode;
@@ -405,7 +460,12 @@ void RdmaConnection::Pump() {
       RdmaCounters().messages_sent++;
       RdmaCounters().bytes_sent += length;
     }
+    // A completion is asked for when someone waits on this SEND, and every
+    // kSignalEvery SENDs so their slots come back.
+    bool signaled = next.on_sent != nullptr || unsignalled_in_a_row_ + 1 >= kSignalEvery;
+    unsignalled_in_a_row_ = signaled ? 0 : unsignalled_in_a_row_ + 1;
     sent_callbacks_[slot] = std::move(next.on_sent);
+    sends_in_flight_.push_back(slot);
     queue_.pop_front();
     ibv_sge sge{reinterpret_cast<uint64_t>(out), static_cast<uint32_t>(length), message_mr_->lkey};
     ibv_send_wr wr{};
@@ -413,7 +473,10 @@ void RdmaConnection::Pump() {
     wr.opcode = IBV_WR_SEND;
     wr.sg_list = &sge;
     wr.num_sge = 1;
-    wr.send_flags = IBV_SEND_SIGNALED;
+    if (signaled) {
+      wr.send_flags = IBV_SEND_SIGNALED;
+      RdmaCounters().signalled_sends++;
+    }
     if (length <= max_inline_) wr.send_flags |= IBV_SEND_INLINE;
     ibv_send_wr* bad = nullptr;
     if (ibv_post_send(id_->qp, &wr, &bad) != 0) {
@@ -430,26 +493,40 @@ void RdmaConnection::RunSentCallbacks() {
 }
 
 void RdmaConnection::WatchCompletions() {
-  cq_watch_.async_wait(asio::posix::stream_descriptor::wait_read,
-                       [self = shared_from_this()](const asio::error_code& error) {
-                         if (error || self->destroyed_) return;
-                         ibv_cq* event_cq = nullptr;
-                         void* context = nullptr;
-                         while (ibv_get_cq_event(self->channel_, &event_cq, &context) == 0) {
-                           ibv_ack_cq_events(event_cq, 1);
-                         }
-                         ibv_req_notify_cq(self->cq_, 0);
-                         self->PollCompletions();
-                         if (!self->destroyed_) self->WatchCompletions();
-                       });
+  cq_watch_.async_wait(
+      asio::posix::stream_descriptor::wait_read,
+      [self = shared_from_this()](const asio::error_code& error) {
+        if (error || self->destroyed_) return;
+        RdmaCounters().completion_wakeups++;
+        ibv_cq* event_cq = nullptr;
+        void* context = nullptr;
+        while (ibv_get_cq_event(self->channel_, &event_cq, &context) == 0) {
+          ibv_ack_cq_events(event_cq, 1);
+        }
+        ibv_req_notify_cq(self->cq_, 0);
+        // While completions keep coming, a few more rounds
+        // of polling instead of sleeping.
+        if (self->PollCompletions() > 0) {
+          for (int round = 0; round < kPollRounds; ++round) {
+            if (!SpinUntil([&self] { return self->PollCompletions() > 0; }, kPollBeforeSleeping)) {
+              break;
+            }
+          }
+        }
+        if (!self->destroyed_) self->WatchCompletions();
+      });
 }
 
-void RdmaConnection::PollCompletions() {
+size_t RdmaConnection::PollCompletions() {
   ibv_wc completions[16];
   int n;
+  size_t handled = 0;
   while (!destroyed_ && (n = ibv_poll_cq(cq_, 16, completions)) > 0) {
+    RdmaCounters().work_completions += n;
+    handled += n;
     for (int i = 0; i < n && !destroyed_; ++i) HandleCompletion(completions[i]);
   }
+  return handled;
 }
 
 void RdmaConnection::HandleCompletion(const ibv_wc& wc) {
@@ -475,10 +552,7 @@ void RdmaConnection::HandleCompletion(const ibv_wc& wc) {
       if (!failed_) HandleReceive(index, wc.byte_len);
       break;
     case kSendWork:
-      if (index < kSendBuffers) {
-        free_send_.push_back(index);
-        if (sent_callbacks_[index]) std::exchange(sent_callbacks_[index], nullptr)();
-      }
+      if (index < kSendBuffers) SendsDone(index);
       Pump();
       break;
     case kBulkWork: {
@@ -489,6 +563,19 @@ void RdmaConnection::HandleCompletion(const ibv_wc& wc) {
       done(Status::Ok());
       break;
     }
+  }
+}
+
+void RdmaConnection::SendsDone(size_t slot) {
+  if (std::find(sends_in_flight_.begin(), sends_in_flight_.end(), slot) == sends_in_flight_.end()) {
+    return;
+  }
+  while (!sends_in_flight_.empty()) {
+    size_t done = sends_in_flight_.front();
+    sends_in_flight_.pop_front();
+    free_send_.push_back(done);
+    if (sent_callbacks_[done]) std::exchange(sent_callbacks_[done], nullptr)();
+    if (done == slot || failed_) break;
   }
 }
 
@@ -523,7 +610,7 @@ void RdmaConnection::HandleReceive(size_t slot, uint32_t length) {
     message.emplace();
     message->header = *header;
     message->body.assign(in + kPrefix, header->body_length);
-    message->payload.assign(in + kPrefix + header->body_length, inline_payload);
+    message->payload = std::string(in + kPrefix + header->body_length, inline_payload);
   }
   if (!PostRecv(slot).ok()) {
     Fail(Status(EIO, "reposting a receive buffer failed"));

@@ -19,12 +19,14 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "sealfs/rpc/frame.h"
+#include "sealfs/rpc/payload.h"
 #include "sealfs/rpc/status.h"
 #include "sealfs/rpc/transport.h"
 
@@ -96,6 +98,38 @@ class BufferPool {
 // peer writing it (a client's reply buffer).
 enum class BufferUse { kLocal, kPeerReads, kPeerWrites };
 
+// A protection domain with its pools of registered buffers. Shared by its
+// connection and by every buffer lent out as a Payload, so memory can be
+// given back from any thread, also after the connection is gone; the domain
+// is deallocated once the last holder lets go, never while memory of it is
+// still registered.
+class Domain : public std::enable_shared_from_this<Domain> {
+ public:
+  explicit Domain(ibv_pd* pd) : pd_(pd) {}
+  ~Domain();
+  Domain(const Domain&) = delete;
+  Domain& operator=(const Domain&) = delete;
+
+  ibv_pd* pd() const { return pd_; }
+  Result<Registered> Acquire(BufferUse use, size_t size);
+  void Release(BufferUse use, Registered buffer);
+  // From now on no buffer is reused: cached ones and every one given back
+  // are deregistered and freed at once (the connection failed).
+  void Retire();
+
+  // The first `size` bytes of `buffer` as a payload; the buffer comes back
+  // to this domain when the payload's last copy goes.
+  Payload Lend(BufferUse use, Registered buffer, size_t size);
+  // The buffer behind a payload this domain lent, or nullptr.
+  const Registered* Lent(const Payload& payload) const;
+
+ private:
+  ibv_pd* pd_;
+  std::mutex mutex_;
+  bool retired_ = false;
+  std::unique_ptr<BufferPool> pools_[3];
+};
+
 // One reliable-connected queue pair with its buffers, credits and
 // outstanding one-sided operations. Used by both clients and servers. All of
 // its methods run on its strand.
@@ -116,8 +150,10 @@ class RdmaConnection : public std::enable_shared_from_this<RdmaConnection> {
   bool failed() const { return failed_; }
 
   Result<Registered> AcquireBuffer(BufferUse use, size_t size);
-  // Back to its pool; freed outright once the connection is destroyed.
+  // Back to its pool; freed outright once the connection failed.
   void ReleaseBuffer(BufferUse use, Registered buffer);
+  // Null once destroyed. Safe to keep and use from any thread.
+  const std::shared_ptr<Domain>& domain() const { return domain_; }
 
   // Queues a message; it goes out when a send buffer and a peer credit exist.
   // `borrowed_payload` is copied into the send buffer when the message goes
@@ -139,10 +175,12 @@ class RdmaConnection : public std::enable_shared_from_this<RdmaConnection> {
   // `done` runs exactly once: on completion or when the connection fails.
   void Read(uint64_t addr, uint32_t rkey, uint32_t length, Registered local,
             std::function<void(Status)> done);
-  // RDMA WRITE of `length` bytes from `local`, posted unsignalled: RC ordering
-  // delivers it before any SEND posted after it, so the caller sends the reply
-  // right away and keeps `local` until that SEND completes.
-  bool WriteThenSend(Registered local, uint32_t length, uint64_t addr, uint32_t rkey);
+  // RDMA WRITE of `length` bytes at `data` (inside `local`), posted
+  // unsignalled: RC ordering delivers it before any SEND posted after it, so
+  // the caller sends the reply right away and keeps the memory until that
+  // SEND completes.
+  bool WriteThenSend(const Registered& local, const char* data, uint32_t length, uint64_t addr,
+                     uint32_t rkey);
 
   void Fail(const Status& status);
   void Disconnect();
@@ -162,33 +200,40 @@ class RdmaConnection : public std::enable_shared_from_this<RdmaConnection> {
   };
 
   char* Slot(size_t index) { return message_area_ + index * kMessageSize; }
-  BufferPool* PoolFor(BufferUse use);
   Status PostRecv(size_t index);
-  // Posts one RDMA READ or WRITE of `local` against the peer's (addr, rkey).
-  bool PostOneSided(ibv_wr_opcode opcode, Registered local, uint32_t length, uint64_t addr,
-                    uint32_t rkey, uint64_t work_id, bool signaled);
+  // Posts one RDMA READ or WRITE of `length` bytes at `data` (inside `local`)
+  // against the peer's (addr, rkey).
+  bool PostOneSided(ibv_wr_opcode opcode, const Registered& local, const char* data,
+                    uint32_t length, uint64_t addr, uint32_t rkey, uint64_t work_id, bool signaled);
   void PostBulk(ibv_wr_opcode opcode, Registered local, uint32_t length, uint64_t addr,
                 uint32_t rkey, std::function<void(Status)> done);
   void Pump();
   void WatchCompletions();
-  void PollCompletions();
+  // Handles what the completion queue holds; how many completions that was.
+  size_t PollCompletions();
   void HandleCompletion(const ibv_wc& wc);
   void HandleReceive(size_t slot, uint32_t length);
+  // A signalled SEND completed: it and every unsignalled SEND posted before
+  // it are done (a send queue completes in order).
+  void SendsDone(size_t slot);
   bool credit_update_queued() const { return !queue_.empty() && queue_.front().credits_only; }
   void RunSentCallbacks();
 
   Strand strand_;
   rdma_cm_id* id_;
   asio::posix::stream_descriptor cq_watch_;
-  ibv_pd* pd_ = nullptr;
+  std::shared_ptr<Domain> domain_;
   ibv_comp_channel* channel_ = nullptr;
   ibv_cq* cq_ = nullptr;
   bool qp_created_ = false;
   uint32_t max_inline_ = 0;
   ibv_mr* message_mr_ = nullptr;
   char* message_area_ = nullptr;
-  std::unique_ptr<BufferPool> pools_[3];
   std::vector<size_t> free_send_;
+  // Send slots posted and not yet known complete, in posting order; only
+  // every few SENDs ask for a completion.
+  std::deque<size_t> sends_in_flight_;
+  size_t unsignalled_in_a_row_ = 0;
   std::vector<std::function<void()>> sent_callbacks_;  // per send slot
   std::deque<Outgoing> queue_;
   size_t peer_credits_ = 0;

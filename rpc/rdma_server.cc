@@ -70,16 +70,33 @@ class Retirements {
 
 void SendReply(const std::shared_ptr<RdmaConnection>& connection, Message reply, RdmaExt ext);
 
+// Reply payloads above what fits a message are read straight into this
+// connection's registered memory, which the reply's RDMA WRITE then sends.
+ReplyAllocator AllocatorFor(const std::shared_ptr<RdmaConnection>& connection, RdmaExt ext) {
+  if (ext.dst_capacity == 0) return nullptr;
+  std::weak_ptr<Domain> weak = connection->domain();
+  return [weak](size_t size) -> Payload {
+    auto domain = weak.lock();
+    if (!domain || size <= kMaxInline) return {};
+    auto buffer = domain->Acquire(BufferUse::kLocal, size);
+    if (!buffer.ok()) return {};
+    return domain->Lend(BufferUse::kLocal, *buffer, size);
+  };
+}
+
 void Dispatch(RequestSink* sink, const std::shared_ptr<RdmaConnection>& connection, Message request,
               RdmaExt ext) {
   std::weak_ptr<RdmaConnection> weak = connection;
   Strand strand = connection->strand();
-  sink->Submit(std::move(request), "rdma", [weak, strand, ext](Message reply) {
-    // The connection may be gone by now, or failed: SendReply checks.
-    asio::post(strand, [weak, ext, reply = std::move(reply)]() mutable {
-      if (auto connection = weak.lock()) SendReply(connection, std::move(reply), ext);
-    });
-  });
+  sink->Submit(std::move(request), {"rdma", AllocatorFor(connection, ext)},
+               [weak, strand, ext](Message reply) {
+                 // The connection may be gone by now, or failed: SendReply checks.
+                 asio::post(strand, [weak, ext, reply = std::move(reply)]() mutable {
+                   if (auto connection = weak.lock()) {
+                     SendReply(connection, std::move(reply), ext);
+                   }
+                 });
+               });
 }
 
 void OnRequest(RequestSink* sink, const std::shared_ptr<RdmaConnection>& connection,
@@ -93,7 +110,8 @@ void OnRequest(RequestSink* sink, const std::shared_ptr<RdmaConnection>& connect
     connection->Fail(Status(EMSGSIZE, "request payload exceeds the limit"));
     return;
   }
-  // Pull the payload from the client's memory, then run the request.
+  // Pull the payload from the client's memory into a registered buffer that
+  // the handler then reads in place.
   auto shared_request = std::make_shared<Message>(std::move(request));
   std::weak_ptr<RdmaConnection> weak = connection;
   connection->WithBulkSlot([sink, weak, shared_request, ext] {
@@ -105,19 +123,12 @@ void OnRequest(RequestSink* sink, const std::shared_ptr<RdmaConnection>& connect
       return connection->Fail(buffer.status());
     }
     Registered local = *buffer;
+    // The payload owns the buffer from here on, whatever becomes of the call.
+    shared_request->payload = connection->domain()->Lend(BufferUse::kLocal, local, ext.src_length);
     connection->Read(ext.src_addr, ext.src_rkey, ext.src_length, local,
-                     [sink, weak, shared_request, ext, local](Status status) {
+                     [sink, weak, shared_request, ext](Status status) {
                        auto connection = weak.lock();
-                       if (!connection) {
-                         // Run by the dying connection's Fail, before its
-                         // protection domain goes.
-                         Registered doomed = local;
-                         FreeRegistered(doomed);
-                         return;
-                       }
-                       if (status.ok()) shared_request->payload.assign(local.data, ext.src_length);
-                       connection->ReleaseBuffer(BufferUse::kLocal, local);
-                       if (!status.ok() || connection->failed()) return;
+                       if (!connection || !status.ok() || connection->failed()) return;
                        Dispatch(sink, connection, std::move(*shared_request), ext);
                      });
   });
@@ -126,7 +137,7 @@ void OnRequest(RequestSink* sink, const std::shared_ptr<RdmaConnection>& connect
 void SendReply(const std::shared_ptr<RdmaConnection>& connection, Message reply, RdmaExt ext) {
   if (connection->failed()) return;
   if (reply.body.size() + reply.payload.size() <= kMaxInline) {
-    connection->Send(reply.header, std::move(reply.body), std::move(reply.payload), {});
+    connection->Send(reply.header, std::move(reply.body), reply.payload.TakeString(), {});
     return;
   }
   if (reply.payload.size() > ext.dst_capacity || reply.body.size() > kMaxInline) {
@@ -142,31 +153,33 @@ void SendReply(const std::shared_ptr<RdmaConnection>& connection, Message reply,
   connection->WithBulkSlot([weak, shared_reply, ext] {
     auto connection = weak.lock();
     if (!connection) return;
-    auto buffer = connection->AcquireBuffer(BufferUse::kLocal, shared_reply->payload.size());
-    if (!buffer.ok()) {
-      connection->FinishBulk();
-      return connection->Fail(buffer.status());
+    Payload& payload = shared_reply->payload;
+    const Registered* lent = connection->domain()->Lent(payload);
+    if (lent == nullptr) {
+      // Not read into this connection's memory (a handler that built a
+      // string): one copy into a registered buffer.
+      auto buffer = connection->AcquireBuffer(BufferUse::kLocal, payload.size());
+      if (!buffer.ok()) {
+        connection->FinishBulk();
+        return connection->Fail(buffer.status());
+      }
+      Payload copy = connection->domain()->Lend(BufferUse::kLocal, *buffer, payload.size());
+      std::memcpy(copy.mutable_data(), payload.data(), payload.size());
+      payload = std::move(copy);
+      lent = connection->domain()->Lent(payload);
     }
-    Registered local = *buffer;
-    uint32_t length = static_cast<uint32_t>(shared_reply->payload.size());
-    std::memcpy(local.data, shared_reply->payload.data(), length);
-    if (!connection->WriteThenSend(local, length, ext.dst_addr, ext.dst_rkey)) {
-      connection->ReleaseBuffer(BufferUse::kLocal, local);
+    uint32_t length = static_cast<uint32_t>(payload.size());
+    if (!connection->WriteThenSend(*lent, payload.data(), length, ext.dst_addr, ext.dst_rkey)) {
       connection->FinishBulk();
       return;
     }
     FrameHeader header = shared_reply->header;
     header.flags |= kFlagPayloadPlaced;
     header.payload_length = length;
-    // The WRITE is unsignalled: its buffer is free once the SEND completed.
-    connection->Send(header, std::move(shared_reply->body), {}, {}, {}, [weak, local] {
-      if (auto connection = weak.lock()) {
-        connection->ReleaseBuffer(BufferUse::kLocal, local);
-        connection->FinishBulk();
-      } else {
-        Registered doomed = local;  // run by the dying connection's Fail
-        FreeRegistered(doomed);
-      }
+    // The WRITE is unsignalled: its memory is free once the SEND completed.
+    connection->Send(header, std::move(shared_reply->body), {}, {}, {}, [weak, shared_reply] {
+      shared_reply->payload = Payload();
+      if (auto connection = weak.lock()) connection->FinishBulk();
     });
   });
 }

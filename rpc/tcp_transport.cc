@@ -42,9 +42,10 @@ awaitable<Result<Message>> ReadBody(tcp::socket& socket, const FrameHeader& head
   Message message;
   message.header = header;
   message.body.resize(header.body_length);
-  message.payload.resize(header.payload_length);
-  std::array<asio::mutable_buffer, 2> buffers{asio::buffer(message.body),
-                                              asio::buffer(message.payload)};
+  message.payload = std::string(header.payload_length, '\0');
+  std::array<asio::mutable_buffer, 2> buffers{
+      asio::buffer(message.body),
+      asio::buffer(message.payload.mutable_data(), header.payload_length)};
   if (header.body_length + header.payload_length > 0) {
     auto [read_error, m] = co_await asio::async_read(socket, buffers, kNoThrow);
     if (read_error) {
@@ -452,11 +453,12 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
         break;
       }
       auto strand = self->socket_.get_executor();
-      self->sink_.Submit(std::move(*request), self->peer_, [self, strand, cost](Message reply) {
-        asio::post(strand, [self, cost, reply = std::move(reply)]() mutable {
-          self->Send(std::move(reply), 1, cost);
-        });
-      });
+      self->sink_.Submit(std::move(*request), {self->peer_, nullptr},
+                         [self, strand, cost](Message reply) {
+                           asio::post(strand, [self, cost, reply = std::move(reply)]() mutable {
+                             self->Send(std::move(reply), 1, cost);
+                           });
+                         });
     }
   }
 
@@ -603,7 +605,9 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
         headers.push_back(EncodeHeader(message.header));
         buffers.push_back(asio::buffer(headers.back()));
         if (!message.body.empty()) buffers.push_back(asio::buffer(message.body));
-        if (!message.payload.empty()) buffers.push_back(asio::buffer(message.payload));
+        if (!message.payload.empty()) {
+          buffers.push_back(asio::buffer(message.payload.data(), message.payload.size()));
+        }
       }
       TcpCounters().messages_sent += batch.size();
       TcpCounters().bytes_sent += asio::buffer_size(buffers);

@@ -280,9 +280,34 @@ Status ChunkStore::Write(uint64_t ino, uint32_t index, uint32_t offset, std::str
   return Status::Ok();
 }
 
+namespace {
+class StringTarget : public ChunkStore::ReadTarget {
+ public:
+  explicit StringTarget(std::string* out) : out_(out) { out_->clear(); }
+  ~StringTarget() override { out_->resize(kept_); }
+  char* Reserve(size_t size) override {
+    out_->resize(size);
+    return out_->data();
+  }
+  void Keep(size_t offset, size_t length) override {
+    if (offset > 0) out_->erase(0, offset);
+    kept_ = length;
+  }
+
+ private:
+  std::string* out_;
+  size_t kept_ = 0;
+};
+}  // namespace
+
 Status ChunkStore::Read(uint64_t ino, uint32_t index, uint32_t offset, uint32_t length,
                         std::string* out) {
-  out->clear();
+  StringTarget target(out);
+  return Read(ino, index, offset, length, &target);
+}
+
+Status ChunkStore::Read(uint64_t ino, uint32_t index, uint32_t offset, uint32_t length,
+                        ReadTarget* out) {
   if (length == 0) return Status::Ok();
   std::shared_lock<WriterFirstLock> inode_lock(InodeLock(ino));
   std::shared_mutex& stripe = LockFor(ino, index);
@@ -315,7 +340,7 @@ Status ChunkStore::Read(uint64_t ino, uint32_t index, uint32_t offset, uint32_t 
 }
 
 Status ChunkStore::ReadChunk(const OpenChunk& chunk, uint32_t offset, uint32_t length,
-                             std::string* out) {
+                             ReadTarget* out) {
   const uint64_t size = chunk.size;
   if (offset >= size) return Status::Ok();
   uint64_t end = std::min<uint64_t>(size, static_cast<uint64_t>(offset) + length);
@@ -324,10 +349,10 @@ Status ChunkStore::ReadChunk(const OpenChunk& chunk, uint32_t offset, uint32_t l
   uint64_t aligned_end =
       std::min<uint64_t>(size, (end + kChecksumBlock - 1) / kChecksumBlock * kChecksumBlock);
   // Read whole blocks so each can be verified; the head is cut off after.
-  out->resize(aligned_end - aligned_start);
+  char* room = out->Reserve(aligned_end - aligned_start);
   size_t got = 0;
-  SEALFS_RETURN_IF_ERROR(PreadFull(chunk.data_fd, out->data(), out->size(), aligned_start, &got));
-  out->resize(got);
+  SEALFS_RETURN_IF_ERROR(
+      PreadFull(chunk.data_fd, room, aligned_end - aligned_start, aligned_start, &got));
   uint64_t blocks = (got + kChecksumBlock - 1) / kChecksumBlock;
   std::vector<uint64_t> stored(blocks, 0);
   size_t sum_got = 0;
@@ -335,16 +360,14 @@ Status ChunkStore::ReadChunk(const OpenChunk& chunk, uint32_t offset, uint32_t l
                                    SumOffset(first_block), &sum_got));
   for (uint64_t i = 0; i < blocks; ++i) {
     size_t block_size = std::min<size_t>(kChecksumBlock, got - i * kChecksumBlock);
-    if (BlockSum(out->data() + i * kChecksumBlock, block_size) != stored[i]) {
-      out->clear();
+    if (BlockSum(room + i * kChecksumBlock, block_size) != stored[i]) {
       return ChecksumMismatch(ChunkPath(chunk.ino, chunk.index), chunk.ino, chunk.index,
                               first_block + i);
     }
   }
   uint64_t head = offset - aligned_start;
   uint64_t wanted = std::min<uint64_t>(end - offset, got > head ? got - head : 0);
-  if (head > 0) out->erase(0, head);
-  out->resize(wanted);
+  out->Keep(wanted > 0 ? head : 0, wanted);
   return Status::Ok();
 }
 

@@ -20,6 +20,29 @@ Status CheckWriteRange(uint64_t offset, uint64_t length, uint32_t chunk_size) {
   return Status::Ok();
 }
 
+// A read's answer lands in the reply payload's room, which the transport may
+// send as it is (RDMA-registered memory): no copy between disk and wire.
+class ReplyTarget : public ChunkStore::ReadTarget {
+ public:
+  explicit ReplyTarget(rpc::RequestContext& context) : context_(context) {}
+  ~ReplyTarget() override {
+    if (reserved_ && !kept_) context_.KeepReply(0, 0);
+  }
+  char* Reserve(size_t size) override {
+    reserved_ = true;
+    return context_.ReserveReply(size);
+  }
+  void Keep(size_t offset, size_t length) override {
+    kept_ = true;
+    context_.KeepReply(offset, length);
+  }
+
+ private:
+  rpc::RequestContext& context_;
+  bool reserved_ = false;
+  bool kept_ = false;
+};
+
 Status CheckRange(uint64_t offset, uint64_t length) {
   if (offset + length > kMaxChunkSize) {
     return Status(EINVAL, "range " + std::to_string(offset) + "+" + std::to_string(length) +
@@ -57,8 +80,9 @@ void DataService::RegisterHandlers(rpc::Dispatcher& d) {
                             rpc::RequestContext& context) -> Status {
                SEALFS_RETURN_IF_ERROR(CheckStore(req.store_id()));
                SEALFS_RETURN_IF_ERROR(CheckRange(req.offset(), req.length()));
+               ReplyTarget target(context);
                return store_.Read(req.chunk().ino(), req.chunk().index(), req.offset(),
-                                  req.length(), &context.reply_payload);
+                                  req.length(), &target);
              }});
   d.Register(kTruncateFile,
              {[this](const pb::TruncateFileRequest& req, pb::TruncateFileResponse* resp,

@@ -230,7 +230,7 @@ TEST(RdmaStormClient, Run) {
     }
   }
   // Calls the server answers slowly, in both bulk directions, left in flight.
-  auto ignore = [](Status, auto&, std::string&) {};
+  auto ignore = [](Status, auto&, Payload&) {};
   pb::ReadRequest slow;
   slow.set_offset(kSlow);
   slow.set_length(10);

@@ -124,7 +124,7 @@ TEST_F(TransportTest, ManyCallsInFlightOnOneConnection) {
     request.set_length(static_cast<uint32_t>(1000 + i));
     InvokeAsync(
         *channel, data::kRead, request, {}, CallOptions{},
-        [&, i](Status status, pb::ReadResponse&, std::string& payload) {
+        [&, i](Status status, pb::ReadResponse&, Payload& payload) {
           if (status.ok() && payload == std::string(1000 + i, static_cast<char>('a' + i % 26))) {
             ++correct;
           }

@@ -327,5 +327,39 @@ TEST_F(ChunkStoreTest, WritesReportHowTheDiskSpaceChanged) {
   EXPECT_GT(delta, 0) << "a hole filled inside the chunk must count";
 }
 
+// The room a caller gives: whole checksum blocks land there once, and the
+// answer is a range of it (no copy to cut the head off).
+TEST_F(ChunkStoreTest, ReadLandsInTheCallersRoomAndNamesTheRange) {
+  std::string data = Pattern(20000, 31);
+  ASSERT_TRUE(store_->Write(60, 0, 0, data).ok());
+  struct Room : ChunkStore::ReadTarget {
+    std::string memory;
+    int reserves = 0;
+    size_t offset = 0, length = 0;
+    bool kept = false;
+    char* Reserve(size_t size) override {
+      ++reserves;
+      memory.assign(size, '\0');
+      return memory.data();
+    }
+    void Keep(size_t at, size_t count) override {
+      kept = true;
+      offset = at;
+      length = count;
+    }
+  } room;
+  ASSERT_TRUE(store_->Read(60, 0, 5000, 3000, &room).ok());
+  EXPECT_EQ(room.reserves, 1);
+  ASSERT_TRUE(room.kept);
+  EXPECT_EQ(room.memory.size() % kChecksumBlock, 0u);
+  EXPECT_EQ(room.offset, 5000 % kChecksumBlock);
+  EXPECT_EQ(room.memory.substr(room.offset, room.length), data.substr(5000, 3000));
+  // Past the end of the data: nothing kept, nothing reserved.
+  Room past;
+  ASSERT_TRUE(store_->Read(60, 0, 30000, 100, &past).ok());
+  EXPECT_EQ(past.reserves, 0);
+  EXPECT_FALSE(past.kept);
+}
+
 }  // namespace
 }  // namespace sealfs::server

@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <string>
 
+#include "sealfs/rpc/payload.h"
 #include "sealfs/rpc/status.h"
 
 namespace sealfs::rpc {
@@ -60,7 +61,7 @@ Result<FrameHeader> DecodeHeader(const char* bytes, size_t size);
 struct Message {
   FrameHeader header;
   std::string body;
-  std::string payload;
+  Payload payload;
 };
 
 }  // namespace sealfs::rpc

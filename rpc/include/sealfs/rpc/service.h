@@ -29,6 +29,16 @@ struct RequestContext {
   std::string_view payload;   // raw bytes sent with the request
   std::string reply_payload;  // raw bytes to send back
   const std::string* peer = nullptr;
+
+  // Room of `size` bytes for the reply payload, in memory the transport
+  // sends from without a copy where it has such memory. The reply payload is
+  // then the bytes KeepReply names (all of the room until it is called);
+  // `reply_payload` must stay empty.
+  char* ReserveReply(size_t size);
+  void KeepReply(size_t offset, size_t length) { reply_room.Narrow(offset, length); }
+
+  const ReplyAllocator* allocate_reply = nullptr;
+  Payload reply_room;
 };
 
 // Owns the handler table and the worker threads that run handlers, so that
@@ -42,7 +52,7 @@ class Dispatcher : public RequestSink {
   void Register(Method<Request, Response> method,
                 std::function<Status(const Request&, Response*, RequestContext&)> handler) {
     handlers_[Key(method.service, method.id)] = [handler](Message& request, Message& reply,
-                                                          const std::string& peer) {
+                                                          const RequestOrigin& origin) {
       Request typed_request;
       if (!typed_request.ParseFromString(request.body)) {
         reply.header.status = EBADMSG;
@@ -52,7 +62,8 @@ class Dispatcher : public RequestSink {
       Response typed_response;
       RequestContext context;
       context.payload = request.payload;
-      context.peer = &peer;
+      context.peer = &origin.peer;
+      if (origin.allocate_reply) context.allocate_reply = &origin.allocate_reply;
       Status status = handler(typed_request, &typed_response, context);
       if (!status.ok()) {
         reply.header.status = status.code();
@@ -60,17 +71,21 @@ class Dispatcher : public RequestSink {
         return;
       }
       typed_response.SerializeToString(&reply.body);
-      reply.payload = std::move(context.reply_payload);
+      if (context.reply_room.size() > 0 || context.reply_payload.empty()) {
+        reply.payload = std::move(context.reply_room);
+      } else {
+        reply.payload = std::move(context.reply_payload);
+      }
     };
   }
 
-  void Submit(Message request, std::string peer, std::function<void(Message)> respond) override;
+  void Submit(Message request, RequestOrigin origin, std::function<void(Message)> respond) override;
 
   // Waits for running handlers; later submissions are answered with ESHUTDOWN.
   void Shutdown();
 
  private:
-  using Handler = std::function<void(Message&, Message&, const std::string&)>;
+  using Handler = std::function<void(Message&, Message&, const RequestOrigin&)>;
   static uint32_t Key(ServiceId service, uint16_t method) {
     return (static_cast<uint32_t>(service) << 16) | method;
   }
@@ -93,7 +108,7 @@ Status Invoke(Channel& channel, Method<Request, Response> method, const Request&
   if (!response->ParseFromString(reply->body)) {
     return Status(EBADMSG, std::string(method.name) + ": response does not parse");
   }
-  if (reply_payload != nullptr) *reply_payload = std::move(reply->payload);
+  if (reply_payload != nullptr) *reply_payload = reply->payload.TakeString();
   return Status::Ok();
 }
 
@@ -105,7 +120,7 @@ void InvokeAsync(Channel& channel, Method<Request, Response> method, const Reque
   channel.CallAsync(method.service, method.id, request.SerializeAsString(), payload, options,
                     [method, done = std::move(done)](Result<Message> reply) {
                       Response response;
-                      std::string empty;
+                      Payload empty;
                       if (!reply.ok()) return done(reply.status(), response, empty);
                       if (reply->header.status != 0) {
                         return done(Status(reply->header.status, reply->body), response, empty);

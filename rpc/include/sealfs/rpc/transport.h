@@ -37,6 +37,11 @@ struct TransportCounters {
   std::atomic<uint64_t> rdma_read_bytes{0};
   std::atomic<uint64_t> rdma_write_ops{0};
   std::atomic<uint64_t> rdma_write_bytes{0};
+  // RDMA only: how often a connection woke on its completion channel, the
+  // work completions it handled, and the SENDs that asked for one.
+  std::atomic<uint64_t> completion_wakeups{0};
+  std::atomic<uint64_t> work_completions{0};
+  std::atomic<uint64_t> signalled_sends{0};
 };
 TransportCounters& TcpCounters();
 TransportCounters& RdmaCounters();
@@ -63,12 +68,24 @@ class Channel {
                        std::string_view payload, CallOptions options);
 };
 
+// Room for a reply payload of `size` bytes in memory the transport sends
+// from without a copy (RDMA-registered); an empty Payload when it has none.
+// May be called from any thread.
+using ReplyAllocator = std::function<Payload(size_t size)>;
+
+// Where a request came from.
+struct RequestOrigin {
+  std::string peer;
+  ReplyAllocator allocate_reply;  // may be empty
+};
+
 // Runs a request and produces its response. Implemented by Dispatcher.
 class RequestSink {
  public:
   virtual ~RequestSink() = default;
   // `respond` may be called from any thread, exactly once.
-  virtual void Submit(Message request, std::string peer, std::function<void(Message)> respond) = 0;
+  virtual void Submit(Message request, RequestOrigin origin,
+                      std::function<void(Message)> respond) = 0;
 };
 
 class ServerTransport {

@@ -60,9 +60,20 @@ class ChunkStore {
   // the disk space the chunk takes changed.
   Status Write(uint64_t ino, uint32_t index, uint32_t offset, std::string_view data,
                int64_t* allocated_delta = nullptr);
-  // Reads up to `length` bytes at `offset` into *out; *out is shorter when the
-  // chunk ends first, and empty when the chunk was never written. EIO when the
-  // chunk was written but its data is gone.
+  // Room for a read's answer, given by the caller, so the bytes land once in
+  // memory of the caller's choosing (a transport's registered buffer):
+  // Reserve(n) gives n bytes to fill, and the answer is then the `length`
+  // bytes at `offset` of them. Without a Keep call the answer is empty.
+  class ReadTarget {
+   public:
+    virtual ~ReadTarget() = default;
+    virtual char* Reserve(size_t size) = 0;
+    virtual void Keep(size_t offset, size_t length) = 0;
+  };
+  // Reads up to `length` bytes at `offset` into *out; the answer is shorter
+  // when the chunk ends first, and empty when the chunk was never written. EIO
+  // when the chunk was written but its data is gone.
+  Status Read(uint64_t ino, uint32_t index, uint32_t offset, uint32_t length, ReadTarget* out);
   Status Read(uint64_t ino, uint32_t index, uint32_t offset, uint32_t length, std::string* out);
   // Cuts this store's chunks of a file to a file size of `size`; reports the
   // disk space the file still takes here.
@@ -133,7 +144,7 @@ class ChunkStore {
   // still marked dirty, so that the next open recovers it.
   void Repair(const std::shared_ptr<OpenChunk>& chunk, uint64_t first, uint64_t end,
               uint64_t old_size);
-  Status ReadChunk(const OpenChunk& chunk, uint32_t offset, uint32_t length, std::string* out);
+  Status ReadChunk(const OpenChunk& chunk, uint32_t offset, uint32_t length, ReadTarget* out);
   Status TruncateChunk(uint64_t ino, uint32_t index, uint64_t length);
   Result<FileUsageInfo> UsageLocked(uint64_t ino, uint32_t chunk_size, uint32_t index_limit);
   Status DropChunk(uint64_t ino, uint32_t index);
