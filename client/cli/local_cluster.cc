@@ -37,6 +37,37 @@ void WriteLine(const std::string& path, const std::string& line) {
 
 bool Alive(pid_t pid) { return pid > 0 && kill(pid, 0) == 0; }
 
+// A process's command line, one argument per element; empty when it is gone.
+std::vector<std::string> CommandLine(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
+  std::vector<std::string> args;
+  std::string arg;
+  while (std::getline(in, arg, '\0')) args.push_back(arg);
+  return args;
+}
+
+// One letter: R, S, D, Z (a zombie), ...; 0 when there is no such process.
+char ProcessState(pid_t pid) {
+  std::string stat = ReadFirstLine("/proc/" + std::to_string(pid) + "/stat");
+  size_t end_of_name = stat.rfind(')');
+  if (end_of_name == std::string::npos || end_of_name + 2 >= stat.size()) return 0;
+  return stat[end_of_name + 2];
+}
+
+// A pid file (`<state path>.pid`) can outlive its server: the server may
+// linger as a zombie its parent has not reaped yet, or its pid may now belong
+// to another process. The recorded process is the server only if it runs and
+// its command line names the state path it was started with.
+bool ServerRunning(pid_t pid, const std::string& state_path) {
+  if (!Alive(pid)) return false;
+  char state = ProcessState(pid);
+  if (state == 0 || state == 'Z' || state == 'X') return false;
+  for (const std::string& arg : CommandLine(pid)) {
+    if (arg == state_path) return true;
+  }
+  return false;
+}
+
 pid_t PidFrom(const std::string& path) {
   try {
     return static_cast<pid_t>(std::stol(ReadFirstLine(path)));
@@ -141,7 +172,7 @@ Status LocalUp(const LocalClusterOptions& o) {
   // and data servers find it again after a restart.
   std::string meta_address = LocalMetaAddress(state);
   pid_t meta_pid = PidFrom(state + "/meta.pid");
-  if (Alive(meta_pid)) {
+  if (ServerRunning(meta_pid, state + "/meta")) {
     std::printf("metadata server already running (pid %d) on %s\n", meta_pid, meta_address.c_str());
   } else {
     std::string listen = meta_address.empty() ? "127.0.0.1:0" : meta_address;
@@ -162,7 +193,7 @@ Status LocalUp(const LocalClusterOptions& o) {
   for (int i = 0; i < o.data_servers; ++i) {
     std::string dir = DataDir(state, i);
     pid_t pid = PidFrom(dir + ".pid");
-    if (Alive(pid)) {
+    if (ServerRunning(pid, dir)) {
       std::printf("data server %d already running (pid %d)\n", i, pid);
       continue;
     }
@@ -244,22 +275,31 @@ Status LocalDown(const LocalClusterOptions& o) {
     }
     std::printf("unmounted %s\n", mountpoint.c_str());
   }
-  std::vector<std::pair<std::string, pid_t>> processes;
+  struct Recorded {
+    std::string pid_file;
+    std::string state_path;
+    pid_t pid;
+  };
+  std::vector<Recorded> processes;
   for (const auto& entry : fs::directory_iterator(state, ec)) {
     if (entry.path().extension() == ".pid") {
-      processes.emplace_back(entry.path().string(), PidFrom(entry.path().string()));
+      fs::path state_path = entry.path();
+      state_path.replace_extension();
+      processes.push_back(
+          {entry.path().string(), state_path.string(), PidFrom(entry.path().string())});
     }
   }
-  for (auto& [path, pid] : processes) {
-    if (Alive(pid)) kill(pid, SIGTERM);
+  // Only our servers are signalled, never a process that inherited a pid.
+  for (auto& process : processes) {
+    if (ServerRunning(process.pid, process.state_path)) kill(process.pid, SIGTERM);
   }
-  for (auto& [path, pid] : processes) {
-    for (int i = 0; i < 100 && Alive(pid); ++i) {
+  for (auto& process : processes) {
+    for (int i = 0; i < 100 && ServerRunning(process.pid, process.state_path); ++i) {
       Reap();
       std::this_thread::sleep_for(50ms);
     }
-    if (Alive(pid)) kill(pid, SIGKILL);
-    fs::remove(path, ec);
+    if (ServerRunning(process.pid, process.state_path)) kill(process.pid, SIGKILL);
+    fs::remove(process.pid_file, ec);
   }
   std::printf("stopped %zu processes\n", processes.size());
   return Status::Ok();
@@ -273,14 +313,16 @@ Status LocalStatus(const LocalClusterOptions& o) {
   std::string state = fs::canonical(o.state_dir).string();
   bool all_up = true;
   pid_t meta = PidFrom(state + "/meta.pid");
-  std::printf("metadata server  pid %-7d %-5s %s\n", meta, Alive(meta) ? "up" : "DOWN",
+  bool meta_up = ServerRunning(meta, state + "/meta");
+  std::printf("metadata server  pid %-7d %-5s %s\n", meta, meta_up ? "up" : "DOWN",
               LocalMetaAddress(state).c_str());
-  all_up = all_up && Alive(meta);
+  all_up = all_up && meta_up;
   for (int i = 0; fs::exists(DataDir(state, i) + ".pid"); ++i) {
     pid_t pid = PidFrom(DataDir(state, i) + ".pid");
-    std::printf("data server %-4d pid %-7d %-5s 127.0.0.1:%s\n", i, pid, Alive(pid) ? "up" : "DOWN",
+    bool up = ServerRunning(pid, DataDir(state, i));
+    std::printf("data server %-4d pid %-7d %-5s 127.0.0.1:%s\n", i, pid, up ? "up" : "DOWN",
                 ReadFirstLine(DataDir(state, i) + ".port").c_str());
-    all_up = all_up && Alive(pid);
+    all_up = all_up && up;
   }
   std::string mountpoint = ReadFirstLine(state + "/mountpoint");
   if (!mountpoint.empty()) {

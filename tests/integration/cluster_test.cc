@@ -2,10 +2,13 @@
 // through libsealfs.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <sstream>
 
@@ -269,6 +272,65 @@ TEST(Cluster, CliVolumesAndStatus) {
   // An unreachable metadata server is an error exit, not a crash.
   CliRun unreachable = RunCli("--meta 127.0.0.1:1 status");
   EXPECT_TRUE(unreachable.ExitedWith(1)) << "wait status " << unreachable.wait_status;
+}
+
+pid_t PidIn(const std::string& path) {
+  std::ifstream in(path);
+  pid_t pid = 0;
+  in >> pid;
+  return pid;
+}
+
+// `sealfs local up` on an existing cluster starts the servers that are not
+// running, also when a pid file still names a process: a killed server that
+// lingers as a zombie, or a pid that now belongs to another program.
+TEST(Cluster, LocalUpRestartsServersWhosePidFilesLie) {
+  // Orphaned servers become our children, so a killed one stays a zombie
+  // until we reap it, as under an init that reaps late.
+  ASSERT_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+  char pattern[] = "/tmp/sealfs-local-up-XXXXXX";
+  std::string state = mkdtemp(pattern);
+  std::string local = "local up --state " + state + " --data-servers 2 --no-mount";
+  ASSERT_TRUE(RunCli(local).ExitedWith(0));
+  ASSERT_TRUE(RunCli("local status --state " + state).ExitedWith(0));
+
+  pid_t zombie = PidIn(state + "/data1.pid");
+  ASSERT_GT(zombie, 0);
+  ASSERT_EQ(kill(zombie, SIGKILL), 0);
+  pid_t reused = PidIn(state + "/data0.pid");
+  ASSERT_EQ(kill(reused, SIGKILL), 0);
+  ASSERT_EQ(waitpid(reused, nullptr, 0), reused);
+  // Another program now holds the pid the file names.
+  pid_t stranger = fork();
+  ASSERT_GE(stranger, 0);
+  if (stranger == 0) {
+    execlp("sleep", "sleep", "60", nullptr);
+    _exit(127);
+  }
+  std::ofstream(state + "/data0.pid", std::ios::trunc) << stranger << "\n";
+  // The killed server lingers as a zombie: kill(pid, 0) still succeeds.
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  ASSERT_EQ(kill(zombie, 0), 0);
+
+  CliRun status = RunCli("local status --state " + state);
+  EXPECT_TRUE(status.ExitedWith(1)) << status.output;
+  CliRun restarted = RunCli(local);
+  EXPECT_TRUE(restarted.ExitedWith(0)) << restarted.output;
+  EXPECT_NE(restarted.output.find("started data server 0"), std::string::npos) << restarted.output;
+  EXPECT_NE(restarted.output.find("started data server 1"), std::string::npos) << restarted.output;
+  EXPECT_NE(PidIn(state + "/data0.pid"), stranger);
+  EXPECT_NE(PidIn(state + "/data1.pid"), zombie);
+  status = RunCli("local status --state " + state);
+  EXPECT_TRUE(status.ExitedWith(0)) << status.output;
+
+  EXPECT_TRUE(RunCli("local down --state " + state).ExitedWith(0));
+  // Only the cluster's own servers were stopped.
+  EXPECT_EQ(kill(stranger, 0), 0);
+  kill(stranger, SIGKILL);
+  while (waitpid(-1, nullptr, WNOHANG) > 0) {
+  }
+  prctl(PR_SET_CHILD_SUBREAPER, 0);
+  std::filesystem::remove_all(state);
 }
 
 }  // namespace
