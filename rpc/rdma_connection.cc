@@ -43,6 +43,7 @@ constexpr size_t kSignalEvery = 8;
 // follows within microseconds, and waking from the channel costs far more.
 constexpr auto kPollBeforeSleeping = std::chrono::microseconds(20);
 constexpr int kPollRounds = 8;
+static_assert(kSendBuffers >= kSignalEvery, "a signalled SEND must fit among the send buffers");
 
 // Registered bulk buffers a connection keeps for reuse.
 constexpr size_t kMaxCachedBulkBytes = 64u << 20;
@@ -102,39 +103,25 @@ BufferPool::~BufferPool() {
   }
 }
 
-Result<Registered> BufferPool::Acquire(size_t size) {
-  if (size > kMaxPayloadSize) {
-    return Status(EMSGSIZE, "RDMA buffer of " + std::to_string(size) + " bytes exceeds the limit");
-  }
-  size_t rounded = std::max(kMinBulkBuffer, std::bit_ceil(size));
-  auto& list = free_[rounded];
-  if (!list.empty()) {
-    Registered buffer = list.back();
-    list.pop_back();
-    cached_bytes_ -= buffer.size;
-    return buffer;
-  }
-  Registered buffer;
-  buffer.size = rounded;
-  buffer.data = static_cast<char*>(std::aligned_alloc(4096, rounded));
-  if (buffer.data == nullptr) return Status(ENOMEM, "cannot allocate an RDMA buffer");
-  buffer.mr = RegisterMemory(pd_, buffer.data, rounded, access_);
-  if (buffer.mr == nullptr) {
-    int error = errno ? errno : ENOMEM;
-    std::free(buffer.data);
-    return Status(error, std::string("cannot register RDMA memory: ") + std::strerror(error));
-  }
+size_t BufferPool::SizeClass(size_t size) { return std::max(kMinBulkBuffer, std::bit_ceil(size)); }
+
+std::optional<Registered> BufferPool::TakeCached(size_t size_class) {
+  auto found = free_.find(size_class);
+  if (found == free_.end() || found->second.empty()) return std::nullopt;
+  Registered buffer = found->second.back();
+  found->second.pop_back();
+  cached_bytes_ -= buffer.size;
   return buffer;
 }
 
-void BufferPool::Release(Registered buffer) {
+bool BufferPool::Keep(Registered buffer) {
   auto& list = free_[buffer.size];
-  if (list.size() < kMaxBulkInFlight && cached_bytes_ + buffer.size <= max_cached_bytes_) {
-    cached_bytes_ += buffer.size;
-    list.push_back(buffer);
-  } else {
-    FreeRegistered(buffer);
+  if (list.size() >= kMaxBulkInFlight || cached_bytes_ + buffer.size > max_cached_bytes_) {
+    return false;
   }
+  cached_bytes_ += buffer.size;
+  list.push_back(buffer);
+  return true;
 }
 
 Domain::~Domain() {
@@ -145,54 +132,90 @@ Domain::~Domain() {
 }
 
 Result<Registered> Domain::Acquire(BufferUse use, size_t size) {
-  std::lock_guard lock(mutex_);
-  if (retired_) return Status(ECONNRESET, "RDMA connection failed");
-  auto& pool = pools_[static_cast<int>(use)];
-  if (!pool) pool = std::make_unique<BufferPool>(pd_, AccessFor(use), kMaxCachedBulkBytes);
-  return pool->Acquire(size);
+  if (size > kMaxPayloadSize) {
+    return Status(EMSGSIZE, "RDMA buffer of " + std::to_string(size) + " bytes exceeds the limit");
+  }
+  size_t size_class = BufferPool::SizeClass(size);
+  {
+    std::lock_guard lock(mutex_);
+    if (retired_) return Status(ECONNRESET, "RDMA connection failed");
+    auto& pool = pools_[static_cast<int>(use)];
+    if (!pool) pool = std::make_unique<BufferPool>(kMaxCachedBulkBytes);
+    if (auto cached = pool->TakeCached(size_class)) return *cached;
+  }
+  // New memory is registered outside the lock: that takes a while.
+  Registered buffer;
+  buffer.size = size_class;
+  buffer.data = static_cast<char*>(std::aligned_alloc(4096, size_class));
+  if (buffer.data == nullptr) return Status(ENOMEM, "cannot allocate an RDMA buffer");
+  buffer.mr = RegisterMemory(pd_, buffer.data, size_class, AccessFor(use));
+  if (buffer.mr == nullptr) {
+    int error = errno ? errno : ENOMEM;
+    std::free(buffer.data);
+    return Status(error, std::string("cannot register RDMA memory: ") + std::strerror(error));
+  }
+  return buffer;
 }
 
 void Domain::Release(BufferUse use, Registered buffer) {
   if (buffer.data == nullptr) return;
-  std::lock_guard lock(mutex_);
-  auto& pool = pools_[static_cast<int>(use)];
-  if (retired_ || !pool) {
-    // No one reuses memory of a failed connection: unpin it now. Its queue
-    // pair may still be live only if the failure was a protocol error, and
-    // then the peer is not trusted anyway.
-    FreeRegistered(buffer);
-  } else {
-    pool->Release(buffer);
+  {
+    std::lock_guard lock(mutex_);
+    auto& pool = pools_[static_cast<int>(use)];
+    // No one reuses memory of a failed connection: it is unpinned now. Its
+    // queue pair may still be live only if the failure was a protocol
+    // error, and then the peer is not trusted anyway.
+    if (!retired_ && pool && pool->Keep(buffer)) return;
   }
+  FreeRegistered(buffer);
 }
 
 void Domain::Retire() {
-  std::lock_guard lock(mutex_);
-  retired_ = true;
-  for (auto& pool : pools_) pool.reset();
+  std::unique_ptr<BufferPool> pools[3];
+  {
+    std::lock_guard lock(mutex_);
+    retired_ = true;
+    for (int i = 0; i < 3; ++i) pools[i] = std::move(pools_[i]);
+  }
+  // The cached buffers are deregistered and freed here, outside the lock.
 }
 
-namespace {
+void Domain::set_on_returned(std::function<void()> on_returned) {
+  std::lock_guard lock(mutex_);
+  on_returned_ = std::move(on_returned);
+}
+
 struct Loan {
   Loan(std::shared_ptr<Domain> lender, BufferUse used_as, Registered lent)
       : domain(std::move(lender)), use(used_as), buffer(lent) {}
   Loan(const Loan&) = delete;
   Loan& operator=(const Loan&) = delete;
-  ~Loan() { domain->Release(use, buffer); }
+  ~Loan() { domain->Returned(use, buffer); }
   std::shared_ptr<Domain> domain;
   BufferUse use;
   Registered buffer;
 };
-}  // namespace
 
 Payload Domain::Lend(BufferUse use, Registered buffer, size_t size) {
+  lent_bytes_ += buffer.size;
   auto loan = std::make_shared<Loan>(shared_from_this(), use, buffer);
   return Payload::Held(buffer.data, size, std::move(loan), this);
 }
 
 const Registered* Domain::Lent(const Payload& payload) const {
-  if (payload.owner() != this) return nullptr;
+  if (payload.owner() != this || !payload.keeper()) return nullptr;
   return &static_cast<const Loan*>(payload.keeper().get())->buffer;
+}
+
+void Domain::Returned(BufferUse use, Registered buffer) {
+  lent_bytes_ -= buffer.size;
+  Release(use, buffer);
+  std::function<void()> on_returned;
+  {
+    std::lock_guard lock(mutex_);
+    on_returned = on_returned_;
+  }
+  if (on_returned) on_returned();
 }
 
 Status RdmaConnection::Setup(unsigned comp_vector_hint) {
@@ -233,6 +256,15 @@ Status RdmaConnection::Setup(unsigned comp_vector_hint) {
   // Receive buffers are always written by a SEND before they are read, and
   // send buffers by Pump: no need to clear them.
   size_t area = (kRecvDepth + kSendBuffers) * kMessageSize;
+  // Memory lent to requests came back: requests waiting for room may start.
+  std::weak_ptr<RdmaConnection> weak = shared_from_this();
+  domain_->set_on_returned([weak, strand = strand_] {
+    auto self = weak.lock();
+    if (!self || !self->waiting_for_room_.load()) return;
+    asio::post(strand, [weak] {
+      if (auto self = weak.lock()) self->StartWaitingForRoom();
+    });
+  });
   message_area_ = static_cast<char*>(std::aligned_alloc(4096, area));
   if (!message_area_) return Status(ENOMEM, "cannot allocate message buffers");
   message_mr_ = RegisterMemory(pd, message_area_, area, IBV_ACCESS_LOCAL_WRITE);
@@ -299,13 +331,40 @@ void RdmaConnection::WithBulkSlot(std::function<void()> start) {
   }
 }
 
+void RdmaConnection::WithRoom(size_t size, std::function<void()> start) {
+  if (failed_) return;
+  room_waiting_.emplace_back(size, std::move(start));
+  waiting_for_room_ = true;
+  StartWaitingForRoom();
+}
+
+void RdmaConnection::StartWaitingForRoom() {
+  // Started only with a bulk slot free, so each start lends its buffer at
+  // once and the next check sees it: the bound holds, not just each check.
+  while (!failed_ && domain_ && !room_waiting_.empty() && bulk_in_flight_ < kMaxBulkInFlight) {
+    size_t lent = domain_->lent_bytes();
+    // The first one always fits when nothing is lent, whatever its size.
+    if (lent > 0 && lent + room_waiting_.front().first > kMaxLentBytes) return;
+    auto start = std::move(room_waiting_.front().second);
+    room_waiting_.pop_front();
+    waiting_for_room_ = !room_waiting_.empty();
+    ++bulk_in_flight_;
+    start();
+  }
+}
+
 void RdmaConnection::FinishBulk() {
   if (bulk_in_flight_ > 0) --bulk_in_flight_;
-  if (failed_ || bulk_waiting_.empty()) return;
-  auto start = std::move(bulk_waiting_.front());
-  bulk_waiting_.pop_front();
-  ++bulk_in_flight_;
-  start();
+  if (failed_) return;
+  // Replies first: they give memory back.
+  if (!bulk_waiting_.empty()) {
+    auto start = std::move(bulk_waiting_.front());
+    bulk_waiting_.pop_front();
+    ++bulk_in_flight_;
+    start();
+    return;
+  }
+  StartWaitingForRoom();
 }
 
 void RdmaConnection::Read(uint64_t addr, uint32_t rkey, uint32_t length, Registered local,
@@ -344,6 +403,7 @@ void RdmaConnection::Fail(const Status& status) {
   bulk_ops_.clear();
   for (auto& [id, done] : ops) done(status);
   bulk_waiting_.clear();
+  room_waiting_.clear();
   if (on_failure) on_failure(status);
 }
 
@@ -493,28 +553,35 @@ void RdmaConnection::RunSentCallbacks() {
 }
 
 void RdmaConnection::WatchCompletions() {
-  cq_watch_.async_wait(
-      asio::posix::stream_descriptor::wait_read,
-      [self = shared_from_this()](const asio::error_code& error) {
-        if (error || self->destroyed_) return;
-        RdmaCounters().completion_wakeups++;
-        ibv_cq* event_cq = nullptr;
-        void* context = nullptr;
-        while (ibv_get_cq_event(self->channel_, &event_cq, &context) == 0) {
-          ibv_ack_cq_events(event_cq, 1);
-        }
-        ibv_req_notify_cq(self->cq_, 0);
-        // While completions keep coming, a few more rounds
-        // of polling instead of sleeping.
-        if (self->PollCompletions() > 0) {
-          for (int round = 0; round < kPollRounds; ++round) {
-            if (!SpinUntil([&self] { return self->PollCompletions() > 0; }, kPollBeforeSleeping)) {
-              break;
-            }
-          }
-        }
-        if (!self->destroyed_) self->WatchCompletions();
-      });
+  cq_watch_.async_wait(asio::posix::stream_descriptor::wait_read,
+                       [self = shared_from_this()](const asio::error_code& error) {
+                         if (error || self->destroyed_) return;
+                         RdmaCounters().completion_wakeups++;
+                         ibv_cq* event_cq = nullptr;
+                         void* context = nullptr;
+                         while (ibv_get_cq_event(self->channel_, &event_cq, &context) == 0) {
+                           ibv_ack_cq_events(event_cq, 1);
+                         }
+                         ibv_req_notify_cq(self->cq_, 0);
+                         if (self->PollCompletions() > 0) {
+                           self->PollSoon(std::chrono::steady_clock::now() + kPollBeforeSleeping,
+                                          kPollRounds);
+                         }
+                         if (!self->destroyed_) self->WatchCompletions();
+                       });
+}
+
+void RdmaConnection::PollSoon(std::chrono::steady_clock::time_point deadline, int rounds_left) {
+  asio::post(strand_, [self = shared_from_this(), deadline, rounds_left] {
+    if (self->destroyed_) return;
+    auto now = std::chrono::steady_clock::now();
+    if (self->PollCompletions() > 0) {
+      // More came: poll on, a bounded number of times.
+      if (rounds_left > 1) self->PollSoon(now + kPollBeforeSleeping, rounds_left - 1);
+    } else if (now < deadline) {
+      self->PollSoon(deadline, rounds_left);
+    }
+  });
 }
 
 size_t RdmaConnection::PollCompletions() {

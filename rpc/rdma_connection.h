@@ -15,6 +15,8 @@
 #include <sys/socket.h>
 
 #include <asio.hpp>
+#include <atomic>
+#include <chrono>
 #include <deque>
 #include <functional>
 #include <map>
@@ -43,6 +45,10 @@ constexpr uint8_t kFlagCreditsOnly = 4;    // no frame, only returned credits
 constexpr int kResolveTimeoutMs = 2000;
 // Smallest bulk buffer; every size class is a power of two from here.
 constexpr size_t kMinBulkBuffer = 64 * 1024;
+// Registered memory one connection may have lent out to requests waiting in
+// the server's workers and their replies (as TCP bounds a connection's
+// queued requests to 256 MiB).
+constexpr size_t kMaxLentBytes = 256u << 20;
 
 struct RdmaExt {
   uint64_t src_addr = 0;
@@ -70,24 +76,23 @@ ibv_mr* RegisterMemory(ibv_pd* pd, void* data, size_t size, int access);
 void DeregisterMemory(ibv_mr* mr);
 void FreeRegistered(Registered& buffer);
 
-// Registered buffers of one protection domain and one access mode, reused by
-// size class. Keeps at most kMaxBulkInFlight buffers per class and
-// `max_cached_bytes` in all, so an idle connection pins little.
+// Cached registered buffers of one access mode, by size class (a power of
+// two from kMinBulkBuffer). Keeps at most kMaxBulkInFlight buffers per class
+// and `max_cached_bytes` in all, so an idle connection pins little. Not
+// thread-safe: its Domain guards it.
 class BufferPool {
  public:
-  BufferPool(ibv_pd* pd, int access, size_t max_cached_bytes)
-      : pd_(pd), access_(access), max_cached_bytes_(max_cached_bytes) {}
+  explicit BufferPool(size_t max_cached_bytes) : max_cached_bytes_(max_cached_bytes) {}
   ~BufferPool();
   BufferPool(const BufferPool&) = delete;
   BufferPool& operator=(const BufferPool&) = delete;
 
-  // EMSGSIZE for anything above kMaxPayloadSize, before allocating.
-  Result<Registered> Acquire(size_t size);
-  void Release(Registered buffer);
+  static size_t SizeClass(size_t size);
+  std::optional<Registered> TakeCached(size_t size_class);
+  // False when the cache is full: the caller frees the buffer.
+  bool Keep(Registered buffer);
 
  private:
-  ibv_pd* pd_;
-  int access_;
   size_t max_cached_bytes_;
   size_t cached_bytes_ = 0;
   std::map<size_t, std::vector<Registered>> free_;
@@ -111,6 +116,8 @@ class Domain : public std::enable_shared_from_this<Domain> {
   Domain& operator=(const Domain&) = delete;
 
   ibv_pd* pd() const { return pd_; }
+  // EMSGSIZE for anything above kMaxPayloadSize, before allocating. New
+  // memory is registered outside the lock.
   Result<Registered> Acquire(BufferUse use, size_t size);
   void Release(BufferUse use, Registered buffer);
   // From now on no buffer is reused: cached ones and every one given back
@@ -122,12 +129,21 @@ class Domain : public std::enable_shared_from_this<Domain> {
   Payload Lend(BufferUse use, Registered buffer, size_t size);
   // The buffer behind a payload this domain lent, or nullptr.
   const Registered* Lent(const Payload& payload) const;
+  // Bytes of the buffers lent out now.
+  size_t lent_bytes() const { return lent_bytes_.load(); }
+  // Runs, on whatever thread gives it back, after a lent buffer came back.
+  void set_on_returned(std::function<void()> on_returned);
 
  private:
+  friend struct Loan;
+  void Returned(BufferUse use, Registered buffer);
+
   ibv_pd* pd_;
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   bool retired_ = false;
   std::unique_ptr<BufferPool> pools_[3];
+  std::atomic<size_t> lent_bytes_{0};
+  std::function<void()> on_returned_;
 };
 
 // One reliable-connected queue pair with its buffers, credits and
@@ -152,8 +168,13 @@ class RdmaConnection : public std::enable_shared_from_this<RdmaConnection> {
   Result<Registered> AcquireBuffer(BufferUse use, size_t size);
   // Back to its pool; freed outright once the connection failed.
   void ReleaseBuffer(BufferUse use, Registered buffer);
-  // Null once destroyed. Safe to keep and use from any thread.
-  const std::shared_ptr<Domain>& domain() const { return domain_; }
+  // Null once destroyed. The copy is safe to keep and use from any thread.
+  std::shared_ptr<Domain> domain() const { return domain_; }
+
+  // Runs `start` with a bulk slot (as WithBulkSlot) once the memory lent out
+  // of this connection leaves room for `size` more bytes, so requests waiting
+  // for the server's workers pin a bounded amount.
+  void WithRoom(size_t size, std::function<void()> start);
 
   // Queues a message; it goes out when a send buffer and a peer credit exist.
   // `borrowed_payload` is copied into the send buffer when the message goes
@@ -218,6 +239,11 @@ class RdmaConnection : public std::enable_shared_from_this<RdmaConnection> {
   void SendsDone(size_t slot);
   bool credit_update_queued() const { return !queue_.empty() && queue_.front().credits_only; }
   void RunSentCallbacks();
+  void StartWaitingForRoom();
+  // Polls the completion queue again from a posted handler until `deadline`,
+  // so a completion that follows shortly is handled without sleeping while
+  // other work on the strand still runs in between.
+  void PollSoon(std::chrono::steady_clock::time_point deadline, int rounds_left);
 
   Strand strand_;
   rdma_cm_id* id_;
@@ -240,6 +266,8 @@ class RdmaConnection : public std::enable_shared_from_this<RdmaConnection> {
   size_t to_return_ = 0;
   size_t bulk_in_flight_ = 0;
   std::deque<std::function<void()>> bulk_waiting_;
+  std::deque<std::pair<size_t, std::function<void()>>> room_waiting_;
+  std::atomic<bool> waiting_for_room_{false};  // read by threads giving memory back
   std::unordered_map<uint64_t, std::function<void(Status)>> bulk_ops_;
   uint64_t next_bulk_op_ = 0;
   bool failed_ = false;

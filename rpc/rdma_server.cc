@@ -75,9 +75,16 @@ void SendReply(const std::shared_ptr<RdmaConnection>& connection, Message reply,
 ReplyAllocator AllocatorFor(const std::shared_ptr<RdmaConnection>& connection, RdmaExt ext) {
   if (ext.dst_capacity == 0) return nullptr;
   std::weak_ptr<Domain> weak = connection->domain();
-  return [weak](size_t size) -> Payload {
+  // Whole checksum blocks around the range the client asked for.
+  size_t largest = size_t{ext.dst_capacity} + 2 * 4096;
+  return [weak, largest](size_t size) -> Payload {
     auto domain = weak.lock();
-    if (!domain || size <= kMaxInline) return {};
+    // Past the connection's bound of lent memory the reply is built in
+    // ordinary memory and copied when it is sent, one bulk slot at a time.
+    if (!domain || size <= kMaxInline || size > largest ||
+        domain->lent_bytes() + size > kMaxLentBytes) {
+      return {};
+    }
     auto buffer = domain->Acquire(BufferUse::kLocal, size);
     if (!buffer.ok()) return {};
     return domain->Lend(BufferUse::kLocal, *buffer, size);
@@ -114,13 +121,20 @@ void OnRequest(RequestSink* sink, const std::shared_ptr<RdmaConnection>& connect
   // the handler then reads in place.
   auto shared_request = std::make_shared<Message>(std::move(request));
   std::weak_ptr<RdmaConnection> weak = connection;
-  connection->WithBulkSlot([sink, weak, shared_request, ext] {
+  connection->WithRoom(ext.src_length, [sink, weak, shared_request, ext] {
     auto connection = weak.lock();
     if (!connection) return;
     auto buffer = connection->AcquireBuffer(BufferUse::kLocal, ext.src_length);
     if (!buffer.ok()) {
+      // Out of registered memory: this call fails, the connection stays.
       connection->FinishBulk();
-      return connection->Fail(buffer.status());
+      FrameHeader header = shared_request->header;
+      header.flags = kFlagResponse;
+      header.payload_length = 0;
+      header.status = buffer.status().code();
+      connection->Send(
+          header, "server cannot take the request payload: " + buffer.status().message(), {}, {});
+      return;
     }
     Registered local = *buffer;
     // The payload owns the buffer from here on, whatever becomes of the call.

@@ -16,6 +16,7 @@ TEST(PayloadTest, OwnedBytesMoveOutWithoutACopy) {
   EXPECT_EQ(payload.owner(), nullptr);
   Payload moved = std::move(payload);
   EXPECT_EQ(moved.data(), where);
+  EXPECT_TRUE(payload.empty());  // NOLINT(bugprone-use-after-move): moved-from is empty
   std::string taken = moved.TakeString();
   EXPECT_EQ(taken.data(), where);
   EXPECT_TRUE(moved.empty());
@@ -31,7 +32,10 @@ TEST(PayloadTest, HeldBytesGoBackWhenTheLastCopyGoes) {
   EXPECT_EQ(payload.owner(), &owner_tag);
   {
     Payload copy = payload;
-    payload = Payload();
+    Payload moved = std::move(payload);
+    EXPECT_EQ(payload.owner(), nullptr);  // NOLINT(bugprone-use-after-move)
+    EXPECT_EQ(payload.size(), 0u);        // NOLINT(bugprone-use-after-move)
+    moved = Payload();
     EXPECT_EQ(returned, 0);
     EXPECT_EQ(copy.data(), memory);
   }
@@ -45,6 +49,12 @@ TEST(PayloadTest, NarrowKeepsARangeInPlace) {
   EXPECT_EQ(held.view(), "cdefg");
   EXPECT_EQ(held.data(), memory + 2);
   EXPECT_EQ(held.TakeString(), "cdefg");
+
+  Payload clamped = Payload::Held(memory, 10, nullptr, nullptr);
+  clamped.Narrow(8, 100);  // never past the bytes it has
+  EXPECT_EQ(clamped.view(), "ij");
+  clamped.Narrow(50, 1);
+  EXPECT_TRUE(clamped.empty());
 
   Payload owned(std::string("abcdefghij"));
   owned.Narrow(3, 2);

@@ -15,11 +15,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <fstream>
 #include <future>
+#include <latch>
 #include <mutex>
 #include <thread>
 
@@ -36,6 +38,7 @@ using namespace std::chrono_literals;
 
 constexpr uint32_t kSlow = 555;     // handler sleeps 100 ms
 constexpr uint32_t kBlocked = 888;  // handler waits for the test to open the gate
+constexpr int kQueuedWrites = 120;  // of 4 MiB each: 480 MiB queued at the server
 
 std::string TestAddress() {
   const char* address = std::getenv("SEALFS_RDMA_TEST_ADDR");
@@ -85,9 +88,13 @@ class RdmaPeerFailureTest : public ::testing::Test {
                            context.reply_payload.assign(req.length(), 'r');
                            return Status::Ok();
                          }});
-    dispatcher_.Register(data::kWrite, {[](const pb::WriteRequest& req, pb::WriteResponse*,
-                                           RequestContext& context) -> Status {
+    dispatcher_.Register(data::kWrite, {[this](const pb::WriteRequest& req, pb::WriteResponse*,
+                                               RequestContext& context) -> Status {
                            if (req.offset() == kSlow) std::this_thread::sleep_for(100ms);
+                           if (req.offset() == kBlocked) {
+                             std::unique_lock lock(gate_mutex_);
+                             gate_changed_.wait_for(lock, 120s, [this] { return gate_open_; });
+                           }
                            context.reply_payload = std::to_string(context.payload.size());
                            return Status::Ok();
                          }});
@@ -208,6 +215,25 @@ TEST(RdmaStormClient, Run) {
   pb::ReadResponse response;
   if (!Invoke(*channel, data::kRead, small, &response).ok()) _exit(2);
   static const std::string big(8 << 20, 'p');
+  if (mode == "queued-writes") {
+    // Many 4 MiB writes at once to a server whose workers are stuck: all of
+    // them must still succeed once it moves again.
+    std::atomic<int> ok{0};
+    std::latch done(kQueuedWrites);
+    pb::WriteRequest queued;
+    queued.set_offset(kBlocked);
+    for (int i = 0; i < kQueuedWrites; ++i) {
+      InvokeAsync(*channel, data::kWrite, queued, std::string_view(big).substr(0, 4 << 20),
+                  CallOptions{std::chrono::seconds(300)},
+                  [&](Status status, pb::WriteResponse&, Payload&) {
+                    if (status.ok()) ++ok;
+                    done.count_down();
+                  });
+    }
+    if (write(ready, "x", 1) != 1) _exit(4);
+    done.wait();
+    _exit(ok == kQueuedWrites ? 0 : 5);
+  }
   if (mode == "bulk-write" || mode == "bulk-read") {
     // Transfers back to back until killed.
     bool signalled = false;
@@ -348,6 +374,33 @@ TEST_F(RdmaPeerFailureTest, TimedOutLargeReadsKeepPinnedMemoryBounded) {
   ASSERT_TRUE(status.ok()) << status.ToString();
   EXPECT_EQ(reply.size(), kReply);
   channel.reset();
+  ExpectEverythingReleased();
+}
+
+TEST_F(RdmaPeerFailureTest, QueuedRequestsPinBoundedServerMemory) {
+  // 480 MiB of writes reach a server whose workers are all stuck: it pulls
+  // in payloads only up to its bound of lent memory per connection, the rest
+  // wait on the client's side, and every write succeeds once it moves.
+  int ready = -1;
+  pid_t pid = SpawnClient("queued-writes", &ready);
+  ASSERT_GT(pid, 0);
+  ASSERT_TRUE(WaitReady(ready));
+  close(ready);
+  uint64_t most_registered = 0;
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    most_registered = std::max(most_registered, RdmaRegisteredBytes() - registered_at_start_);
+    std::this_thread::sleep_for(20ms);
+  }
+  // The bound, the connection's message buffers and one request's rounding.
+  constexpr uint64_t kBound = (256u << 20) + (16u << 20);
+  EXPECT_LE(most_registered, kBound) << "server pinned every queued payload";
+  EXPECT_GE(most_registered, uint64_t{128} << 20) << "payloads did not reach the server";
+  OpenGate();
+  int wait_status = 0;
+  ASSERT_EQ(waitpid(pid, &wait_status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0)
+      << "client saw failed writes, wait status " << wait_status;
   ExpectEverythingReleased();
 }
 

@@ -5,10 +5,12 @@
 // so a transport can hand its own memory to a handler and back.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace sealfs::rpc {
 
@@ -16,6 +18,22 @@ class Payload {
  public:
   Payload() = default;
   Payload(std::string bytes) : owned_(std::move(bytes)), size_(owned_.size()) {}  // NOLINT
+  Payload(const Payload&) = default;
+  Payload& operator=(const Payload&) = default;
+  // A moved-from payload is empty, never a view of memory it no longer keeps.
+  Payload(Payload&& other) noexcept { *this = std::move(other); }
+  Payload& operator=(Payload&& other) noexcept {
+    if (this != &other) {
+      owned_ = std::move(other.owned_);
+      held_ = std::exchange(other.held_, nullptr);
+      offset_ = std::exchange(other.offset_, 0);
+      size_ = std::exchange(other.size_, 0);
+      keeper_ = std::move(other.keeper_);
+      owner_ = std::exchange(other.owner_, nullptr);
+      other.owned_.clear();
+    }
+    return *this;
+  }
 
   // `size` bytes at `data`, valid while `keeper` lives. `owner` names who
   // lent the memory, so that owner can recognise its own memory on the way
@@ -48,10 +66,11 @@ class Payload {
     return bytes;
   }
 
-  // Keeps only `length` bytes from `offset` (both within the current bytes).
+  // Keeps only `length` bytes from `offset`, cut to the current bytes.
   void Narrow(size_t offset, size_t length) {
+    offset = std::min(offset, size_);
     offset_ += offset;
-    size_ = length;
+    size_ = std::min(length, size_ - offset);
   }
 
   const void* owner() const { return owner_; }
