@@ -96,6 +96,8 @@ size_t OpenChunkLimit() {
   return std::clamp<size_t>(soft / 4 / 2, 8, 4096);
 }
 
+constexpr std::string_view kFormatLine = "sealfs chunk store format ";
+
 }  // namespace
 
 ChunkStore::ChunkStore(std::string root)
@@ -117,10 +119,37 @@ ChunkStore::~ChunkStore() {
   if (index_) index_->Sync();
 }
 
+// The FORMAT file names the layout of everything under a store's root. A
+// store from before the file existed has today's layout (format 1) and is
+// stamped; any other version is refused, never misread.
+Status CheckFormat(const std::string& root) {
+  std::string path = root + "/FORMAT";
+  std::ifstream file(path);
+  if (!file)
+    return WriteFileAtomically(
+        path, std::string(kFormatLine) + std::to_string(ChunkStore::kFormatVersion) + "\n");
+  std::string line;
+  std::getline(file, line);
+  unsigned version = 0;
+  if (line.rfind(kFormatLine, 0) != 0 ||
+      std::sscanf(line.c_str() + kFormatLine.size(), "%u", &version) != 1) {
+    return Status(ENOTSUP, "chunk store at " + root + " has an unreadable format file " + path +
+                               " (\"" + line + "\"); refusing to read a store it does not know");
+  }
+  if (version != ChunkStore::kFormatVersion) {
+    return Status(ENOTSUP, "chunk store at " + root + " has on-disk format version " +
+                               std::to_string(version) +
+                               "; this sealfs-data reads format version " +
+                               std::to_string(ChunkStore::kFormatVersion) + " only");
+  }
+  return Status::Ok();
+}
+
 Result<std::unique_ptr<ChunkStore>> ChunkStore::Open(const std::string& root) {
   std::error_code ec;
   fs::create_directories(fs::path(root) / "chunks", ec);
   if (ec) return Status(ec.value(), "cannot create " + root + ": " + ec.message());
+  SEALFS_RETURN_IF_ERROR(CheckFormat(root));
   std::unique_ptr<ChunkStore> store(new ChunkStore(root));
   std::string id_path = root + "/INSTANCE";
   std::ifstream id_file(id_path);

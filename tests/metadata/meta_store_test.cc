@@ -2,11 +2,13 @@
 #include "sealfs/metadata/meta_store.h"
 
 #include <gtest/gtest.h>
+#include <rocksdb/db.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 
 #include <chrono>
 #include <filesystem>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -492,6 +494,52 @@ TEST_F(MetaStoreTest, EverythingSurvivesReopen) {
   EXPECT_EQ(store_->Lookup(dir, "f")->attr().size(), 4096u);
   EXPECT_EQ(*store_->Getxattr(file, "user.k"), "v");
   EXPECT_EQ(store_->ListVolumes()->size(), 1u);
+}
+
+// Sets (or, with nullopt, deletes) the store's recorded format version,
+// working on the RocksDB files directly as another program would have left it.
+void SetRecordedFormat(const std::string& path, std::optional<uint64_t> version) {
+  std::vector<std::string> names;
+  ASSERT_TRUE(rocksdb::DB::ListColumnFamilies({}, path, &names).ok());
+  std::vector<rocksdb::ColumnFamilyDescriptor> families;
+  for (const auto& name : names) families.emplace_back(name, rocksdb::ColumnFamilyOptions());
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  ASSERT_TRUE(rocksdb::DB::Open({}, path, families, &handles, &raw).ok());
+  std::unique_ptr<rocksdb::DB> db(raw);
+  rocksdb::ColumnFamilyHandle* service = nullptr;
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names[i] == "service") service = handles[i];
+  }
+  ASSERT_NE(service, nullptr);
+  if (version) {
+    std::string encoded(8, '\0');
+    for (int i = 0; i < 8; ++i) encoded[i] = static_cast<char>(*version >> (56 - 8 * i));
+    ASSERT_TRUE(db->Put({}, service, "format-version", encoded).ok());
+  } else {
+    ASSERT_TRUE(db->Delete({}, service, "format-version").ok());
+  }
+  for (auto* handle : handles) db->DestroyColumnFamilyHandle(handle);
+}
+
+TEST_F(MetaStoreTest, AStoreOfAnotherFormatIsRefusedByName) {
+  uint64_t file = File(root_, "f");
+  store_.reset();
+  // A store from before formats were recorded is today's format: stamped.
+  SetRecordedFormat(dir_ + "/db", std::nullopt);
+  Reopen();
+  EXPECT_EQ(store_->Getattr(file)->attr().size(), 0u);
+  store_.reset();
+  SetRecordedFormat(dir_ + "/db", 2);
+  MetaStoreOptions options;
+  options.path = dir_ + "/db";
+  auto opened = MetaStore::Open(options);
+  ASSERT_FALSE(opened.ok());
+  EXPECT_EQ(opened.status().code(), ENOTSUP);
+  EXPECT_NE(opened.status().message().find("format version 2"), std::string::npos)
+      << opened.status().ToString();
+  SetRecordedFormat(dir_ + "/db", MetaStore::kFormatVersion);
+  Reopen();
 }
 
 TEST_F(MetaStoreTest, FreedIdsAreNotReusedAfterReopen) {

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <thread>
 
@@ -325,6 +326,37 @@ TEST_F(ChunkStoreTest, WritesReportHowTheDiskSpaceChanged) {
   EXPECT_GT(delta, 0);
   ASSERT_TRUE(store_->Write(60, 0, 8 * kChecksumBlock, Pattern(kChecksumBlock, 3), &delta).ok());
   EXPECT_GT(delta, 0) << "a hole filled inside the chunk must count";
+}
+
+TEST_F(ChunkStoreTest, AStoreOfAnotherFormatIsRefusedByName) {
+  ASSERT_TRUE(store_->Write(70, 0, 0, "kept").ok());
+  store_.reset();
+  auto write_format = [&](const std::string& line) {
+    std::ofstream(dir_ + "/FORMAT", std::ios::trunc) << line;
+  };
+  // A store from before the format file existed is today's format: stamped.
+  std::filesystem::remove(dir_ + "/FORMAT");
+  auto reopened = ChunkStore::Open(dir_);
+  ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+  EXPECT_TRUE(std::filesystem::exists(dir_ + "/FORMAT"));
+  std::string out;
+  ASSERT_TRUE((*reopened)->Read(70, 0, 0, 4, &out).ok());
+  EXPECT_EQ(out, "kept");
+  reopened->reset();
+  for (const std::string& line :
+       {std::string("sealfs chunk store format 2\n"), std::string("something else entirely\n")}) {
+    write_format(line);
+    auto refused = ChunkStore::Open(dir_);
+    ASSERT_FALSE(refused.ok()) << line;
+    EXPECT_EQ(refused.status().code(), ENOTSUP);
+    EXPECT_NE(refused.status().message().find("format"), std::string::npos);
+  }
+  write_format("sealfs chunk store format 2\n");
+  EXPECT_NE(ChunkStore::Open(dir_).status().message().find("format version 2"), std::string::npos);
+  write_format("sealfs chunk store format 1\n");
+  auto again = ChunkStore::Open(dir_);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  store_ = std::move(*again);
 }
 
 // The room a caller gives: whole checksum blocks land there once, and the

@@ -80,6 +80,9 @@ class MetaStore {
   // Runs after a create committed, before the new name can be removed.
   using OnCreated = std::function<void(uint64_t ino)>;
 
+  // The on-disk layout this code reads, recorded in the store. A store of
+  // another version is refused at Open with ENOTSUP and a message naming it.
+  static constexpr uint64_t kFormatVersion = 1;
   static Result<std::unique_ptr<MetaStore>> Open(const MetaStoreOptions& options);
   ~MetaStore();
 
@@ -188,6 +191,7 @@ class MetaStore {
   Result<LockedEntry> LockEntry(uint64_t parent, const std::string& name);
   Result<bool> IsEmptyDirectory(uint64_t ino);
   Status Commit(rocksdb::WriteBatch& batch, bool sync = true);
+  Status CheckFormat();
   uint64_t AllocateIno();
   void PutInode(rocksdb::WriteBatch& batch, const pb::Inode& inode);
   void AddEntry(rocksdb::WriteBatch& batch, pb::Inode& parent, const std::string& name,

@@ -49,6 +49,9 @@ struct FileUsageInfo {
 
 class ChunkStore {
  public:
+  // The on-disk layout this code reads, kept in <root>/FORMAT. A store of
+  // another version is refused at Open with ENOTSUP and a message naming it.
+  static constexpr unsigned kFormatVersion = 1;
   static Result<std::unique_ptr<ChunkStore>> Open(const std::string& root);
   // Makes every chunk changed since its last fsync durable and marks it clean.
   ~ChunkStore();
