@@ -140,33 +140,6 @@ Result<std::unique_ptr<MetaStore>> MetaStore::Open(const MetaStoreOptions& optio
   return store;
 }
 
-// A store from before the format was recorded has today's layout (format 1)
-// and is stamped; any other version is refused, never misread.
-Status MetaStore::CheckFormat() {
-  std::string stored;
-  // Read once at open: no reason to keep its block in the cache.
-  rocksdb::ReadOptions once;
-  once.fill_cache = false;
-  rocksdb::Status read = db_->Get(once, cf_->service, kFormatVersionKey, &stored);
-  if (read.IsNotFound()) {
-    rocksdb::WriteBatch batch;
-    batch.Put(cf_->service, kFormatVersionKey, EncodeIno(kFormatVersion));
-    return Commit(batch, /*sync=*/true);
-  }
-  if (!read.ok()) {
-    return Status(EIO,
-                  "cannot read the metadata store at " + options_.path + ": " + read.ToString());
-  }
-  uint64_t version = stored.size() == 8 ? DecodeIno(stored.data()) : 0;
-  if (version != kFormatVersion) {
-    return Status(ENOTSUP, "metadata store at " + options_.path + " has on-disk format version " +
-                               (stored.size() == 8 ? std::to_string(version) : "unreadable") +
-                               "; this sealfs-meta reads format version " +
-                               std::to_string(kFormatVersion) + " only");
-  }
-  return Status::Ok();
-}
-
 Status MetaStore::Commit(rocksdb::WriteBatch& batch, bool sync) {
   rocksdb::WriteOptions write_options;
   write_options.sync = sync;
