@@ -180,11 +180,6 @@ void Domain::Retire() {
   // The cached buffers are deregistered and freed here, outside the lock.
 }
 
-void Domain::set_on_returned(std::function<void()> on_returned) {
-  std::lock_guard lock(mutex_);
-  on_returned_ = std::move(on_returned);
-}
-
 struct Loan {
   Loan(std::shared_ptr<Domain> lender, BufferUse used_as, Registered lent)
       : domain(std::move(lender)), use(used_as), buffer(lent) {}
@@ -210,12 +205,7 @@ const Registered* Domain::Lent(const Payload& payload) const {
 void Domain::Returned(BufferUse use, Registered buffer) {
   lent_bytes_ -= buffer.size;
   Release(use, buffer);
-  std::function<void()> on_returned;
-  {
-    std::lock_guard lock(mutex_);
-    on_returned = on_returned_;
-  }
-  if (on_returned) on_returned();
+  if (on_returned_) on_returned_();
 }
 
 Status RdmaConnection::Setup(unsigned comp_vector_hint) {
@@ -223,7 +213,15 @@ Status RdmaConnection::Setup(unsigned comp_vector_hint) {
   if (verbs == nullptr) return Status(ENODEV, "no RDMA device for this address");
   ibv_pd* pd = ibv_alloc_pd(verbs);
   if (!pd) return Status(ENOMEM, "ibv_alloc_pd failed");
-  domain_ = std::make_shared<Domain>(pd);
+  // Memory lent to requests came back: requests waiting for room may start.
+  std::weak_ptr<RdmaConnection> weak = shared_from_this();
+  domain_ = std::make_shared<Domain>(pd, [weak, strand = strand_] {
+    auto self = weak.lock();
+    if (!self || !self->waiting_for_room_.load()) return;
+    asio::post(strand, [weak] {
+      if (auto self = weak.lock()) self->StartWaitingForRoom();
+    });
+  });
   channel_ = ibv_create_comp_channel(verbs);
   if (!channel_) return Status(ENOMEM, "ibv_create_comp_channel failed");
   int cq_depth = static_cast<int>(kRecvDepth + kSendQueueDepth);
@@ -256,15 +254,6 @@ Status RdmaConnection::Setup(unsigned comp_vector_hint) {
   // Receive buffers are always written by a SEND before they are read, and
   // send buffers by Pump: no need to clear them.
   size_t area = (kRecvDepth + kSendBuffers) * kMessageSize;
-  // Memory lent to requests came back: requests waiting for room may start.
-  std::weak_ptr<RdmaConnection> weak = shared_from_this();
-  domain_->set_on_returned([weak, strand = strand_] {
-    auto self = weak.lock();
-    if (!self || !self->waiting_for_room_.load()) return;
-    asio::post(strand, [weak] {
-      if (auto self = weak.lock()) self->StartWaitingForRoom();
-    });
-  });
   message_area_ = static_cast<char*>(std::aligned_alloc(4096, area));
   if (!message_area_) return Status(ENOMEM, "cannot allocate message buffers");
   message_mr_ = RegisterMemory(pd, message_area_, area, IBV_ACCESS_LOCAL_WRITE);

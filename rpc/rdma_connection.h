@@ -110,7 +110,10 @@ enum class BufferUse { kLocal, kPeerReads, kPeerWrites };
 // still registered.
 class Domain : public std::enable_shared_from_this<Domain> {
  public:
-  explicit Domain(ibv_pd* pd) : pd_(pd) {}
+  // `on_returned` runs, on whatever thread gives it back, after a lent
+  // buffer came back.
+  Domain(ibv_pd* pd, std::function<void()> on_returned)
+      : pd_(pd), on_returned_(std::move(on_returned)) {}
   ~Domain();
   Domain(const Domain&) = delete;
   Domain& operator=(const Domain&) = delete;
@@ -131,19 +134,17 @@ class Domain : public std::enable_shared_from_this<Domain> {
   const Registered* Lent(const Payload& payload) const;
   // Bytes of the buffers lent out now.
   size_t lent_bytes() const { return lent_bytes_.load(); }
-  // Runs, on whatever thread gives it back, after a lent buffer came back.
-  void set_on_returned(std::function<void()> on_returned);
 
  private:
   friend struct Loan;
   void Returned(BufferUse use, Registered buffer);
 
   ibv_pd* pd_;
-  mutable std::mutex mutex_;
+  const std::function<void()> on_returned_;
+  std::mutex mutex_;
   bool retired_ = false;
   std::unique_ptr<BufferPool> pools_[3];
   std::atomic<size_t> lent_bytes_{0};
-  std::function<void()> on_returned_;
 };
 
 // One reliable-connected queue pair with its buffers, credits and

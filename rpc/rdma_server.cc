@@ -70,13 +70,17 @@ class Retirements {
 
 void SendReply(const std::shared_ptr<RdmaConnection>& connection, Message reply, RdmaExt ext);
 
+// A handler may reserve a little more than the client offered and keep only
+// part of it (a data server reads whole 4 KiB checksum blocks around the
+// range asked for).
+constexpr size_t kReplyRoomSlack = 64 * 1024;
+
 // Reply payloads above what fits a message are read straight into this
 // connection's registered memory, which the reply's RDMA WRITE then sends.
 ReplyAllocator AllocatorFor(const std::shared_ptr<RdmaConnection>& connection, RdmaExt ext) {
   if (ext.dst_capacity == 0) return nullptr;
   std::weak_ptr<Domain> weak = connection->domain();
-  // Whole checksum blocks around the range the client asked for.
-  size_t largest = size_t{ext.dst_capacity} + 2 * 4096;
+  size_t largest = size_t{ext.dst_capacity} + kReplyRoomSlack;
   return [weak, largest](size_t size) -> Payload {
     auto domain = weak.lock();
     // Past the connection's bound of lent memory the reply is built in
