@@ -3,7 +3,10 @@
 #include <atomic>
 #include <cstdio>
 #include <random>
+#include <thread>
 
+#include "sealfs/rpc/chain_errors.h"
+#include "sealfs/rpc/chain_table.h"
 #include "sealfs/rpc/parallel_calls.h"
 
 namespace sealfs::client {
@@ -20,7 +23,10 @@ Status ToFileError(const Status& status) {
     case EBADMSG:
     case ECONNABORTED:
     case ENETUNREACH:
-    case ESTALE:  // the data server's store was replaced: the data is lost
+    case ESTALE:
+    case rpc::kStaleChain:
+    case rpc::kNotCommitted:
+    case rpc::kNeedWhole:
       return Status(EIO, status.ToString());
     default:
       return status;
@@ -76,28 +82,52 @@ Result<pb::ClusterMapResponse> Client::RefreshClusterMap() {
   Status status = Meta(rpc::meta::kClusterMap, pb::ClusterMapRequest{}, &map);
   if (!status.ok()) return status;
   std::lock_guard<std::mutex> lock(map_mutex_);
-  for (const pb::DataServer& server : map.servers()) servers_[server.id()] = server;
+  if (map.version() >= map_.version()) map_ = map;
   return map;
 }
 
-Result<Client::Route> Client::RouteTo(uint32_t server_id) {
-  for (int attempt = 0; attempt < 2; ++attempt) {
-    {
-      std::lock_guard<std::mutex> lock(map_mutex_);
-      auto found = servers_.find(server_id);
-      if (found != servers_.end()) {
-        const std::string& address = found->second.address();
-        auto& channel = channels_[address];
-        if (!channel) channel = rpc::MakeChannel(io_, address, options_.transport);
-        return Route{channel, found->second.instance_id()};
-      }
-    }
-    if (attempt == 0) {
-      auto map = RefreshClusterMap();
-      if (!map.ok()) return map.status();
+Result<Client::Route> Client::RouteToChain(uint32_t chain_id, Target which) {
+  std::lock_guard<std::mutex> lock(map_mutex_);
+  const pb::Chain* chain = nullptr;
+  for (const pb::Chain& candidate : map_.chains()) {
+    if (candidate.id() == chain_id) chain = &candidate;
+  }
+  if (!chain) {
+    return Status(rpc::kStaleChain, "chain " + std::to_string(chain_id) + " is not in the map");
+  }
+  if (chain->lost()) {
+    return Status(
+        EIO, "chain " + std::to_string(chain_id) + " lost its data: no member holds it any more");
+  }
+  std::vector<uint32_t> serving = chains::Serving(*chain);
+  if (serving.empty()) {
+    return Status(rpc::kStaleChain, "chain " + std::to_string(chain_id) + " has no serving member");
+  }
+  uint32_t target_id = serving.front();
+  if (which == Target::kTail) target_id = serving.back();
+  // Reads spread over the replicas.
+  if (which == Target::kAnyReplica) target_id = serving[next_replica_++ % serving.size()];
+  for (const pb::Target& target : map_.targets()) {
+    if (target.id() != target_id) continue;
+    for (const pb::DataServer& server : map_.servers()) {
+      if (server.id() != target.server_id()) continue;
+      auto& channel = channels_[server.address()];
+      if (!channel) channel = rpc::MakeChannel(io_, server.address(), options_.transport);
+      pb::ChainRef ref;
+      ref.set_id(chain_id);
+      ref.set_version(chain->version());
+      return Route{channel, target.instance_id(), ref};
     }
   }
-  return Status(EIO, "data server " + std::to_string(server_id) + " is not in the cluster map");
+  return Status(rpc::kStaleChain, "target " + std::to_string(target_id) + " is not in the map");
+}
+
+rpc::CallOptions Client::data_call_options() {
+  // Longer than a head waits for its successor (a lease), so that the head
+  // answers why before we give up on it.
+  std::lock_guard<std::mutex> lock(map_mutex_);
+  auto lease = std::chrono::milliseconds(map_.lease_ms() > 0 ? map_.lease_ms() : 10000);
+  return rpc::CallOptions{lease + std::chrono::seconds(5)};
 }
 
 namespace {
@@ -108,11 +138,11 @@ struct Piece {
   uint32_t offset_in_chunk;
   uint64_t offset_in_request;
   uint32_t length;
-  uint32_t server;
+  uint32_t chain;
 };
 
 Result<std::vector<Piece>> SplitRange(const pb::Layout& layout, uint64_t offset, uint64_t length) {
-  if (layout.servers_size() == 0 || layout.chunk_size() == 0) {
+  if (layout.chains_size() == 0 || layout.chunk_size() == 0) {
     return Status(EIO, "file has no data layout");
   }
   std::vector<Piece> pieces;
@@ -126,59 +156,84 @@ Result<std::vector<Piece>> SplitRange(const pb::Layout& layout, uint64_t offset,
     uint64_t size = std::min(chunk_size - in_chunk, length - done);
     pieces.push_back(Piece{static_cast<uint32_t>(index), static_cast<uint32_t>(in_chunk), done,
                            static_cast<uint32_t>(size),
-                           layout.servers(static_cast<int>(index % layout.servers_size()))});
+                           layout.chains(static_cast<int>(index % layout.chains_size()))});
     done += size;
   }
   return pieces;
 }
 
-std::vector<uint32_t> ServersOf(const std::vector<Piece>& pieces) {
-  std::vector<uint32_t> servers;
-  for (const Piece& piece : pieces) servers.push_back(piece.server);
-  return servers;
-}
-
 }  // namespace
 
-Result<std::vector<Client::Route>> Client::RoutesTo(const std::vector<uint32_t>& servers) {
-  std::vector<Route> routes;
-  for (uint32_t server : servers) {
-    auto route = RouteTo(server);
-    if (!route.ok()) return route.status();
-    routes.push_back(std::move(*route));
-  }
-  return routes;
-}
-
+// Runs issue(i, target, done) for every item, all in parallel, and again
+// for items that failed in a way a fresher map may cure, until all succeed,
+// one fails otherwise, or options_.io_wait has passed (then EIO).
 template <typename Issue>
-Status Client::ForEachPiece(const pb::Layout& layout, uint64_t offset, uint64_t length,
-                            Issue issue) {
-  auto pieces = SplitRange(layout, offset, length);
-  if (!pieces.ok()) return pieces.status();
-  auto routes = RoutesTo(ServersOf(*pieces));
-  if (!routes.ok()) return routes.status();
-  auto calls = rpc::ParallelCalls::Start(pieces->size());
-  for (size_t i = 0; i < pieces->size(); ++i) issue((*pieces)[i], (*routes)[i], calls);
-  return calls->Wait();
+Status Client::WithRetries(size_t count, Target target, Issue issue) {
+  auto deadline = std::chrono::steady_clock::now() + options_.io_wait;
+  std::vector<size_t> pending(count);
+  for (size_t i = 0; i < count; ++i) pending[i] = i;
+  std::vector<Target> targets(count, target);
+  auto backoff = std::chrono::milliseconds(20);
+  for (;;) {
+    std::vector<Status> results(count);
+    auto calls = rpc::ParallelCalls::Start(pending.size());
+    for (size_t i : pending) {
+      issue(i, targets[i], [calls, &results, i](const Status& status) {
+        results[i] = status;
+        calls->Done(status);
+      });
+    }
+    calls->Wait();  // every callback has run: `results` is complete
+    std::vector<size_t> again;
+    Status last;
+    for (size_t i : pending) {
+      if (results[i].ok()) continue;
+      last = results[i];
+      if (results[i].code() == rpc::kNotCommitted && targets[i] != Target::kTail) {
+        targets[i] = Target::kTail;  // the tail holds what the chain committed
+      } else if (!rpc::RetryableOnChain(results[i].code()) &&
+                 results[i].code() != rpc::kNotCommitted) {
+        return results[i];
+      }
+      again.push_back(i);
+    }
+    if (again.empty()) return Status::Ok();
+    if (std::chrono::steady_clock::now() > deadline) {
+      return Status(EIO, "no member of the file's chains answered within " +
+                             std::to_string(options_.io_wait.count() / 1000) +
+                             " s: " + last.ToString());
+    }
+    pending = std::move(again);
+    std::this_thread::sleep_for(backoff);
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(500));
+    RefreshClusterMap();
+  }
 }
 
 Status Client::Write(uint64_t ino, const pb::Layout& layout, uint64_t offset, std::string_view data,
                      int64_t* allocated_delta) {
+  auto pieces = SplitRange(layout, offset, data.size());
+  if (!pieces.ok()) return pieces.status();
   std::atomic<int64_t> allocated{0};
-  Status status = ForEachPiece(
-      layout, offset, data.size(), [&](const Piece& piece, const Route& route, auto calls) {
+  rpc::CallOptions options = data_call_options();
+  Status status =
+      WithRetries(pieces->size(), Target::kHead, [&](size_t i, Target which, auto done) {
+        const Piece& piece = (*pieces)[i];
+        Result<Route> route = RouteToChain(piece.chain, which);
+        if (!route.ok()) return done(route.status());
         pb::WriteRequest request;
         request.mutable_chunk()->set_ino(ino);
         request.mutable_chunk()->set_index(piece.chunk_index);
         request.set_offset(piece.offset_in_chunk);
         request.set_chunk_size(layout.chunk_size());
-        request.set_store_id(route.store_id);
+        request.set_store_id(route->store_id);
+        *request.mutable_chain() = route->chain;
         rpc::InvokeAsync(
-            *route.channel, rpc::data::kWrite, request,
-            data.substr(piece.offset_in_request, piece.length), call_options(),
-            [calls, &allocated](Status status, pb::WriteResponse& response, rpc::Payload&) {
+            *route->channel, rpc::data::kWrite, request,
+            data.substr(piece.offset_in_request, piece.length), options,
+            [done, &allocated](Status status, pb::WriteResponse& response, rpc::Payload&) {
               if (status.ok()) allocated += response.allocated_delta();
-              calls->Done(status);
+              done(status);
             });
       });
   // Every piece has answered by now (the count is right even after an error).
@@ -188,47 +243,53 @@ Status Client::Write(uint64_t ino, const pb::Layout& layout, uint64_t offset, st
 
 Status Client::Read(uint64_t ino, const pb::Layout& layout, uint64_t offset, size_t length,
                     char* out) {
-  return ForEachPiece(
-      layout, offset, length, [&](const Piece& piece, const Route& route, auto calls) {
-        pb::ReadRequest request;
-        request.mutable_chunk()->set_ino(ino);
-        request.mutable_chunk()->set_index(piece.chunk_index);
-        request.set_offset(piece.offset_in_chunk);
-        request.set_length(piece.length);
-        request.set_store_id(route.store_id);
-        rpc::CallOptions options = call_options();
-        options.reply_payload_hint = piece.length;
-        char* destination = out + piece.offset_in_request;
-        uint32_t wanted = piece.length;
-        rpc::InvokeAsync(
-            *route.channel, rpc::data::kRead, request, {}, options,
-            [calls, destination, wanted](Status status, pb::ReadResponse&, rpc::Payload& payload) {
-              if (status.ok()) {
-                size_t got = std::min<size_t>(payload.size(), wanted);
-                std::memcpy(destination, payload.data(), got);
-                std::memset(destination + got, 0, wanted - got);  // a hole reads as zeros
-              }
-              calls->Done(status);
-            });
-      });
+  auto pieces = SplitRange(layout, offset, length);
+  if (!pieces.ok()) return pieces.status();
+  rpc::CallOptions options = data_call_options();
+  return WithRetries(pieces->size(), Target::kAnyReplica, [&](size_t i, Target which, auto done) {
+    const Piece& piece = (*pieces)[i];
+    Result<Route> route = RouteToChain(piece.chain, which);
+    if (!route.ok()) return done(route.status());
+    pb::ReadRequest request;
+    request.mutable_chunk()->set_ino(ino);
+    request.mutable_chunk()->set_index(piece.chunk_index);
+    request.set_offset(piece.offset_in_chunk);
+    request.set_length(piece.length);
+    request.set_store_id(route->store_id);
+    *request.mutable_chain() = route->chain;
+    rpc::CallOptions call = options;
+    call.reply_payload_hint = piece.length;
+    char* destination = out + piece.offset_in_request;
+    uint32_t wanted = piece.length;
+    rpc::InvokeAsync(
+        *route->channel, rpc::data::kRead, request, {}, call,
+        [done, destination, wanted](Status status, pb::ReadResponse&, rpc::Payload& payload) {
+          if (status.ok()) {
+            size_t got = std::min<size_t>(payload.size(), wanted);
+            std::memcpy(destination, payload.data(), got);
+            std::memset(destination + got, 0, wanted - got);  // a hole reads as zeros
+          }
+          done(status);
+        });
+  });
 }
 
 Status Client::FsyncData(uint64_t ino, const pb::Layout& layout) {
-  std::vector<uint32_t> servers(layout.servers().begin(), layout.servers().end());
-  std::sort(servers.begin(), servers.end());
-  servers.erase(std::unique(servers.begin(), servers.end()), servers.end());
-  auto routes = RoutesTo(servers);
-  if (!routes.ok()) return routes.status();
-  auto calls = rpc::ParallelCalls::Start(routes->size());
-  for (const Route& route : *routes) {
+  std::vector<uint32_t> chain_ids(layout.chains().begin(), layout.chains().end());
+  std::sort(chain_ids.begin(), chain_ids.end());
+  chain_ids.erase(std::unique(chain_ids.begin(), chain_ids.end()), chain_ids.end());
+  rpc::CallOptions options = data_call_options();
+  return WithRetries(chain_ids.size(), Target::kHead, [&](size_t i, Target which, auto done) {
+    Result<Route> route = RouteToChain(chain_ids[i], which);
+    if (!route.ok()) return done(route.status());
     pb::FsyncFileRequest request;
     request.set_ino(ino);
-    request.set_store_id(route.store_id);
+    request.set_store_id(route->store_id);
+    *request.mutable_chain() = route->chain;
     rpc::InvokeAsync(
-        *route.channel, rpc::data::kFsyncFile, request, {}, call_options(),
-        [calls](Status status, pb::FsyncFileResponse&, rpc::Payload&) { calls->Done(status); });
-  }
-  return calls->Wait();
+        *route->channel, rpc::data::kFsyncFile, request, {}, options,
+        [done](Status status, pb::FsyncFileResponse&, rpc::Payload&) { done(status); });
+  });
 }
 
 Status Client::SyncMeta() {

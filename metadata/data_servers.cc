@@ -1,9 +1,9 @@
-// The metadata service's view of the data servers: their live state, the
-// cluster map, and the calls that cut, measure or remove a file's data.
+// The calls that cut, measure or remove a file's data on its chains.
 #include <cstdio>
 #include <thread>
 
 #include "sealfs/metadata/meta_service.h"
+#include "sealfs/rpc/chain_errors.h"
 #include "sealfs/rpc/methods.h"
 #include "sealfs/rpc/parallel_calls.h"
 
@@ -12,108 +12,66 @@ namespace sealfs::metadata {
 namespace {
 constexpr auto kDataCallTimeout = std::chrono::seconds(20);
 
-// The distinct servers holding chunks [0, chunk_limit) of a layout.
-std::vector<uint32_t> ServersOfChunks(const pb::Layout& layout, uint64_t chunk_limit) {
-  std::vector<uint32_t> servers;
-  uint64_t count = std::min<uint64_t>(chunk_limit, static_cast<uint64_t>(layout.servers_size()));
+std::vector<uint32_t> DistinctChains(const pb::Layout& layout, uint64_t chunk_limit) {
+  std::vector<uint32_t> chains;
+  uint64_t count = std::min<uint64_t>(chunk_limit, static_cast<uint64_t>(layout.chains_size()));
   for (uint64_t i = 0; i < count; ++i) {
-    uint32_t id = layout.servers(static_cast<int>(i));
-    if (std::find(servers.begin(), servers.end(), id) == servers.end()) servers.push_back(id);
+    uint32_t id = layout.chains(static_cast<int>(i));
+    if (std::find(chains.begin(), chains.end(), id) == chains.end()) chains.push_back(id);
   }
-  return servers;
+  return chains;
 }
 }  // namespace
 
-void MetaService::LoadServers() {
-  Result<std::vector<pb::DataServer>> servers = store_.ListServers();
-  if (!servers.ok()) {
-    std::fprintf(stderr, "sealfs-meta: reading data servers: %s\n",
-                 servers.status().ToString().c_str());
-    return;
-  }
-  std::lock_guard<std::mutex> lock(servers_mutex_);
-  for (const pb::DataServer& server : *servers) servers_[server.id()].record = server;
-}
-
-std::vector<uint32_t> MetaService::PlacementServers() {
-  // Right after this server started it has heard from nobody yet: wait a
-  // little (heartbeats come every couple of seconds) rather than place data
-  // on a server that may be gone for good.
-  constexpr auto kStartupWait = std::chrono::seconds(5);
-  for (;;) {
-    std::vector<uint32_t> up;
-    bool everyone_heard = true;
-    {
-      std::lock_guard<std::mutex> lock(servers_mutex_);
-      auto now = Clock::now();
-      for (auto& [id, state] : servers_) {
-        if (state.heard && now - state.last_heartbeat < options_.server_timeout) {
-          up.push_back(id);
-        } else {
-          everyone_heard = false;
-        }
-      }
-    }
-    if (everyone_heard || Clock::now() - started_ >
-                              std::min<Clock::duration>(kStartupWait, options_.server_timeout)) {
-      return up;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-}
-
-pb::ClusterMapResponse MetaService::ClusterMap() {
-  pb::ClusterMapResponse map;
-  std::lock_guard<std::mutex> lock(servers_mutex_);
-  auto now = Clock::now();
-  bool changed = false;
-  for (auto& [id, state] : servers_) {
-    bool up = state.heard && now - state.last_heartbeat < options_.server_timeout;
-    std::string new_state = up ? "up" : "down";
-    if (state.record.state() != new_state) {
-      state.record.set_state(new_state);
-      changed = true;
-    }
-    *map.add_servers() = state.record;
-  }
-  if (changed) ++map_version_;
-  map.set_version(map_version_);
-  return map;
-}
-
-Result<MetaService::Route> MetaService::RouteTo(uint32_t server_id) {
-  std::lock_guard<std::mutex> lock(servers_mutex_);
-  auto server = servers_.find(server_id);
-  if (server == servers_.end()) {
-    return Status(EIO, "data server " + std::to_string(server_id) + " is unknown");
-  }
-  const std::string& address = server->second.record.address();
-  auto& channel = channels_[address];
-  if (!channel) channel = rpc::MakeTcpChannel(io_, address);
-  return Route{server_id, channel, server->second.record.instance_id()};
-}
-
 template <typename Request, typename Response>
-Status MetaService::CallServers(const std::vector<uint32_t>& servers,
-                                rpc::Method<Request, Response> method, Request request,
-                                std::chrono::milliseconds timeout,
-                                std::function<void(const Response&)> on_reply) {
-  std::vector<Route> routes;
-  for (uint32_t id : servers) {
-    Result<Route> route = RouteTo(id);
-    if (!route.ok()) return route.status();
-    routes.push_back(std::move(*route));
+Status MetaService::CallChains(const std::vector<uint32_t>& chain_ids, ChainEnd end,
+                               rpc::Method<Request, Response> method, Request request,
+                               std::function<void(const Response&)> on_reply) {
+  // A chain that is changing (a member died, the lease has not run out yet)
+  // is asked again until it settles: a server's lease plus some seconds.
+  auto deadline = Clock::now() + options_.server_timeout + std::chrono::seconds(10);
+  std::vector<uint32_t> pending = chain_ids;
+  for (;;) {
+    std::mutex mutex;
+    std::vector<uint32_t> retry;
+    Status failure;
+    auto calls = rpc::ParallelCalls::Start(pending.size());
+    for (uint32_t chain_id : pending) {
+      auto note = [&mutex, &retry, &failure, chain_id](const Status& status) {
+        std::lock_guard<std::mutex> lock(mutex);
+        if (rpc::RetryableOnChain(status.code())) {
+          retry.push_back(chain_id);
+        } else if (failure.ok()) {
+          failure = status;
+        }
+      };
+      Result<ChainRoute> route = RouteToChain(chain_id, end);
+      if (route.status().code() == ENODATA) {
+        calls->Done(Status::Ok());  // nothing left there to change
+        continue;
+      }
+      if (!route.ok()) {
+        note(route.status());
+        calls->Done(route.status());
+        continue;
+      }
+      request.set_store_id(route->route.store_id);
+      *request.mutable_chain() = route->ref;
+      rpc::InvokeAsync(*route->route.channel, method, request, {},
+                       rpc::CallOptions{kDataCallTimeout},
+                       [calls, on_reply, note](Status status, Response& response, rpc::Payload&) {
+                         if (status.ok() && on_reply) on_reply(response);
+                         if (!status.ok()) note(status);
+                         calls->Done(status);
+                       });
+    }
+    Status last = calls->Wait();
+    if (!failure.ok()) return failure;
+    if (retry.empty()) return Status::Ok();
+    if (Clock::now() > deadline) return last;
+    pending = std::move(retry);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
-  auto calls = rpc::ParallelCalls::Start(routes.size());
-  for (const Route& route : routes) {
-    request.set_store_id(route.store_id);
-    rpc::InvokeAsync(*route.channel, method, request, {}, rpc::CallOptions{timeout},
-                     [calls, on_reply](Status status, Response& response, rpc::Payload&) {
-                       if (status.ok() && on_reply) on_reply(response);
-                       calls->Done(status);
-                     });
-  }
-  return calls->Wait();
 }
 
 Result<uint64_t> MetaService::TruncateData(const pb::Inode& inode, uint64_t size) {
@@ -121,10 +79,11 @@ Result<uint64_t> MetaService::TruncateData(const pb::Inode& inode, uint64_t size
   request.set_ino(inode.attr().ino());
   request.set_size(size);
   request.set_chunk_size(inode.layout().chunk_size());
+  *request.mutable_stripe() = inode.layout().chains();
   std::atomic<uint64_t> allocated{0};
-  Status status = CallServers<pb::TruncateFileRequest, pb::TruncateFileResponse>(
-      ServersOfChunks(inode.layout(), UINT64_MAX), rpc::data::kTruncateFile, request,
-      kDataCallTimeout, [&allocated](const pb::TruncateFileResponse& response) {
+  Status status = CallChains<pb::TruncateFileRequest, pb::TruncateFileResponse>(
+      DistinctChains(inode.layout(), UINT64_MAX), ChainEnd::kHead, rpc::data::kTruncateFile,
+      request, [&allocated](const pb::TruncateFileResponse& response) {
         allocated += response.allocated_bytes();
       });
   if (!status.ok()) return Status(EIO, "truncating file data failed: " + status.ToString());
@@ -136,40 +95,33 @@ void MetaService::RemovePendingData() {
   if (!removals.ok() || removals->empty()) return;
   constexpr size_t kBatch = 1024;
   if (removals->size() > kBatch) removals->resize(kBatch);
-  // One call per server for the whole batch: each server makes all its
-  // removals durable with one sync. A store that was replaced took the
-  // files' chunks with it: nothing to ask it.
-  std::map<uint32_t, std::vector<uint64_t>> per_server;
-  std::map<uint32_t, bool> replaced;
+  // One call per target for the whole batch: each makes all its removals
+  // durable with one sync. Every member of the files' chains that is in a
+  // write path is asked; an offline one drops the chunks when it resyncs.
+  std::map<uint32_t, Route> routes;
+  std::map<uint32_t, std::vector<uint64_t>> per_target;
+  std::map<uint64_t, std::vector<uint32_t>> targets_of;
   for (auto& [ino, layout] : *removals) {
-    for (uint32_t id : ServersOfChunks(layout, UINT64_MAX)) {
-      auto known = replaced.try_emplace(id, false);
-      if (known.second) known.first->second = StoreReplaced(id);
-      if (!known.first->second) per_server[id].push_back(ino);
+    for (Route& route : LiveTargetsOf(layout)) {
+      per_target[route.target_id].push_back(ino);
+      targets_of[ino].push_back(route.target_id);
+      routes.emplace(route.target_id, std::move(route));
     }
   }
   std::mutex mutex;
   std::map<uint32_t, Status> results;
-  auto calls = rpc::ParallelCalls::Start(per_server.size());
-  for (auto& [id, inos] : per_server) {
-    Result<Route> route = RouteTo(id);
-    if (!route.ok()) {
-      {
-        std::lock_guard<std::mutex> lock(mutex);  // callbacks may be running
-        results[id] = route.status();
-      }
-      calls->Done(route.status());
-      continue;
-    }
+  auto calls = rpc::ParallelCalls::Start(per_target.size());
+  for (auto& [target, inos] : per_target) {
+    const Route& route = routes.at(target);
     pb::RemoveFileRequest request;
-    request.set_store_id(route->store_id);
+    request.set_store_id(route.store_id);
     for (uint64_t ino : inos) request.add_more_inos(ino);
     rpc::InvokeAsync(
-        *route->channel, rpc::data::kRemoveFile, request, {}, rpc::CallOptions{kDataCallTimeout},
-        [&mutex, &results, id, calls](Status status, pb::RemoveFileResponse&, rpc::Payload&) {
+        *route.channel, rpc::data::kRemoveFile, request, {}, rpc::CallOptions{kDataCallTimeout},
+        [&mutex, &results, target, calls](Status status, pb::RemoveFileResponse&, rpc::Payload&) {
           {
             std::lock_guard<std::mutex> lock(mutex);
-            results[id] = status;
+            results[target] = status;
           }
           calls->Done(status);
         });
@@ -178,9 +130,8 @@ void MetaService::RemovePendingData() {
   std::vector<uint64_t> done;
   for (auto& [ino, layout] : *removals) {
     bool removed = true;
-    for (uint32_t id : ServersOfChunks(layout, UINT64_MAX)) {
-      if (replaced[id]) continue;
-      auto result = results.find(id);
+    for (uint32_t target : targets_of[ino]) {
+      auto result = results.find(target);
       removed = removed && result != results.end() && result->second.ok();
     }
     if (removed) done.push_back(ino);
@@ -191,35 +142,41 @@ void MetaService::RemovePendingData() {
   }
 }
 
-bool MetaService::StoreReplaced(uint32_t server_id) {
-  std::lock_guard<std::mutex> lock(servers_mutex_);
-  auto server = servers_.find(server_id);
-  if (server == servers_.end()) return true;
-  for (auto& [id, other] : servers_) {
-    if (id != server_id && other.heard && other.record.address() == server->second.record.address())
-      return true;
-  }
-  return false;
-}
-
 Result<MetaService::DataUsage> MetaService::FileUsage(const pb::Inode& inode, uint64_t size,
                                                       std::chrono::milliseconds timeout) {
   const pb::Layout& layout = inode.layout();
   DataUsage usage;
-  if (layout.chunk_size() == 0 || layout.servers_size() == 0 || size == 0) return usage;
+  if (layout.chunk_size() == 0 || layout.chains_size() == 0 || size == 0) return usage;
   uint64_t chunk_limit = (size + layout.chunk_size() - 1) / layout.chunk_size();
-  pb::FileUsageRequest request;
-  request.set_ino(inode.attr().ino());
-  request.set_chunk_size(layout.chunk_size());
-  request.set_index_limit(static_cast<uint32_t>(std::min<uint64_t>(chunk_limit, UINT32_MAX)));
   std::mutex mutex;
-  Status status = CallServers<pb::FileUsageRequest, pb::FileUsageResponse>(
-      ServersOfChunks(layout, chunk_limit), rpc::data::kFileUsage, request, timeout,
-      [&](const pb::FileUsageResponse& response) {
-        std::lock_guard<std::mutex> lock(mutex);
-        usage.data_end = std::max(usage.data_end, response.data_end());
-        usage.allocated_bytes += response.allocated_bytes();
-      });
+  // The tail of each chain holds exactly what the chain committed.
+  std::vector<uint32_t> chain_ids = DistinctChains(layout, chunk_limit);
+  auto calls = rpc::ParallelCalls::Start(chain_ids.size());
+  for (uint32_t chain_id : chain_ids) {
+    Result<ChainRoute> route = RouteToChain(chain_id, ChainEnd::kTail);
+    if (!route.ok()) {
+      calls->Done(route.status().code() == ENODATA ? Status::Ok() : route.status());
+      continue;
+    }
+    pb::FileUsageRequest request;
+    request.set_ino(inode.attr().ino());
+    request.set_chunk_size(layout.chunk_size());
+    request.set_index_limit(static_cast<uint32_t>(std::min<uint64_t>(chunk_limit, UINT32_MAX)));
+    request.set_store_id(route->route.store_id);
+    *request.mutable_chain() = route->ref;
+    *request.mutable_stripe() = layout.chains();
+    rpc::InvokeAsync(*route->route.channel, rpc::data::kFileUsage, request, {},
+                     rpc::CallOptions{timeout},
+                     [&, calls](Status status, pb::FileUsageResponse& response, rpc::Payload&) {
+                       if (status.ok()) {
+                         std::lock_guard<std::mutex> lock(mutex);
+                         usage.data_end = std::max(usage.data_end, response.data_end());
+                         usage.allocated_bytes += response.allocated_bytes();
+                       }
+                       calls->Done(status);
+                     });
+  }
+  Status status = calls->Wait();
   if (!status.ok()) return status;
   return usage;
 }

@@ -74,6 +74,7 @@ inline constexpr std::string_view kServerPrefix = "server/";
 inline constexpr std::string_view kSessionPrefix = "session/";
 inline constexpr std::string_view kInoHighWaterKey = "ino-high-water";
 inline constexpr std::string_view kFormatVersionKey = "format-version";
+inline constexpr std::string_view kChainTableKey = "chain-table";
 inline constexpr std::string_view kNextVolumeIdKey = "next-volume-id";
 
 inline std::string OrphanKey(uint64_t ino) { return std::string(kOrphanPrefix) + EncodeIno(ino); }

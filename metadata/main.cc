@@ -14,14 +14,16 @@ static const char* kUsage =
     "                   [--transport tcp|rdma|auto]   (rdma/auto: also listen over RDMA)\n"
     "                   [--session-timeout SECONDS]   (a silent client's open files are\n"
     "                                                  released after it; default 30)\n"
-    "                   [--server-timeout SECONDS]    (a silent data server is down after\n"
-    "                                                  it; default 10)\n";
+    "                   [--server-timeout SECONDS]    (a data server's lease: silent for\n"
+    "                                                  longer, it leaves its chains; default 10)\n"
+    "                   [--replicas 1|2|3]            (copies of every chunk, for a new\n"
+    "                                                  cluster; default 1)\n";
 
 int main(int argc, char** argv) {
   Result<Flags> flags =
       Flags::Parse(argc, argv,
                    {"db", "listen", "port-file", "chunk-size", "create-volume", "threads",
-                    "transport", "session-timeout", "server-timeout", "help"});
+                    "transport", "session-timeout", "server-timeout", "replicas", "help"});
   if (!flags.ok() || flags->Has("help") || !flags->Has("db")) {
     if (!flags.ok()) std::fprintf(stderr, "sealfs-meta: %s\n", flags.status().message().c_str());
     std::fputs(kUsage, stderr);
@@ -66,6 +68,13 @@ int main(int argc, char** argv) {
   }
   service_options.session_timeout = std::chrono::seconds(session_timeout);
   service_options.server_timeout = std::chrono::seconds(server_timeout);
+  long long replicas = flags->GetInt("replicas", 1);
+  if (replicas < 1 || replicas > 3) {
+    std::fprintf(stderr, "sealfs-meta: --replicas must be 1, 2 or 3\n");
+    return 2;
+  }
+  service_options.replicas = static_cast<uint32_t>(replicas);
+  service_options.replicas_given = flags->Has("replicas");
   metadata::MetaService service(**store, io, service_options);
   service.RegisterHandlers(dispatcher);
   auto address = rpc::ParseAddress(flags->Get("listen", "127.0.0.1:7400"));

@@ -66,6 +66,7 @@ void MetaService::SweepOnce() {
   if (orphans.ok()) {
     for (uint64_t ino : *orphans) ReleaseOrphanIfClosed(ino);
   }
+  CheckLeases();
   // Remove chunks of freed files; a server that is down is retried later.
   RemovePendingData();
 }
@@ -157,7 +158,7 @@ void MetaService::RegisterHandlers(rpc::Dispatcher& d) {
                    return Status(EISDIR, "cannot truncate a directory");
                  // Always cut: servers may hold bytes past the recorded size from
                  // writes whose size was never committed.
-                 if (S_ISREG(inode->attr().mode()) && inode->layout().servers_size() > 0) {
+                 if (S_ISREG(inode->attr().mode()) && inode->layout().chains_size() > 0) {
                    Result<uint64_t> left = TruncateData(*inode, req.size());
                    if (!left.ok()) return left.status();
                    allocated = *left;
@@ -171,14 +172,18 @@ void MetaService::RegisterHandlers(rpc::Dispatcher& d) {
   d.Register(kMknod, {[this](const pb::MknodRequest& req, pb::MknodResponse* resp,
                              rpc::RequestContext&) -> Status {
                // New data goes only where it can be written.
-               std::vector<uint32_t> servers = PlacementServers();
-               if (S_ISREG(req.mode()) && servers.empty()) {
-                 return Status(ENOSPC, "no data server is up");
+               std::vector<uint32_t> chains;
+               if (S_ISREG(req.mode())) {
+                 chains = PlacementChains();
+                 if (chains.empty())
+                   return Status(ENOSPC,
+                                 "no chain can take data: too few data servers are up "
+                                 "for the cluster's replication factor");
                }
                uint64_t session = req.open_session();
                Result<pb::Inode> inode =
                    store_.Mknod(req.parent(), req.name(), req.mode(), req.rdev(), req.caller(),
-                                servers, [this, session](uint64_t ino) {
+                                chains, [this, session](uint64_t ino) {
                                   if (session != 0) OpenFile(session, ino);
                                 });
                if (!inode.ok()) return inode.status();
@@ -253,6 +258,9 @@ void MetaService::RegisterHandlers(rpc::Dispatcher& d) {
                  total += server.capacity_bytes();
                  free += server.free_bytes();
                }
+               // Every byte is stored once per replica.
+               total /= std::max<uint32_t>(1, map.replicas());
+               free /= std::max<uint32_t>(1, map.replicas());
                uint64_t used_inodes = store_.UsedInodes();
                resp->set_total_bytes(total);
                resp->set_free_bytes(free);
@@ -351,51 +359,9 @@ void MetaService::RegisterHandlers(rpc::Dispatcher& d) {
              }});
   d.Register(kRegisterServer,
              {[this](const pb::RegisterServerRequest& req, pb::RegisterServerResponse* resp,
-                     rpc::RequestContext&) -> Status {
-               if (req.instance_id().empty())
-                 return Status(EINVAL, "a data server needs an instance id");
-               if (!rpc::ParseAddress(req.address()).ok())
-                 return Status(EINVAL, "bad server address");
-               Result<uint32_t> id = store_.RegisterServer(req.address(), req.instance_id());
-               if (!id.ok()) return id.status();
-               std::lock_guard<std::mutex> lock(servers_mutex_);
-               // Another store now answers at this address: the one that was
-               // there is gone, so nothing new may be placed on it.
-               for (auto& [other_id, other] : servers_) {
-                 if (other_id != *id && other.record.address() == req.address()) {
-                   other.heard = false;
-                 }
-               }
-               ServerState& state = servers_[*id];
-               state.record.set_id(*id);
-               state.record.set_address(req.address());
-               state.record.set_instance_id(req.instance_id());
-               state.record.set_capacity_bytes(req.capacity_bytes());
-               state.record.set_free_bytes(req.free_bytes());
-               state.last_heartbeat = Clock::now();
-               state.heard = true;
-               ++map_version_;
-               resp->set_server_id(*id);
-               return Status::Ok();
-             }});
-  d.Register(kHeartbeat, {[this](const pb::HeartbeatRequest& req, pb::HeartbeatResponse*,
-                                 rpc::RequestContext&) -> Status {
-               std::lock_guard<std::mutex> lock(servers_mutex_);
-               auto found = servers_.find(req.server_id());
-               if (found == servers_.end())
-                 return Status(ENOENT, "unknown data server; register again");
-               ServerState& state = found->second;
-               state.record.set_capacity_bytes(req.capacity_bytes());
-               state.record.set_free_bytes(req.free_bytes());
-               state.record.set_used_bytes(req.used_bytes());
-               state.record.set_chunk_count(req.chunk_count());
-               *state.record.mutable_tcp() = req.tcp();
-               *state.record.mutable_rdma() = req.rdma();
-               state.record.set_last_heartbeat_ns(NowNs());
-               state.last_heartbeat = Clock::now();
-               state.heard = true;
-               return Status::Ok();
-             }});
+                     rpc::RequestContext&) -> Status { return RegisterServer(req, resp); }});
+  d.Register(kHeartbeat, {[this](const pb::HeartbeatRequest& req, pb::HeartbeatResponse* resp,
+                                 rpc::RequestContext&) -> Status { return Heartbeat(req, resp); }});
   d.Register(kClusterMap, {[this](const pb::ClusterMapRequest&, pb::ClusterMapResponse* resp,
                                   rpc::RequestContext&) -> Status {
                *resp = ClusterMap();

@@ -245,7 +245,7 @@ void MetaStore::FreeInode(rocksdb::WriteBatch& batch, const pb::Inode& inode) {
   batch.DeleteRange(cf_->xattrs, EncodeIno(ino), EncodeIno(ino + 1));
   batch.Delete(cf_->service, OrphanKey(ino));
   batch.Put(cf_->service, kInoHighWaterKey, EncodeIno(next_ino_.load()));
-  if (S_ISREG(inode.attr().mode()) && inode.layout().servers_size() > 0) {
+  if (S_ISREG(inode.attr().mode()) && inode.layout().chains_size() > 0) {
     batch.Put(cf_->service, RemovalKey(ino), inode.layout().SerializeAsString());
   }
 }
@@ -317,7 +317,7 @@ Result<std::string> MetaStore::Readlink(uint64_t ino) {
 
 Result<pb::Inode> MetaStore::CreateNode(uint64_t parent, const std::string& name, uint32_t mode,
                                         uint64_t rdev, const pb::Caller& caller,
-                                        const std::vector<uint32_t>& servers,
+                                        const std::vector<uint32_t>& chains,
                                         const std::string& target, const OnCreated& on_created) {
   SEALFS_RETURN_IF_ERROR(CheckName(name));
   LockSet lock(*locks_, {parent});
@@ -369,9 +369,11 @@ Result<pb::Inode> MetaStore::CreateNode(uint64_t parent, const std::string& name
   if (S_ISREG(mode)) {
     pb::Layout* layout = inode.mutable_layout();
     layout->set_chunk_size(options_.chunk_size);
-    // Rotate the server list by inode so first chunks spread over servers.
-    for (size_t i = 0; i < servers.size(); ++i) {
-      layout->add_servers(servers[(ino + i) % servers.size()]);
+    // At most kMaxStripeWidth chains, rotated by inode so that files start on
+    // different chains.
+    size_t width = std::min(chains.size(), kMaxStripeWidth);
+    for (size_t i = 0; i < width; ++i) {
+      layout->add_chains(chains[(ino + i) % chains.size()]);
     }
   }
   rocksdb::WriteBatch batch;
@@ -395,12 +397,12 @@ Result<pb::Inode> MetaStore::CreateNode(uint64_t parent, const std::string& name
 
 Result<pb::Inode> MetaStore::Mknod(uint64_t parent, const std::string& name, uint32_t mode,
                                    uint64_t rdev, const pb::Caller& caller,
-                                   const std::vector<uint32_t>& servers,
+                                   const std::vector<uint32_t>& chains,
                                    const OnCreated& on_created) {
   uint32_t type = mode & S_IFMT;
   if (type == 0) mode |= S_IFREG;
   if (type == S_IFDIR || type == S_IFLNK) return Status(EINVAL, "mknod cannot make this type");
-  return CreateNode(parent, name, mode, rdev, caller, servers, {}, on_created);
+  return CreateNode(parent, name, mode, rdev, caller, chains, {}, on_created);
 }
 
 Result<pb::Inode> MetaStore::Mkdir(uint64_t parent, const std::string& name, uint32_t mode,

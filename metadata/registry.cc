@@ -120,32 +120,26 @@ Status MetaStore::DeleteVolume(const std::string& name) {
   return Commit(batch);
 }
 
-Result<uint32_t> MetaStore::RegisterServer(const std::string& address,
-                                           const std::string& instance_id) {
-  std::lock_guard<std::mutex> guard(registry_mutex_);
-  uint32_t max_id = 0;
-  Result<std::vector<pb::DataServer>> servers = ListServers();
-  if (!servers.ok()) return servers.status();
-  for (pb::DataServer& server : *servers) {
-    max_id = std::max(max_id, server.id());
-    if (server.instance_id() == instance_id) {
-      if (server.address() != address) {
-        server.set_address(address);
-        rocksdb::WriteBatch batch;
-        batch.Put(cf_->service, ServerKey(server.id()), server.SerializeAsString());
-        SEALFS_RETURN_IF_ERROR(Commit(batch));
-      }
-      return server.id();
-    }
-  }
-  pb::DataServer server;
-  server.set_id(max_id + 1);
-  server.set_address(address);
-  server.set_instance_id(instance_id);
+Status MetaStore::PutServer(const pb::DataServer& server) {
   rocksdb::WriteBatch batch;
   batch.Put(cf_->service, ServerKey(server.id()), server.SerializeAsString());
-  SEALFS_RETURN_IF_ERROR(Commit(batch));
-  return server.id();
+  return Commit(batch);
+}
+
+Result<pb::ChainTable> MetaStore::LoadChainTable() {
+  std::string value;
+  pb::ChainTable table;
+  rocksdb::Status read = db_->Get({}, cf_->service, kChainTableKey, &value);
+  if (read.IsNotFound()) return table;
+  if (!read.ok()) return Status(EIO, "reading the chain table: " + read.ToString());
+  if (!table.ParseFromString(value)) return Status(EIO, "the chain table record is corrupt");
+  return table;
+}
+
+Status MetaStore::SaveChainTable(const pb::ChainTable& table) {
+  rocksdb::WriteBatch batch;
+  batch.Put(cf_->service, kChainTableKey, table.SerializeAsString());
+  return Commit(batch);
 }
 
 Result<std::vector<pb::DataServer>> MetaStore::ListServers() {

@@ -8,8 +8,9 @@
 
 namespace sealfs::metadata {
 
-// A store from before the format was recorded has today's layout (format 1)
-// and is stamped; any other version is refused, never misread.
+// A new store is stamped with today's format. A store from before the
+// format was recorded (format 1, with volumes or servers in it) and any
+// other version are refused, never misread.
 Status MetaStore::CheckFormat() {
   std::string stored;
   // Read once at open: no reason to keep its block in the cache.
@@ -17,6 +18,14 @@ Status MetaStore::CheckFormat() {
   once.fill_cache = false;
   rocksdb::Status read = db_->Get(once, cf_->service, kFormatVersionKey, &stored);
   if (read.IsNotFound()) {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(once, cf_->service));
+    it->SeekToFirst();
+    if (it->Valid()) {
+      return Status(ENOTSUP, "metadata store at " + options_.path +
+                                 " has on-disk format version 1 (layouts that name servers); "
+                                 "this sealfs-meta reads format version " +
+                                 std::to_string(kFormatVersion) + " only");
+    }
     rocksdb::WriteBatch batch;
     batch.Put(cf_->service, kFormatVersionKey, EncodeIno(kFormatVersion));
     return Commit(batch, /*sync=*/true);

@@ -31,8 +31,14 @@ Result<Flags> Flags::Parse(int argc, char** argv, const std::vector<std::string>
       value = argv[++i];
     }
     flags.values_[name] = value;
+    flags.all_values_[name].push_back(value);
   }
   return flags;
+}
+
+std::vector<std::string> Flags::GetAll(const std::string& name) const {
+  auto found = all_values_.find(name);
+  return found == all_values_.end() ? std::vector<std::string>{} : found->second;
 }
 
 std::string Flags::Get(const std::string& name, const std::string& fallback) const {

@@ -3,6 +3,8 @@
 #include <rocksdb/db.h>
 #include <rocksdb/write_batch.h>
 
+#include <cstring>
+
 namespace sealfs::server {
 
 namespace {
@@ -23,6 +25,33 @@ uint32_t IndexOf(const rocksdb::Slice& key) {
   uint32_t index = 0;
   for (int i = 8; i < 12; ++i) index = (index << 8) | static_cast<uint8_t>(key[i]);
   return index;
+}
+
+uint64_t InoOf(const rocksdb::Slice& key) {
+  uint64_t ino = 0;
+  for (int i = 0; i < 8; ++i) ino = (ino << 8) | static_cast<uint8_t>(key[i]);
+  return ino;
+}
+
+constexpr size_t kRecordSize = 20;
+
+std::string EncodeRecord(const ChunkRecord& record) {
+  std::string value(kRecordSize, '\0');
+  std::memcpy(value.data(), &record.version, 8);
+  std::memcpy(value.data() + 8, &record.committed, 8);
+  std::memcpy(value.data() + 16, &record.chain, 4);
+  return value;
+}
+
+// A chunk recorded before records existed reads as version 0 of no chain.
+ChunkRecord DecodeRecord(const rocksdb::Slice& value) {
+  ChunkRecord record;
+  if (value.size() == kRecordSize) {
+    std::memcpy(&record.version, value.data(), 8);
+    std::memcpy(&record.committed, value.data() + 8, 8);
+    std::memcpy(&record.chain, value.data() + 16, 4);
+  }
+  return record;
 }
 
 }  // namespace
@@ -75,6 +104,30 @@ Result<bool> ChunkIndex::HasChunk(uint64_t ino, uint32_t index) {
 Status ChunkIndex::AddChunk(uint64_t ino, uint32_t index) {
   rocksdb::Status status = db_->Put({}, ChunkKey(ino, index), "");
   return status.ok() ? Status::Ok() : Failed("recording a chunk", status);
+}
+
+Result<std::optional<ChunkRecord>> ChunkIndex::Record(uint64_t ino, uint32_t index) {
+  std::string value;
+  rocksdb::Status status = db_->Get({}, ChunkKey(ino, index), &value);
+  if (status.IsNotFound()) return std::optional<ChunkRecord>();
+  if (!status.ok()) return Failed("lookup", status);
+  return std::optional<ChunkRecord>(DecodeRecord(value));
+}
+
+Status ChunkIndex::PutRecord(uint64_t ino, uint32_t index, const ChunkRecord& record) {
+  rocksdb::Status status = db_->Put({}, ChunkKey(ino, index), EncodeRecord(record));
+  return status.ok() ? Status::Ok() : Failed("recording a chunk version", status);
+}
+
+Status ChunkIndex::ForEachChunk(
+    const std::function<void(uint64_t, uint32_t, const ChunkRecord&)>& visit) {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    if (it->key().size() == 12)
+      visit(InoOf(it->key()), IndexOf(it->key()), DecodeRecord(it->value()));
+  }
+  if (!it->status().ok()) return Failed("listing chunks", it->status());
+  return Status::Ok();
 }
 
 Status ChunkIndex::RemoveChunk(uint64_t ino, uint32_t index) {

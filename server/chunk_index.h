@@ -9,18 +9,23 @@
 //
 // Keys: a chunk is its inode (8 bytes, big-endian) and index (4 bytes,
 // big-endian); a removed file is its inode alone (8 bytes), so it sorts just
-// before the chunks of that inode. Values are empty.
+// before the chunks of that inode. A removed file's value is empty; a
+// chunk's is its record (ChunkRecord, 20 bytes: version, committed version,
+// chain), empty for a chunk whose record was never written.
 //
 // Records are written without sync (the WAL survives a process crash); Sync()
 // makes them survive a power cut.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "sealfs/rpc/status.h"
+#include "sealfs/server/chunk_store.h"
 
 namespace rocksdb {
 class DB;
@@ -36,6 +41,11 @@ class ChunkIndex {
   Result<bool> HasChunk(uint64_t ino, uint32_t index);
   Status AddChunk(uint64_t ino, uint32_t index);
   Status RemoveChunk(uint64_t ino, uint32_t index);
+  // The chunk's record; nullopt when the chunk is not recorded.
+  Result<std::optional<ChunkRecord>> Record(uint64_t ino, uint32_t index);
+  Status PutRecord(uint64_t ino, uint32_t index, const ChunkRecord& record);
+  // Calls visit(ino, index, record) for every recorded chunk.
+  Status ForEachChunk(const std::function<void(uint64_t, uint32_t, const ChunkRecord&)>& visit);
   // The recorded chunk indexes of a file, ascending.
   Result<std::vector<uint32_t>> Chunks(uint64_t ino);
 

@@ -22,33 +22,12 @@
 #include "chunk_file.h"
 #include "chunk_index.h"
 #include "sealfs/rpc/process.h"
+#include "writer_first_lock.h"
 
 namespace sealfs::server {
 
 namespace fs = std::filesystem;
 using namespace chunk_file;
-
-// A reader-writer lock that lets a waiting writer in before new readers
-// (glibc's default lets readers starve it), so that a stream of writes to
-// files sharing a stripe cannot hold off a removal for ever.
-class WriterFirstLock {
- public:
-  WriterFirstLock() {
-    pthread_rwlockattr_t attr;
-    pthread_rwlockattr_init(&attr);
-    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-    pthread_rwlock_init(&lock_, &attr);
-    pthread_rwlockattr_destroy(&attr);
-  }
-  ~WriterFirstLock() { pthread_rwlock_destroy(&lock_); }
-  void lock() { pthread_rwlock_wrlock(&lock_); }
-  void unlock() { pthread_rwlock_unlock(&lock_); }
-  void lock_shared() { pthread_rwlock_rdlock(&lock_); }
-  void unlock_shared() { pthread_rwlock_unlock(&lock_); }
-
- private:
-  pthread_rwlock_t lock_;
-};
 
 namespace {
 
@@ -120,14 +99,22 @@ ChunkStore::~ChunkStore() {
 }
 
 // The FORMAT file names the layout of everything under a store's root. A
-// store from before the file existed has today's layout (format 1) and is
-// stamped; any other version is refused, never misread.
+// new store is stamped with today's format; any other version (also a store
+// from before the file existed, format 1) is refused, never misread.
 Status CheckFormat(const std::string& root) {
   std::string path = root + "/FORMAT";
   std::ifstream file(path);
-  if (!file)
+  if (!file) {
+    std::error_code ec;
+    if (fs::exists(fs::path(root) / "INSTANCE", ec)) {
+      return Status(ENOTSUP, "chunk store at " + root +
+                                 " has on-disk format version 1 (chunks without versions); this "
+                                 "sealfs-data reads format version " +
+                                 std::to_string(ChunkStore::kFormatVersion) + " only");
+    }
     return WriteFileAtomically(
         path, std::string(kFormatLine) + std::to_string(ChunkStore::kFormatVersion) + "\n");
+  }
   std::string line;
   std::getline(file, line);
   unsigned version = 0;
@@ -402,7 +389,7 @@ Status ChunkStore::ReadChunk(const OpenChunk& chunk, uint32_t offset, uint32_t l
 
 // ---- Whole files ----
 
-Status ChunkStore::TruncateChunk(uint64_t ino, uint32_t index, uint64_t length) {
+Status ChunkStore::TruncateChunk(uint64_t ino, uint32_t index, uint64_t length, bool* shortened) {
   std::unique_lock<std::shared_mutex> lock(LockFor(ino, index));
   auto opened = OpenFiles(ino, index, false);
   if (!opened.ok()) return opened.status();
@@ -410,6 +397,7 @@ Status ChunkStore::TruncateChunk(uint64_t ino, uint32_t index, uint64_t length) 
   const std::shared_ptr<OpenChunk>& chunk = *opened;
   const uint64_t old_size = chunk->size;
   if (length >= old_size) return Status::Ok();
+  if (shortened) *shortened = true;
   const uint64_t tail = length % kChecksumBlock;
   const uint64_t last_block = length / kChecksumBlock;
   uint64_t tail_sum = 0;
@@ -475,7 +463,9 @@ Status ChunkStore::DropChunk(uint64_t ino, uint32_t index) {
 }
 
 Status ChunkStore::TruncateFile(uint64_t ino, uint64_t size, uint32_t chunk_size,
-                                uint64_t* allocated_bytes) {
+                                uint64_t* allocated_bytes,
+                                const std::function<bool(uint32_t)>& owned,
+                                std::vector<uint32_t>* cut) {
   if (chunk_size == 0 || chunk_size > kMaxChunkSize) return Status(EINVAL, "bad chunk size");
   std::shared_lock<WriterFirstLock> inode_lock(InodeLock(ino));
   // Chunks with a data file, and recorded chunks whose file is lost.
@@ -488,17 +478,20 @@ Status ChunkStore::TruncateFile(uint64_t ino, uint64_t size, uint32_t chunk_size
   indexes->erase(std::unique(indexes->begin(), indexes->end()), indexes->end());
   bool dropped = false;
   for (uint32_t index : *indexes) {
+    if (owned && !owned(index)) continue;
     uint64_t start = static_cast<uint64_t>(index) * chunk_size;
     if (start >= size) {
       SEALFS_RETURN_IF_ERROR(DropChunk(ino, index));
       dropped = true;
     } else {
-      SEALFS_RETURN_IF_ERROR(TruncateChunk(ino, index, size - start));
+      bool shortened = false;
+      SEALFS_RETURN_IF_ERROR(TruncateChunk(ino, index, size - start, &shortened));
+      if (shortened && cut) cut->push_back(index);
     }
   }
   if (dropped) SEALFS_RETURN_IF_ERROR(index_->Sync());
   if (allocated_bytes != nullptr) {
-    auto usage = UsageLocked(ino, chunk_size, UINT32_MAX);
+    auto usage = UsageLocked(ino, chunk_size, UINT32_MAX, owned);
     if (!usage.ok()) return usage.status();
     *allocated_bytes = usage->allocated_bytes;
   }
@@ -545,20 +538,22 @@ Status ChunkStore::FsyncFile(uint64_t ino) {
   return index_->Sync();
 }
 
-Result<FileUsageInfo> ChunkStore::FileUsage(uint64_t ino, uint32_t chunk_size,
-                                            uint32_t index_limit) {
+Result<FileUsageInfo> ChunkStore::FileUsage(uint64_t ino, uint32_t chunk_size, uint32_t index_limit,
+                                            const std::function<bool(uint32_t)>& owned) {
   if (chunk_size == 0 || chunk_size > kMaxChunkSize) return Status(EINVAL, "bad chunk size");
   std::shared_lock<WriterFirstLock> inode_lock(InodeLock(ino));
-  return UsageLocked(ino, chunk_size, index_limit);
+  return UsageLocked(ino, chunk_size, index_limit, owned);
 }
 
 Result<FileUsageInfo> ChunkStore::UsageLocked(uint64_t ino, uint32_t chunk_size,
-                                              uint32_t index_limit) {
+                                              uint32_t index_limit,
+                                              const std::function<bool(uint32_t)>& owned) {
   auto indexes = ListChunkFiles(FileDir(ino));
   if (!indexes.ok()) return indexes.status();
   FileUsageInfo usage;
   for (uint32_t index : *indexes) {
     if (index >= index_limit) break;  // ascending
+    if (owned && !owned(index)) continue;
     std::string path = ChunkPath(ino, index);
     struct stat st;
     if (::stat(path.c_str(), &st) != 0) {

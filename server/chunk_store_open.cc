@@ -274,6 +274,13 @@ Status ChunkStore::RecoverSums(OpenChunk& chunk, const char* why) {
     return Status(status.code(), "recovering the checksums of " + path + ": " + status.message());
   }
   chunk.dirty = true;
+  // The change cut short may have landed in part: the chunk's version is
+  // unknown now (0), so its chain copies it whole at its next change or resync.
+  auto record = index_->Record(chunk.ino, chunk.index);
+  if (record.ok() && *record && (*record)->version != 0) {
+    SEALFS_RETURN_IF_ERROR(
+        index_->PutRecord(chunk.ino, chunk.index, ChunkRecord{0, 0, (*record)->chain}));
+  }
   // Whether its directories were ever synced is unknown: sync them at the next fsync.
   NoteDirsChanged(chunk.ino, kFileDirChanged | kShardDirChanged | kChunksDirChanged);
   return Status::Ok();

@@ -1,204 +1,173 @@
+// DataService: its handlers, the checks every request passes (store,
+// chain, version, lease) and the routes to other members of a chain. The
+// replication itself is in chain_ops.cc.
 #include "sealfs/server/data_service.h"
 
 #include <cstdio>
 
+#include "sealfs/rpc/chain_errors.h"
+#include "sealfs/rpc/chain_table.h"
 #include "sealfs/rpc/methods.h"
 
 namespace sealfs::server {
 
-namespace {
-// A write stays inside its chunk as the file's layout cuts it: bytes past the
-// chunk size would belong to the next chunk, on another server.
-Status CheckWriteRange(uint64_t offset, uint64_t length, uint32_t chunk_size) {
-  if (chunk_size == 0 || chunk_size > kMaxChunkSize) {
-    return Status(EINVAL, "bad chunk size " + std::to_string(chunk_size));
-  }
-  if (offset + length > chunk_size) {
-    return Status(EINVAL, "range " + std::to_string(offset) + "+" + std::to_string(length) +
-                              " lies outside a chunk of " + std::to_string(chunk_size) + " bytes");
-  }
-  return Status::Ok();
-}
+DataService::DataService(std::vector<StorageTarget*> targets, ChainView& view, rpc::IoThreads& io,
+                         rpc::TransportKind peer_transport)
+    : targets_(std::move(targets)), view_(view), io_(io), peer_transport_(peer_transport) {}
 
-// A read's answer lands in the reply payload's room, which the transport may
-// send as it is (RDMA-registered memory): no copy between disk and wire.
-class ReplyTarget : public ChunkStore::ReadTarget {
- public:
-  explicit ReplyTarget(rpc::RequestContext& context) : context_(context) {}
-  ~ReplyTarget() override {
-    if (reserved_ && !kept_) context_.KeepReply(0, 0);
-  }
-  char* Reserve(size_t size) override {
-    reserved_ = true;
-    return context_.ReserveReply(size);
-  }
-  void Keep(size_t offset, size_t length) override {
-    kept_ = true;
-    context_.KeepReply(offset, length);
-  }
-
- private:
-  rpc::RequestContext& context_;
-  bool reserved_ = false;
-  bool kept_ = false;
-};
-
-Status CheckRange(uint64_t offset, uint64_t length) {
-  if (offset + length > kMaxChunkSize) {
-    return Status(EINVAL, "range " + std::to_string(offset) + "+" + std::to_string(length) +
-                              " lies outside any chunk");
-  }
-  return Status::Ok();
-}
-}  // namespace
-
-Status DataService::CheckStore(const std::string& store_id) const {
+Result<StorageTarget*> DataService::FindTarget(const std::string& store_id) {
   if (store_id.empty()) return Status(EINVAL, "request names no store");
-  if (store_id != store_.instance_id()) {
-    // ESTALE: whatever the request is about went with the store it names.
-    return Status(ESTALE, "store mismatch: this server holds store " + store_.instance_id() +
-                              ", the request is for store " + store_id + " whose data is not here");
-  }
-  return Status::Ok();
-}
-
-void DataService::RegisterHandlers(rpc::Dispatcher& d) {
-  using namespace rpc::data;
-  d.Register(
-      kWrite, {[this](const pb::WriteRequest& req, pb::WriteResponse* resp,
-                      rpc::RequestContext& context) -> Status {
-        SEALFS_RETURN_IF_ERROR(CheckStore(req.store_id()));
-        SEALFS_RETURN_IF_ERROR(
-            CheckWriteRange(req.offset(), context.payload.size(), req.chunk_size()));
-        int64_t allocated_delta = 0;
-        SEALFS_RETURN_IF_ERROR(store_.Write(req.chunk().ino(), req.chunk().index(), req.offset(),
-                                            context.payload, &allocated_delta));
-        resp->set_allocated_delta(allocated_delta);
-        return Status::Ok();
-      }});
-  d.Register(kRead, {[this](const pb::ReadRequest& req, pb::ReadResponse*,
-                            rpc::RequestContext& context) -> Status {
-               SEALFS_RETURN_IF_ERROR(CheckStore(req.store_id()));
-               SEALFS_RETURN_IF_ERROR(CheckRange(req.offset(), req.length()));
-               ReplyTarget target(context);
-               return store_.Read(req.chunk().ino(), req.chunk().index(), req.offset(),
-                                  req.length(), &target);
-             }});
-  d.Register(kTruncateFile,
-             {[this](const pb::TruncateFileRequest& req, pb::TruncateFileResponse* resp,
-                     rpc::RequestContext&) -> Status {
-               SEALFS_RETURN_IF_ERROR(CheckStore(req.store_id()));
-               uint64_t allocated = 0;
-               SEALFS_RETURN_IF_ERROR(
-                   store_.TruncateFile(req.ino(), req.size(), req.chunk_size(), &allocated));
-               resp->set_allocated_bytes(allocated);
-               return Status::Ok();
-             }});
-  d.Register(kRemoveFile, {[this](const pb::RemoveFileRequest& req, pb::RemoveFileResponse*,
-                                  rpc::RequestContext&) -> Status {
-               SEALFS_RETURN_IF_ERROR(CheckStore(req.store_id()));
-               std::vector<uint64_t> inos(req.more_inos().begin(), req.more_inos().end());
-               if (req.ino() != 0) inos.push_back(req.ino());
-               return store_.RemoveFiles(inos);
-             }});
-  d.Register(kFsyncFile, {[this](const pb::FsyncFileRequest& req, pb::FsyncFileResponse*,
-                                 rpc::RequestContext&) -> Status {
-               SEALFS_RETURN_IF_ERROR(CheckStore(req.store_id()));
-               return store_.FsyncFile(req.ino());
-             }});
-  d.Register(kFileUsage, {[this](const pb::FileUsageRequest& req, pb::FileUsageResponse* resp,
-                                 rpc::RequestContext&) -> Status {
-               SEALFS_RETURN_IF_ERROR(CheckStore(req.store_id()));
-               auto usage = store_.FileUsage(req.ino(), req.chunk_size(), req.index_limit());
-               if (!usage.ok()) return usage.status();
-               resp->set_data_end(usage->data_end);
-               resp->set_allocated_bytes(usage->allocated_bytes);
-               return Status::Ok();
-             }});
-  d.Register(kStat, {[this](const pb::StatRequest&, pb::StatResponse* resp,
-                            rpc::RequestContext&) -> Status {
-               ChunkStoreUsage usage = store_.Usage();
-               resp->set_capacity_bytes(usage.capacity_bytes);
-               resp->set_free_bytes(usage.free_bytes);
-               resp->set_used_bytes(usage.used_bytes);
-               resp->set_chunk_count(usage.chunk_count);
-               return Status::Ok();
-             }});
-}
-
-Registration::Registration(rpc::IoThreads& io, ChunkStore& store, std::string meta_address,
-                           std::string advertised_address, std::chrono::milliseconds interval)
-    : store_(store),
-      meta_(rpc::MakeTcpChannel(io, meta_address)),
-      advertised_address_(std::move(advertised_address)),
-      interval_(interval) {}
-
-Registration::~Registration() { Stop(); }
-
-void Registration::Start() {
-  thread_ = std::thread([this] { Loop(); });
-}
-
-void Registration::Stop() {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stopping_ = true;
-  }
-  wakeup_.notify_all();
-  if (thread_.joinable()) thread_.join();
-}
-
-void Registration::Loop() {
-  std::string last_error;
-  std::unique_lock<std::mutex> lock(mutex_);
-  while (!stopping_) {
-    lock.unlock();
-    ChunkStoreUsage usage = store_.Usage();
-    Status status;
-    rpc::CallOptions options{std::chrono::seconds(5)};
-    if (server_id_ == 0) {
-      pb::RegisterServerRequest request;
-      request.set_address(advertised_address_);
-      request.set_instance_id(store_.instance_id());
-      request.set_capacity_bytes(usage.capacity_bytes);
-      request.set_free_bytes(usage.free_bytes);
-      pb::RegisterServerResponse response;
-      status =
-          rpc::Invoke(*meta_, rpc::meta::kRegisterServer, request, &response, {}, nullptr, options);
-      if (status.ok()) {
-        server_id_ = response.server_id();
-        std::fprintf(stderr, "sealfs-data: registered as data server %u\n", server_id_.load());
+  for (StorageTarget* target : targets_) {
+    if (target->store->instance_id() == store_id) {
+      if (target->id == 0) {
+        return Status(rpc::kStaleChain, "this server has not registered its targets yet");
       }
+      return target;
     }
-    if (server_id_ != 0) {
-      pb::HeartbeatRequest request;
-      request.set_server_id(server_id_);
-      request.set_capacity_bytes(usage.capacity_bytes);
-      request.set_free_bytes(usage.free_bytes);
-      request.set_used_bytes(usage.used_bytes);
-      request.set_chunk_count(usage.chunk_count);
-      auto fill = [](const rpc::TransportCounters& counters, pb::TransportStats* stats) {
-        stats->set_messages_sent(counters.messages_sent);
-        stats->set_bytes_sent(counters.bytes_sent);
-        stats->set_rdma_read_ops(counters.rdma_read_ops);
-        stats->set_rdma_read_bytes(counters.rdma_read_bytes);
-        stats->set_rdma_write_ops(counters.rdma_write_ops);
-        stats->set_rdma_write_bytes(counters.rdma_write_bytes);
-      };
-      fill(rpc::TcpCounters(), request.mutable_tcp());
-      fill(rpc::RdmaCounters(), request.mutable_rdma());
-      pb::HeartbeatResponse response;
-      status = rpc::Invoke(*meta_, rpc::meta::kHeartbeat, request, &response, {}, nullptr, options);
-      if (status.code() == ENOENT) server_id_ = 0;  // forgotten: register again at once
-    }
-    if (!status.ok() && status.ToString() != last_error) {
-      std::fprintf(stderr, "sealfs-data: metadata server: %s\n", status.ToString().c_str());
-    }
-    last_error = status.ok() ? "" : status.ToString();
-    lock.lock();
-    if (server_id_ == 0 && status.code() == ENOENT) continue;
-    wakeup_.wait_for(lock, interval_);
   }
+  // ESTALE: whatever the request is about went with the store it names.
+  return Status(ESTALE, "store mismatch: this server does not hold store " + store_id +
+                            " (its data is not here)");
+}
+
+Result<DataService::Position> DataService::CheckChain(const pb::ChainRef& ref, uint32_t target,
+                                                      Role role) {
+  if (!view_.LeaseValid()) {
+    return Status(rpc::kStaleChain,
+                  "this server's lease ran out: it may have been taken out of its chains");
+  }
+  std::optional<pb::Chain> chain = view_.Chain(ref.id());
+  if (!chain || chain->version() < ref.version()) {
+    Status refreshed = view_.Refresh();
+    if (!refreshed.ok())
+      return Status(rpc::kStaleChain, "refreshing the cluster map: " + refreshed.ToString());
+    chain = view_.Chain(ref.id());
+  }
+  if (!chain)
+    return Status(rpc::kStaleChain, "chain " + std::to_string(ref.id()) + " is unknown here");
+  if (chain->version() != ref.version()) {
+    return Status(rpc::kStaleChain, "chain " + std::to_string(ref.id()) + " is at version " +
+                                        std::to_string(chain->version()) +
+                                        ", the request names version " +
+                                        std::to_string(ref.version()));
+  }
+  std::vector<uint32_t> path = chains::WritePath(*chain);
+  auto at = std::find(path.begin(), path.end(), target);
+  if (at == path.end()) {
+    return Status(rpc::kStaleChain, "target " + std::to_string(target) + " is not in chain " +
+                                        std::to_string(ref.id()) + " at version " +
+                                        std::to_string(ref.version()));
+  }
+  std::vector<uint32_t> serving = chains::Serving(*chain);
+  bool is_serving = std::find(serving.begin(), serving.end(), target) != serving.end();
+  if (role == Role::kHead && at != path.begin()) {
+    return Status(rpc::kStaleChain, "target " + std::to_string(target) +
+                                        " is not the head of chain " + std::to_string(ref.id()));
+  }
+  if (role == Role::kServing && !is_serving) {
+    return Status(rpc::kStaleChain, "target " + std::to_string(target) + " does not serve chain " +
+                                        std::to_string(ref.id()) + " yet");
+  }
+  Position position;
+  position.chain = std::move(*chain);
+  position.successor = at + 1 == path.end() ? 0 : *(at + 1);
+  position.tail = path.back();
+  position.is_tail = position.successor == 0;
+  return position;
+}
+
+std::shared_ptr<rpc::Channel> DataService::PeerChannel(const std::string& address) {
+  std::lock_guard<std::mutex> lock(peers_mutex_);
+  auto& channel = peers_[address];
+  if (!channel) channel = rpc::MakeChannel(io_, address, peer_transport_);
+  return channel;
+}
+
+Result<DataService::PeerRoute> DataService::RouteToTarget(uint32_t target_id) {
+  auto address = view_.TargetAddress(target_id);
+  if (!address) {
+    view_.Refresh();
+    address = view_.TargetAddress(target_id);
+  }
+  if (!address)
+    return Status(rpc::kStaleChain, "target " + std::to_string(target_id) + " is unknown");
+  return PeerRoute{PeerChannel(address->first), address->second};
+}
+
+KeyedLocks::Guard DataService::LockFile(uint32_t target, uint32_t chain, uint64_t ino,
+                                        bool exclusive) {
+  return locks_.Lock({(uint64_t{target} << 32) | chain, ino}, exclusive);
+}
+
+KeyedLocks::Guard DataService::LockChunk(uint32_t target, uint64_t ino, uint32_t index,
+                                         bool exclusive) {
+  return locks_.Lock({(uint64_t{1} << 63) | (uint64_t{target} << 32) | index, ino}, exclusive);
+}
+
+void MethodSplitter::Submit(rpc::Message request, rpc::RequestOrigin origin,
+                            std::function<void(rpc::Message)> respond) {
+  bool between_members = request.header.service == static_cast<uint16_t>(rpc::ServiceId::kData) &&
+                         request.header.method >= pb::DATA_CHAIN_WRITE;
+  (between_members ? members_ : clients_)
+      .Submit(std::move(request), std::move(origin), std::move(respond));
+}
+
+void DataService::RegisterHandlers(rpc::Dispatcher& clients, rpc::Dispatcher& members) {
+  using namespace rpc::data;
+  clients.Register(kWrite, {[this](const pb::WriteRequest& req, pb::WriteResponse* resp,
+                                   rpc::RequestContext& context) {
+                     return Write(req, context.payload, /*forwarded=*/false, resp);
+                   }});
+  members.Register(kChainWrite, {[this](const pb::WriteRequest& req, pb::WriteResponse* resp,
+                                        rpc::RequestContext& context) {
+                     return Write(req, context.payload, /*forwarded=*/true, resp);
+                   }});
+  clients.Register(kRead, {[this](const pb::ReadRequest& req, pb::ReadResponse*,
+                                  rpc::RequestContext& context) { return Read(req, context); }});
+  clients.Register(kTruncateFile,
+                   {[this](const pb::TruncateFileRequest& req, pb::TruncateFileResponse* resp,
+                           rpc::RequestContext&) { return Truncate(req, false, resp); }});
+  members.Register(kChainTruncate,
+                   {[this](const pb::TruncateFileRequest& req, pb::TruncateFileResponse* resp,
+                           rpc::RequestContext&) { return Truncate(req, true, resp); }});
+  clients.Register(kFsyncFile, {[this](const pb::FsyncFileRequest& req, pb::FsyncFileResponse*,
+                                       rpc::RequestContext&) { return Fsync(req, false); }});
+  members.Register(kChainFsync, {[this](const pb::FsyncFileRequest& req, pb::FsyncFileResponse*,
+                                        rpc::RequestContext&) { return Fsync(req, true); }});
+  clients.Register(kFileUsage, {[this](const pb::FileUsageRequest& req, pb::FileUsageResponse* resp,
+                                       rpc::RequestContext&) { return FileUsage(req, resp); }});
+  clients.Register(kRemoveFile, {[this](const pb::RemoveFileRequest& req, pb::RemoveFileResponse*,
+                                        rpc::RequestContext&) -> Status {
+                     // A removed file never comes back, whatever the order
+                     // in which its chains' members hear of it.
+                     Result<StorageTarget*> target = FindTarget(req.store_id());
+                     if (!target.ok()) return target.status();
+                     std::vector<uint64_t> inos(req.more_inos().begin(), req.more_inos().end());
+                     if (req.ino() != 0) inos.push_back(req.ino());
+                     return (*target)->store->RemoveFiles(inos);
+                   }});
+  clients.Register(kStat, {[this](const pb::StatRequest&, pb::StatResponse* resp,
+                                  rpc::RequestContext&) -> Status {
+                     for (StorageTarget* target : targets_) {
+                       ChunkStoreUsage usage = target->store->Usage();
+                       resp->set_capacity_bytes(resp->capacity_bytes() + usage.capacity_bytes);
+                       resp->set_free_bytes(resp->free_bytes() + usage.free_bytes);
+                       resp->set_used_bytes(resp->used_bytes() + usage.used_bytes);
+                       resp->set_chunk_count(resp->chunk_count() + usage.chunk_count);
+                     }
+                     return Status::Ok();
+                   }});
+  members.Register(kChainList, {[this](const pb::ChainListRequest& req, pb::ChainListResponse* resp,
+                                       rpc::RequestContext&) { return ListChain(req, resp); }});
+  members.Register(kChainFetch,
+                   {[this](const pb::ChainFetchRequest& req, pb::ChainFetchResponse* resp,
+                           rpc::RequestContext& context) { return Fetch(req, resp, context); }});
+  members.Register(kChainDrop, {[this](const pb::ChainDropRequest& req, pb::ChainDropResponse*,
+                                       rpc::RequestContext&) { return DropChunk(req); }});
+  members.Register(
+      kCommittedVersion,
+      {[this](const pb::CommittedVersionRequest& req, pb::CommittedVersionResponse* resp,
+              rpc::RequestContext&) { return CommittedVersion(req, resp); }});
 }
 
 }  // namespace sealfs::server

@@ -5,14 +5,20 @@
 
 #include "sealfs/rpc/process.h"
 #include "sealfs/rpc/rdma_transport.h"
+#include "sealfs/server/background.h"
 #include "sealfs/server/data_service.h"
+#include "sealfs/server/registration.h"
 
 using namespace sealfs;
 
 static const char* kUsage =
-    "usage: sealfs-data --dir DIR --meta HOST:PORT [--listen 127.0.0.1:0]\n"
-    "                   [--port-file FILE] [--threads N] [--heartbeat-ms MS]\n"
-    "                   [--transport tcp|rdma|auto]   (rdma/auto: also listen over RDMA)\n";
+    "usage: sealfs-data --target DIR [--target DIR ...] --meta HOST:PORT\n"
+    "                   [--listen 127.0.0.1:0] [--port-file FILE] [--threads N]\n"
+    "                   [--heartbeat-ms MS] [--scrub-mib-per-s N] [--scrub-interval-s S]\n"
+    "                   [--transport tcp|rdma|auto]   (rdma/auto: also listen over RDMA)\n"
+    "  --target DIR: a storage target (one per disk); --dir DIR is the same as one --target.\n"
+    "  The scrubber re-reads every chunk at N MiB/s (default 8; 0: off), a pass\n"
+    "  every S seconds (default 3600).\n";
 
 // The chunk store keeps two descriptors per cached chunk and sizes its cache
 // from the soft limit, which is often a mere 1024: take all the hard limit allows.
@@ -28,46 +34,82 @@ static void RaiseDescriptorLimit() {
 }
 
 int main(int argc, char** argv) {
-  Result<Flags> flags = Flags::Parse(
-      argc, argv,
-      {"dir", "meta", "listen", "port-file", "threads", "heartbeat-ms", "transport", "help"});
-  if (!flags.ok() || flags->Has("help") || !flags->Has("dir") || !flags->Has("meta")) {
+  Result<Flags> flags =
+      Flags::Parse(argc, argv,
+                   {"dir", "target", "meta", "listen", "port-file", "threads", "heartbeat-ms",
+                    "transport", "scrub-mib-per-s", "scrub-interval-s", "help"});
+  std::vector<std::string> dirs;
+  if (flags.ok()) {
+    dirs = flags->GetAll("dir");
+    for (const std::string& dir : flags->GetAll("target")) dirs.push_back(dir);
+  }
+  if (!flags.ok() || flags->Has("help") || dirs.empty() || !flags->Has("meta")) {
     if (!flags.ok()) std::fprintf(stderr, "sealfs-data: %s\n", flags.status().message().c_str());
     std::fputs(kUsage, stderr);
     return flags.ok() && flags->Has("help") ? 0 : 2;
   }
   BlockTerminationSignals();
   RaiseDescriptorLimit();
-  auto store = server::ChunkStore::Open(flags->Get("dir"));
-  if (!store.ok()) {
-    std::fprintf(stderr, "sealfs-data: %s\n", store.status().ToString().c_str());
-    return 1;
+  std::vector<std::unique_ptr<server::ChunkStore>> stores;
+  std::vector<std::unique_ptr<server::StorageTarget>> target_storage;
+  std::vector<server::StorageTarget*> targets;
+  for (const std::string& dir : dirs) {
+    auto store = server::ChunkStore::Open(dir);
+    if (!store.ok()) {
+      std::fprintf(stderr, "sealfs-data: %s\n", store.status().ToString().c_str());
+      return 1;
+    }
+    stores.push_back(std::move(*store));
+    target_storage.push_back(std::make_unique<server::StorageTarget>());
+    target_storage.back()->store = stores.back().get();
+    targets.push_back(target_storage.back().get());
   }
   auto address = rpc::ParseAddress(flags->Get("listen", "127.0.0.1:0"));
   if (!address.ok() || !rpc::ParseAddress(flags->Get("meta")).ok()) {
     std::fprintf(stderr, "sealfs-data: --listen and --meta take HOST:PORT\n");
     return 2;
   }
-  rpc::IoThreads io(2);
-  rpc::Dispatcher dispatcher(static_cast<int>(flags->GetInt("threads", 16)));
-  server::DataService service(**store);
-  service.RegisterHandlers(dispatcher);
   auto transport = rpc::ParseTransportKind(flags->Get("transport", "tcp"));
   if (!transport.ok()) {
     std::fprintf(stderr, "sealfs-data: %s\n", transport.status().message().c_str());
     return 2;
   }
+  rpc::IoThreads io(2);
+  std::shared_ptr<rpc::Channel> meta = rpc::MakeTcpChannel(io, flags->Get("meta"));
+  server::ChainView view([meta]() -> Result<pb::ClusterMapResponse> {
+    pb::ClusterMapResponse map;
+    Status status = rpc::Invoke(*meta, rpc::meta::kClusterMap, pb::ClusterMapRequest{}, &map, {},
+                                nullptr, rpc::CallOptions{std::chrono::seconds(5)});
+    if (!status.ok()) return status;
+    return map;
+  });
+  // Client requests and requests between chain members have workers of
+  // their own: a member waiting on its successor never holds up the
+  // successor's own forwarded work.
+  rpc::Dispatcher clients(static_cast<int>(flags->GetInt("threads", 16)));
+  rpc::Dispatcher members(64);
+  server::DataService service(targets, view, io,
+                              *transport == rpc::TransportKind::kTcp ? rpc::TransportKind::kTcp
+                                                                     : rpc::TransportKind::kAuto);
+  service.RegisterHandlers(clients, members);
+  server::MethodSplitter splitter(clients, members);
   rpc::Listeners listener_storage;
   auto* listener = &listener_storage;
-  Status listening = listener->Listen(io, dispatcher, address->first, address->second, *transport);
+  Status listening = listener->Listen(io, splitter, address->first, address->second, *transport);
   if (!listening.ok()) {
     std::fprintf(stderr, "sealfs-data: %s\n", listening.ToString().c_str());
     return 1;
   }
   std::string advertised = address->first + ":" + std::to_string(listener->port());
-  server::Registration registration(io, **store, flags->Get("meta"), advertised,
+  server::Registration registration(meta, targets, view, advertised,
                                     std::chrono::milliseconds(flags->GetInt("heartbeat-ms", 2000)));
-  registration.Start();
+  server::Resyncer resyncer(service, [&registration] { registration.Wakeup(); });
+  registration.Start([&resyncer] { return resyncer.Progress(); });
+  resyncer.Start();
+  server::Scrubber scrubber(service,
+                            static_cast<uint64_t>(flags->GetInt("scrub-mib-per-s", 8)) << 20,
+                            std::chrono::seconds(flags->GetInt("scrub-interval-s", 3600)));
+  scrubber.Start();
   if (flags->Has("port-file")) {
     Status written =
         WriteFileAtomically(flags->Get("port-file"), std::to_string(listener->port()) + "\n");
@@ -76,13 +118,18 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  std::fprintf(stderr, "sealfs-data: serving %s on %s (%s)\n", flags->Get("dir").c_str(),
+  std::string target_list;
+  for (const std::string& dir : dirs) target_list += (target_list.empty() ? "" : ", ") + dir;
+  std::fprintf(stderr, "sealfs-data: serving %s on %s (%s)\n", target_list.c_str(),
                advertised.c_str(), listener->rdma() ? "tcp+rdma" : "tcp");
   int signal_number = WaitForTerminationSignal();
   std::fprintf(stderr, "sealfs-data: signal %d, shutting down\n", signal_number);
+  scrubber.Stop();
+  resyncer.Stop();
   registration.Stop();
   listener->Stop();
-  dispatcher.Shutdown();
+  clients.Shutdown();
+  members.Shutdown();
   io.Stop();
   return 0;
 }

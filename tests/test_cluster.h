@@ -122,6 +122,25 @@ class TestCluster {
     return !data_ports_[i].empty();
   }
 
+  // Which of this cluster's data servers holds member `member` of chain
+  // `chain_id` (in the chain's member list), or -1.
+  int ServerOfChainMember(const pb::ClusterMapResponse& map, uint32_t chain_id, int member = 0) {
+    for (const pb::Chain& chain : map.chains()) {
+      if (chain.id() != chain_id || member >= chain.members_size()) continue;
+      uint32_t target_id = chain.members(member).target_id();
+      for (const pb::Target& target : map.targets()) {
+        if (target.id() != target_id) continue;
+        for (const pb::DataServer& server : map.servers()) {
+          if (server.id() != target.server_id()) continue;
+          for (int i = 0; i < data_servers_; ++i) {
+            if (server.address().ends_with(":" + data_ports_[i])) return i;
+          }
+        }
+      }
+    }
+    return -1;
+  }
+
   bool WaitForServersUp(int count) {
     for (int attempt = 0; attempt < 200; ++attempt) {
       auto admin = Admin();
@@ -153,11 +172,15 @@ class TestCluster {
     return client::Client::Connect(options);
   }
 
-  Result<std::unique_ptr<client::Client>> Mount(const std::string& volume = "default") {
+  // io_wait: how long chunk I/O waits for a chain with no serving member.
+  Result<std::unique_ptr<client::Client>> Mount(
+      const std::string& volume = "default",
+      std::chrono::milliseconds io_wait = std::chrono::seconds(60)) {
     client::ClientOptions options;
     options.meta_address = meta_address();
     options.volume = volume;
     options.timeout = std::chrono::seconds(10);
+    options.io_wait = io_wait;
     return client::Client::Connect(options);
   }
 

@@ -48,7 +48,7 @@ Result<pb::Layout> FuseFs::LayoutOf(uint64_t ino) {
   auto state = State(ino);
   {
     std::lock_guard<std::mutex> lock(state->mutex);
-    if (state->layout.servers_size() > 0) return state->layout;
+    if (state->layout.chains_size() > 0) return state->layout;
   }
   Result<pb::GetattrResponse> fresh = Refresh(ino);
   if (!fresh.ok()) return fresh.status();
@@ -89,7 +89,7 @@ void FuseFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   bool changed;
   {
     std::lock_guard<std::mutex> lock(state->mutex);
-    if (opened->layout().servers_size() > 0) state->layout = opened->layout();
+    if (opened->layout().chains_size() > 0) state->layout = opened->layout();
     ++state->opens;
     state->data_epoch = attr.data_epoch();
     if (!state->dirty) {
@@ -207,7 +207,7 @@ void FuseFs::Fsync(fuse_req_t req, fuse_ino_t ino, int, fuse_file_info*) {
   // have dropped the file's state: sync whatever the servers hold.
   Result<pb::Layout> layout = LayoutOf(server_ino);
   if (!layout.ok()) return ReplyStatus(req, layout.status());
-  if (layout->servers_size() > 0) {
+  if (layout->chains_size() > 0) {
     Status synced = client_.FsyncData(server_ino, *layout);
     if (!synced.ok()) return ReplyStatus(req, synced);
   }

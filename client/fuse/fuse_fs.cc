@@ -120,7 +120,7 @@ pb::Attr FuseFs::Observe(const pb::Attr& attr, const pb::Layout* layout, bool lo
   auto state = State(attr.ino());
   pb::Attr shown = attr;
   std::lock_guard<std::mutex> lock(state->mutex);
-  if (layout && layout->servers_size() > 0) state->layout = *layout;
+  if (layout && layout->chains_size() > 0) state->layout = *layout;
   state->data_epoch = attr.data_epoch();
   if (S_ISDIR(attr.mode())) state->directory_attr = attr;  // copied in place
   if (state->dirty) {

@@ -43,7 +43,7 @@ TEST(Durability, NewFilesAreOnlyPlacedOnServersThatAreUp) {
   }
   ASSERT_TRUE(down);
   auto file = CreateFile(**client, "twelve");
-  EXPECT_EQ(file.layout().servers_size(), 2);
+  EXPECT_EQ(file.layout().chains_size(), 2);
   std::string data = Pattern(12 << 20, 1);
   Status written = (*client)->Write(file.attr().ino(), file.layout(), 0, data);
   ASSERT_TRUE(written.ok()) << written.ToString();
@@ -89,20 +89,13 @@ TEST(Durability, AWipedStoreAtTheSameAddressReadsAsAnErrorNotZeros) {
   auto client = cluster.Mount();
   ASSERT_TRUE(client.ok());
   auto file = CreateFile(**client, "f");
-  ASSERT_EQ(file.layout().servers_size(), 2);
+  ASSERT_EQ(file.layout().chains_size(), 2);
   std::string data = Pattern(2 << 20, 3);
   ASSERT_TRUE((*client)->Write(file.attr().ino(), file.layout(), 0, data).ok());
   // The server holding chunk 0 loses its whole disk and comes back empty.
-  uint32_t wiped_id = file.layout().servers(0);
   auto map = (*client)->RefreshClusterMap();
   ASSERT_TRUE(map.ok());
-  int wiped = -1;
-  for (const auto& server : map->servers()) {
-    if (server.id() != wiped_id) continue;
-    for (int i = 0; i < 2; ++i) {
-      if (server.address().ends_with(":" + cluster.DataPort(i))) wiped = i;
-    }
-  }
+  int wiped = cluster.ServerOfChainMember(*map, file.layout().chains(0));
   ASSERT_GE(wiped, 0);
   cluster.KillData(wiped);
   fs::remove_all(cluster.DataDir(wiped));

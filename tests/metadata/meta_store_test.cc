@@ -97,7 +97,7 @@ TEST_F(MetaStoreTest, CreateLookupGetattr) {
   EXPECT_EQ(found->attr().uid(), 1000u);
   EXPECT_EQ(found->attr().nlink(), 1u);
   EXPECT_TRUE(S_ISREG(found->attr().mode()));
-  EXPECT_EQ(found->layout().servers_size(), 3);
+  EXPECT_EQ(found->layout().chains_size(), 3);
   EXPECT_EQ(found->layout().chunk_size(), kDefaultChunkSize);
   EXPECT_EQ(store_->Lookup(root_, "missing").status().code(), ENOENT);
   EXPECT_EQ(store_->Getattr(999999).status().code(), ENOENT);
@@ -123,13 +123,13 @@ TEST_F(MetaStoreTest, InodeIdsCarryTheShard) {
   }
 }
 
-TEST_F(MetaStoreTest, LayoutsRotateOverServers) {
+TEST_F(MetaStoreTest, LayoutsRotateOverChains) {
   std::set<uint32_t> first_servers;
   for (int i = 0; i < 6; ++i) {
     auto inode =
         store_->Mknod(root_, "f" + std::to_string(i), S_IFREG | 0644, 0, caller_, servers_);
     ASSERT_TRUE(inode.ok());
-    first_servers.insert(inode->layout().servers(0));
+    first_servers.insert(inode->layout().chains(0));
   }
   EXPECT_EQ(first_servers.size(), 3u);
 }
@@ -219,7 +219,7 @@ TEST_F(MetaStoreTest, UnlinkFreesAndQueuesChunkRemoval) {
   auto pending = PendingRemovals();
   ASSERT_EQ(pending.size(), 1u);
   EXPECT_EQ(pending[0].first, ino);
-  EXPECT_EQ(pending[0].second.servers_size(), 3);
+  EXPECT_EQ(pending[0].second.chains_size(), 3);
   ASSERT_TRUE(store_->RemovalDone(ino).ok());
   EXPECT_TRUE(PendingRemovals().empty());
 }
@@ -525,21 +525,25 @@ void SetRecordedFormat(const std::string& path, std::optional<uint64_t> version)
 TEST_F(MetaStoreTest, AStoreOfAnotherFormatIsRefusedByName) {
   uint64_t file = File(root_, "f");
   store_.reset();
-  // A store from before formats were recorded is today's format: stamped.
-  SetRecordedFormat(dir_ + "/db", std::nullopt);
-  Reopen();
-  EXPECT_EQ(store_->Getattr(file)->attr().size(), 0u);
-  store_.reset();
-  SetRecordedFormat(dir_ + "/db", 2);
   MetaStoreOptions options;
   options.path = dir_ + "/db";
+  // A store from before formats were recorded (format 1: layouts that name
+  // servers) is refused, never misread.
+  SetRecordedFormat(dir_ + "/db", std::nullopt);
+  auto unstamped = MetaStore::Open(options);
+  ASSERT_FALSE(unstamped.ok());
+  EXPECT_EQ(unstamped.status().code(), ENOTSUP);
+  EXPECT_NE(unstamped.status().message().find("format version 1"), std::string::npos)
+      << unstamped.status().ToString();
+  SetRecordedFormat(dir_ + "/db", 3);
   auto opened = MetaStore::Open(options);
   ASSERT_FALSE(opened.ok());
   EXPECT_EQ(opened.status().code(), ENOTSUP);
-  EXPECT_NE(opened.status().message().find("format version 2"), std::string::npos)
+  EXPECT_NE(opened.status().message().find("format version 3"), std::string::npos)
       << opened.status().ToString();
   SetRecordedFormat(dir_ + "/db", MetaStore::kFormatVersion);
   Reopen();
+  EXPECT_EQ(store_->Getattr(file)->attr().size(), 0u);
 }
 
 TEST_F(MetaStoreTest, FreedIdsAreNotReusedAfterReopen) {
@@ -585,18 +589,27 @@ TEST_F(MetaStoreTest, Volumes) {
   EXPECT_EQ(store_->DeleteVolume("tenants/ns/pv-1").code(), ENOENT);
 }
 
-TEST_F(MetaStoreTest, ServerRegistryKeepsIdsByInstance) {
-  auto first = store_->RegisterServer("127.0.0.1:1000", "instance-a");
-  auto second = store_->RegisterServer("127.0.0.1:1001", "instance-b");
-  ASSERT_TRUE(first.ok() && second.ok());
-  EXPECT_NE(*first, *second);
+TEST_F(MetaStoreTest, ServersAndTheChainTableSurviveARestart) {
+  pb::DataServer server;
+  server.set_id(4);
+  server.set_address("127.0.0.1:1000");
+  ASSERT_TRUE(store_->PutServer(server).ok());
+  EXPECT_EQ(store_->LoadChainTable()->chains_size(), 0);
+  pb::ChainTable table;
+  table.set_replicas(2);
+  pb::Chain* chain = table.add_chains();
+  chain->set_id(1);
+  chain->set_version(7);
+  ASSERT_TRUE(store_->SaveChainTable(table).ok());
   Reopen();
-  auto again = store_->RegisterServer("127.0.0.1:2000", "instance-a");
-  ASSERT_TRUE(again.ok());
-  EXPECT_EQ(*again, *first);
   auto servers = *store_->ListServers();
-  ASSERT_EQ(servers.size(), 2u);
-  EXPECT_EQ(servers[0].address(), "127.0.0.1:2000");
+  ASSERT_EQ(servers.size(), 1u);
+  EXPECT_EQ(servers[0].address(), "127.0.0.1:1000");
+  auto loaded = store_->LoadChainTable();
+  ASSERT_TRUE(loaded.ok());
+  EXPECT_EQ(loaded->replicas(), 2u);
+  ASSERT_EQ(loaded->chains_size(), 1);
+  EXPECT_EQ(loaded->chains(0).version(), 7u);
 }
 
 }  // namespace

@@ -334,28 +334,31 @@ TEST_F(ChunkStoreTest, AStoreOfAnotherFormatIsRefusedByName) {
   auto write_format = [&](const std::string& line) {
     std::ofstream(dir_ + "/FORMAT", std::ios::trunc) << line;
   };
-  // A store from before the format file existed is today's format: stamped.
+  // A store from before the format file existed is format 1 (chunks
+  // without versions): refused, never misread.
   std::filesystem::remove(dir_ + "/FORMAT");
-  auto reopened = ChunkStore::Open(dir_);
-  ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
-  EXPECT_TRUE(std::filesystem::exists(dir_ + "/FORMAT"));
-  std::string out;
-  ASSERT_TRUE((*reopened)->Read(70, 0, 0, 4, &out).ok());
-  EXPECT_EQ(out, "kept");
-  reopened->reset();
+  auto unstamped = ChunkStore::Open(dir_);
+  ASSERT_FALSE(unstamped.ok());
+  EXPECT_EQ(unstamped.status().code(), ENOTSUP);
+  EXPECT_NE(unstamped.status().message().find("format version 1"), std::string::npos)
+      << unstamped.status().ToString();
   for (const std::string& line :
-       {std::string("sealfs chunk store format 2\n"), std::string("something else entirely\n")}) {
+       {std::string("sealfs chunk store format 1\n"), std::string("sealfs chunk store format 3\n"),
+        std::string("something else entirely\n")}) {
     write_format(line);
     auto refused = ChunkStore::Open(dir_);
     ASSERT_FALSE(refused.ok()) << line;
     EXPECT_EQ(refused.status().code(), ENOTSUP);
     EXPECT_NE(refused.status().message().find("format"), std::string::npos);
   }
+  write_format("sealfs chunk store format 3\n");
+  EXPECT_NE(ChunkStore::Open(dir_).status().message().find("format version 3"), std::string::npos);
   write_format("sealfs chunk store format 2\n");
-  EXPECT_NE(ChunkStore::Open(dir_).status().message().find("format version 2"), std::string::npos);
-  write_format("sealfs chunk store format 1\n");
   auto again = ChunkStore::Open(dir_);
   ASSERT_TRUE(again.ok()) << again.status().ToString();
+  std::string out;
+  ASSERT_TRUE((*again)->Read(70, 0, 0, 4, &out).ok());
+  EXPECT_EQ(out, "kept");
   store_ = std::move(*again);
 }
 

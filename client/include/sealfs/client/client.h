@@ -24,6 +24,9 @@ struct ClientOptions {
   std::string meta_address = "127.0.0.1:7400";
   std::string volume = "default";
   std::chrono::milliseconds timeout{std::chrono::seconds(30)};
+  // How long chunk I/O waits for a chain with no serving member (or one
+  // that is changing) before it fails with EIO.
+  std::chrono::milliseconds io_wait{std::chrono::seconds(60)};
   std::chrono::milliseconds keepalive_interval{std::chrono::seconds(5)};
   int io_threads = 2;
   rpc::TransportKind transport = rpc::TransportKind::kTcp;
@@ -71,18 +74,18 @@ class Client {
  private:
   explicit Client(ClientOptions options);
   rpc::CallOptions call_options() const { return rpc::CallOptions{options_.timeout}; }
-  // How to reach a data server: its channel and the store it must hold.
+  rpc::CallOptions data_call_options();
+  // How to reach a member of a chain: its server's channel, its store and
+  // the chain version to name.
   struct Route {
     std::shared_ptr<rpc::Channel> channel;
     std::string store_id;
+    pb::ChainRef chain;
   };
-  Result<Route> RouteTo(uint32_t server_id);
-  Result<std::vector<Route>> RoutesTo(const std::vector<uint32_t>& servers);
-  // Cuts [offset, offset + length) into per-chunk pieces and starts
-  // issue(piece, channel, calls) for each, all in parallel; returns the
-  // first error once every piece has finished.
+  enum class Target { kHead, kTail, kAnyReplica };
+  Result<Route> RouteToChain(uint32_t chain_id, Target which);
   template <typename Issue>
-  Status ForEachPiece(const pb::Layout& layout, uint64_t offset, uint64_t length, Issue issue);
+  Status WithRetries(size_t count, Target target, Issue issue);
   void KeepaliveLoop();
 
   ClientOptions options_;
@@ -92,7 +95,8 @@ class Client {
   uint64_t session_id_ = 0;
 
   std::mutex map_mutex_;
-  std::map<uint32_t, pb::DataServer> servers_;
+  pb::ClusterMapResponse map_;
+  uint64_t next_replica_ = 0;
   std::unordered_map<std::string, std::shared_ptr<rpc::Channel>> channels_;
 
   // Opens and closes hold it shared across their call, a keepalive holds it

@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -23,7 +24,11 @@ namespace sealfs::metadata {
 
 struct MetaServiceOptions {
   std::chrono::seconds session_timeout{30};
+  // A data server's lease: unheard for longer, its targets leave their chains.
   std::chrono::seconds server_timeout{10};
+  // Copies of each chunk, for a new cluster (an existing one keeps its own).
+  uint32_t replicas = 1;
+  bool replicas_given = false;
   std::chrono::milliseconds sweep_interval{1000};
 };
 
@@ -54,12 +59,18 @@ class MetaService {
     Clock::time_point last_heartbeat;
     bool heard = false;
   };
-  // How to reach one data server: its channel and the store it must hold.
+  // How to reach one target: its server's channel and the store it holds.
   struct Route {
-    uint32_t server_id = 0;
+    uint32_t target_id = 0;
     std::shared_ptr<rpc::Channel> channel;
     std::string store_id;
   };
+  // A member of a chain and the chain version to name.
+  struct ChainRoute {
+    Route route;
+    pb::ChainRef ref;
+  };
+  enum class ChainEnd { kHead, kTail };
   // What the data servers hold of one file.
   struct DataUsage {
     uint64_t data_end = 0;
@@ -77,24 +88,39 @@ class MetaService {
   bool InRestartGrace();
   void RememberSession(uint64_t session_id);
 
-  // ---- data_servers.cc
+  // ---- chains.cc
   void LoadServers();
-  std::vector<uint32_t> PlacementServers();
+  bool ServerUp(const ServerState& state, Clock::time_point now) const;
+  // With servers_mutex_ held: takes targets whose server's lease ran out
+  // out of their chains and brings returning ones back; saves and publishes
+  // a changed table. Returns whether it changed.
+  bool ReconcileLocked();
+  void SaveTableLocked();
+  // The sweeper's lease check.
+  void CheckLeases();
+  Status RegisterServer(const pb::RegisterServerRequest& req, pb::RegisterServerResponse* resp);
+  Status Heartbeat(const pb::HeartbeatRequest& req, pb::HeartbeatResponse* resp);
+  // The chains new files stripe over (laying chains out first if needed).
+  std::vector<uint32_t> PlacementChains();
   pb::ClusterMapResponse ClusterMap();
-  Result<Route> RouteTo(uint32_t server_id);
-  // Sends `request` (with each server's store id) to `servers` at once and
-  // hands every reply to `on_reply`; returns the first error after all answered.
+  Result<Route> RouteToTarget(uint32_t target_id);
+  // The chain's first or last serving member; kStaleChain when it has none.
+  Result<ChainRoute> RouteToChain(uint32_t chain_id, ChainEnd end);
+  // Every member in a write path of the layout's chains.
+  std::vector<Route> LiveTargetsOf(const pb::Layout& layout);
+
+  // ---- data_servers.cc
+  // Sends `request` (naming each chain and its member's store) to one end
+  // of every chain at once, again for chains that are changing, and hands
+  // every reply to `on_reply`; returns the first error.
   template <typename Request, typename Response>
-  Status CallServers(const std::vector<uint32_t>& servers, rpc::Method<Request, Response> method,
-                     Request request, std::chrono::milliseconds timeout,
-                     std::function<void(const Response&)> on_reply = nullptr);
+  Status CallChains(const std::vector<uint32_t>& chain_ids, ChainEnd end,
+                    rpc::Method<Request, Response> method, Request request,
+                    std::function<void(const Response&)> on_reply = nullptr);
   // Cuts the file's data; returns what the servers still hold.
   Result<uint64_t> TruncateData(const pb::Inode& inode, uint64_t size);
   // Removes the chunks of freed files (a batch of them) from the data servers.
   void RemovePendingData();
-  // True when another store now answers at the server's address (its disk
-  // was replaced) or the server is unknown.
-  bool StoreReplaced(uint32_t server_id);
   // What the servers hold of the file's first `size` bytes.
   Result<DataUsage> FileUsage(const pb::Inode& inode, uint64_t size,
                               std::chrono::milliseconds timeout);
@@ -117,8 +143,10 @@ class MetaService {
   // since: until they do (or time out), any file may be open.
   std::unordered_set<uint64_t> unannounced_sessions_;
 
-  std::mutex servers_mutex_;
+  std::mutex servers_mutex_;  // servers, chain table, lost data
   std::map<uint32_t, ServerState> servers_;
+  pb::ChainTable chain_table_;
+  std::set<uint32_t> lost_data_;  // targets whose store was replaced
   std::unordered_map<std::string, std::shared_ptr<rpc::Channel>> channels_;
   std::atomic<uint64_t> map_version_{1};
 

@@ -40,6 +40,8 @@ inline constexpr size_t kSymlinkMax = 4095;
 inline constexpr size_t kXattrNameMax = 255;
 inline constexpr size_t kXattrValueMax = 65536;
 inline constexpr uint32_t kDefaultChunkSize = 4u << 20;
+// A file stripes over at most this many chains.
+inline constexpr size_t kMaxStripeWidth = 16;
 inline constexpr int kShardBits = 48;
 // With chunks of at least kMinChunkSize, every chunk index of a file up to
 // kMaxFileSize fits in 32 bits.
@@ -82,7 +84,8 @@ class MetaStore {
 
   // The on-disk layout this code reads, recorded in the store. A store of
   // another version is refused at Open with ENOTSUP and a message naming it.
-  static constexpr uint64_t kFormatVersion = 1;
+  // Format 2: layouts name chains of the chain table (format 1 named servers).
+  static constexpr uint64_t kFormatVersion = 2;
   static Result<std::unique_ptr<MetaStore>> Open(const MetaStoreOptions& options);
   ~MetaStore();
 
@@ -97,7 +100,7 @@ class MetaStore {
   Result<pb::Inode> Setattr(const pb::SetattrRequest& request,
                             std::optional<uint64_t> allocated_bytes = std::nullopt);
   Result<pb::Inode> Mknod(uint64_t parent, const std::string& name, uint32_t mode, uint64_t rdev,
-                          const pb::Caller& caller, const std::vector<uint32_t>& servers,
+                          const pb::Caller& caller, const std::vector<uint32_t>& chains,
                           const OnCreated& on_created = nullptr);
   Result<pb::Inode> Mkdir(uint64_t parent, const std::string& name, uint32_t mode,
                           const pb::Caller& caller);
@@ -168,10 +171,12 @@ class MetaStore {
   // Removes the volume and everything in it; chunk removal is queued.
   Status DeleteVolume(const std::string& name);
 
-  // ---- data server registry
-  // Returns the server's id; an instance id seen before keeps its id.
-  Result<uint32_t> RegisterServer(const std::string& address, const std::string& instance_id);
+  // ---- data server registry and chain table
+  Status PutServer(const pb::DataServer& server);
   Result<std::vector<pb::DataServer>> ListServers();
+  // The chain table, empty before the first data server registered.
+  Result<pb::ChainTable> LoadChainTable();
+  Status SaveChainTable(const pb::ChainTable& table);
   uint64_t UsedInodes();
 
   // Opaque internals, declared here so implementation files can share them.
@@ -204,7 +209,7 @@ class MetaStore {
   void FreeInode(rocksdb::WriteBatch& batch, const pb::Inode& inode);
   Result<pb::Inode> CreateNode(uint64_t parent, const std::string& name, uint32_t mode,
                                uint64_t rdev, const pb::Caller& caller,
-                               const std::vector<uint32_t>& servers, const std::string& target,
+                               const std::vector<uint32_t>& chains, const std::string& target,
                                const OnCreated& on_created);
   Status IsAncestor(uint64_t ancestor, uint64_t ino, bool* result);
 

@@ -54,6 +54,14 @@ SEALFS_DATA_METHOD(RemoveFile, RemoveFileRequest, RemoveFileResponse, DATA_REMOV
 SEALFS_DATA_METHOD(FsyncFile, FsyncFileRequest, FsyncFileResponse, DATA_FSYNC_FILE);
 SEALFS_DATA_METHOD(Stat, StatRequest, StatResponse, DATA_STAT);
 SEALFS_DATA_METHOD(FileUsage, FileUsageRequest, FileUsageResponse, DATA_FILE_USAGE);
+SEALFS_DATA_METHOD(ChainWrite, WriteRequest, WriteResponse, DATA_CHAIN_WRITE);
+SEALFS_DATA_METHOD(ChainTruncate, TruncateFileRequest, TruncateFileResponse, DATA_CHAIN_TRUNCATE);
+SEALFS_DATA_METHOD(ChainFsync, FsyncFileRequest, FsyncFileResponse, DATA_CHAIN_FSYNC);
+SEALFS_DATA_METHOD(ChainFetch, ChainFetchRequest, ChainFetchResponse, DATA_CHAIN_FETCH);
+SEALFS_DATA_METHOD(ChainList, ChainListRequest, ChainListResponse, DATA_CHAIN_LIST);
+SEALFS_DATA_METHOD(ChainDrop, ChainDropRequest, ChainDropResponse, DATA_CHAIN_DROP);
+SEALFS_DATA_METHOD(CommittedVersion, CommittedVersionRequest, CommittedVersionResponse,
+                   DATA_COMMITTED_VERSION);
 #undef SEALFS_DATA_METHOD
 }  // namespace data
 

@@ -14,13 +14,16 @@ namespace sealfs {
 class Flags {
  public:
   static Result<Flags> Parse(int argc, char** argv, const std::vector<std::string>& known);
+  // The last value given for `name`; GetAll: every value, in order.
   std::string Get(const std::string& name, const std::string& fallback = "") const;
+  std::vector<std::string> GetAll(const std::string& name) const;
   long long GetInt(const std::string& name, long long fallback) const;
   bool Has(const std::string& name) const { return values_.contains(name); }
   const std::vector<std::string>& positional() const { return positional_; }
 
  private:
   std::map<std::string, std::string> values_;
+  std::map<std::string, std::vector<std::string>> all_values_;
   std::vector<std::string> positional_;
 };
 

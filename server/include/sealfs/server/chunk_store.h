@@ -15,9 +15,11 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
@@ -47,11 +49,22 @@ struct FileUsageInfo {
   uint64_t allocated_bytes = 0;  // disk space of its data files
 };
 
+// What a store knows of one chunk's place in its replication chain: the
+// version of the last change applied to it, the last version the chain
+// committed, and the chain (0: recorded before chains, or not yet known).
+struct ChunkRecord {
+  uint64_t version = 0;
+  uint64_t committed = 0;
+  uint32_t chain = 0;
+  bool operator==(const ChunkRecord&) const = default;
+};
+
 class ChunkStore {
  public:
   // The on-disk layout this code reads, kept in <root>/FORMAT. A store of
   // another version is refused at Open with ENOTSUP and a message naming it.
-  static constexpr unsigned kFormatVersion = 1;
+  // Format 2 added chunk records (versions and chain) to the chunk index.
+  static constexpr unsigned kFormatVersion = 2;
   static Result<std::unique_ptr<ChunkStore>> Open(const std::string& root);
   // Makes every chunk changed since its last fsync durable and marks it clean.
   ~ChunkStore();
@@ -80,16 +93,35 @@ class ChunkStore {
   Status Read(uint64_t ino, uint32_t index, uint32_t offset, uint32_t length, std::string* out);
   // Cuts this store's chunks of a file to a file size of `size`; reports the
   // disk space the file still takes here.
+  // With `owned`, only chunks whose index it accepts (those of one chain);
+  // `cut` (if given) receives the indexes of chunks that were shortened.
   Status TruncateFile(uint64_t ino, uint64_t size, uint32_t chunk_size,
-                      uint64_t* allocated_bytes = nullptr);
+                      uint64_t* allocated_bytes = nullptr,
+                      const std::function<bool(uint32_t)>& owned = nullptr,
+                      std::vector<uint32_t>* cut = nullptr);
   // Removes files' chunks for good: later writes to them fail with ENOENT.
   // Durable when it returns.
   Status RemoveFile(uint64_t ino) { return RemoveFiles({ino}); }
   Status RemoveFiles(const std::vector<uint64_t>& inos);
   // Makes the file's chunks, their directories and their records durable.
   Status FsyncFile(uint64_t ino);
-  // The file's chunks below `index_limit`.
-  Result<FileUsageInfo> FileUsage(uint64_t ino, uint32_t chunk_size, uint32_t index_limit);
+  // The file's chunks below `index_limit` (those `owned` accepts, if given).
+  Result<FileUsageInfo> FileUsage(uint64_t ino, uint32_t chunk_size, uint32_t index_limit,
+                                  const std::function<bool(uint32_t)>& owned = nullptr);
+
+  // ---- Chain replication (chunk_versions.cc)
+  // The chunk's record; nullopt when this store does not hold the chunk.
+  Result<std::optional<ChunkRecord>> Version(uint64_t ino, uint32_t index);
+  Status SetVersion(uint64_t ino, uint32_t index, const ChunkRecord& record);
+  // Calls visit(ino, index, record) for every chunk the store holds.
+  Status ForEachChunk(const std::function<void(uint64_t, uint32_t, const ChunkRecord&)>& visit);
+  // Makes the chunk hold exactly `whole`, creating it if needed (a copy from
+  // another replica). ENOENT when the file was removed here.
+  Status Replace(uint64_t ino, uint32_t index, std::string_view whole);
+  // Removes one chunk; the file lives on.
+  Status Drop(uint64_t ino, uint32_t index);
+  // Reads every block of the chunk and checks it (the scrubber).
+  Status Verify(uint64_t ino, uint32_t index, uint64_t* bytes_read);
   ChunkStoreUsage Usage();
 
   // Path of a chunk's data file (tests corrupt it on purpose).
@@ -148,8 +180,9 @@ class ChunkStore {
   void Repair(const std::shared_ptr<OpenChunk>& chunk, uint64_t first, uint64_t end,
               uint64_t old_size);
   Status ReadChunk(const OpenChunk& chunk, uint32_t offset, uint32_t length, ReadTarget* out);
-  Status TruncateChunk(uint64_t ino, uint32_t index, uint64_t length);
-  Result<FileUsageInfo> UsageLocked(uint64_t ino, uint32_t chunk_size, uint32_t index_limit);
+  Status TruncateChunk(uint64_t ino, uint32_t index, uint64_t length, bool* shortened = nullptr);
+  Result<FileUsageInfo> UsageLocked(uint64_t ino, uint32_t chunk_size, uint32_t index_limit,
+                                    const std::function<bool(uint32_t)>& owned);
   Status DropChunk(uint64_t ino, uint32_t index);
   // Removes one file's chunks, not yet durably.
   Status RemoveOneFile(uint64_t ino);

@@ -1,59 +1,140 @@
-// DataService: the data RPC service over a ChunkStore, plus the loop that
-// registers this server with the metadata server and heartbeats to it.
+// DataService: the data RPC service over a server's storage targets (one
+// ChunkStore each), replicating every change down the target's chains.
 //
-// Every request about file data names the store it expects (its instance id
-// in the cluster map); a request for another store, as after this server's
-// directory was wiped and it registered again at the same address, fails with
-// EIO instead of being answered from data this store never had.
+// A request names the store it expects (the target's instance id in the
+// cluster map) and the chain and chain version it is about. A request for a
+// store this server does not hold fails with ESTALE; one for a chain version
+// other than this server's, a chain the target is not a member of in the
+// required role, or reaching a server whose lease ran out fails with
+// rpc::kStaleChain: the sender refreshes its map and retries (fencing).
+//
+// Writes enter at the chain's head, which gives each change of a chunk the
+// next chunk version, applies it and forwards it to its successor; the
+// tail commits, and each member marks the version committed as the
+// acknowledgement comes back. A member whose chunk version does not precede
+// a forwarded one asks for the whole chunk instead (rpc::kNeedWhole).
+// Reads are served by any serving member; one holding a version the chain
+// has not committed asks the tail (CRAQ) and otherwise sends the reader
+// there (rpc::kNotCommitted). A chunk whose checksum fails is fetched whole
+// from another serving member and repaired before it is served.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
+#include <unordered_map>
 
+#include "sealfs/rpc/rdma_transport.h"
 #include "sealfs/rpc/service.h"
 #include "sealfs/rpc/tcp_transport.h"
+#include "sealfs/server/chain_view.h"
 #include "sealfs/server/chunk_store.h"
+#include "sealfs/server/keyed_locks.h"
 
 namespace sealfs::server {
 
-class DataService {
- public:
-  explicit DataService(ChunkStore& store) : store_(store) {}
-  void RegisterHandlers(rpc::Dispatcher& dispatcher);
-
- private:
-  Status CheckStore(const std::string& store_id) const;
-
-  ChunkStore& store_;
+// One storage target: its store and the target id the metadata gave it.
+struct StorageTarget {
+  ChunkStore* store = nullptr;
+  std::atomic<uint32_t> id{0};
 };
 
-// Keeps this server registered: registers, then heartbeats every `interval`,
-// registering again whenever the metadata server has forgotten it.
-class Registration {
+// What this server counts of replication (reported in heartbeats and logs).
+struct ReplicationCounters {
+  std::atomic<uint64_t> forwarded_writes{0};
+  std::atomic<uint64_t> forwarded_bytes{0};
+  std::atomic<uint64_t> whole_chunk_copies{0};
+  std::atomic<uint64_t> repaired_chunks{0};
+  std::atomic<uint64_t> checksum_failures{0};
+  std::atomic<uint64_t> scrubbed_bytes{0};
+};
+
+class DataService {
  public:
-  Registration(rpc::IoThreads& io, ChunkStore& store, std::string meta_address,
-               std::string advertised_address, std::chrono::milliseconds interval);
-  ~Registration();
-  void Start();
-  void Stop();
-  uint32_t server_id() const { return server_id_; }
+  DataService(std::vector<StorageTarget*> targets, ChainView& view, rpc::IoThreads& io,
+              rpc::TransportKind peer_transport);
+  // Client methods go to `clients`; methods between chain members to
+  // `members`, whose workers never wait on a client request.
+  void RegisterHandlers(rpc::Dispatcher& clients, rpc::Dispatcher& members);
+
+  // The whole chunk and its record, read from a serving member of `chain`
+  // other than `target` (repairs and resync).
+  Status FetchWhole(const pb::Chain& chain, uint32_t target, uint64_t ino, uint32_t index,
+                    std::string* data, ChunkRecord* record);
+  // Repairs the target's copy of a chunk from another serving member.
+  Status RepairChunk(StorageTarget& target, uint32_t chain_id, uint64_t ino, uint32_t index);
+
+  const std::vector<StorageTarget*>& targets() const { return targets_; }
+  ChainView& view() { return view_; }
+  ReplicationCounters& counters() { return counters_; }
+  // Locks a chunk the way a write does (resync copies under it).
+  KeyedLocks::Guard LockFile(uint32_t target, uint32_t chain, uint64_t ino, bool exclusive);
+  KeyedLocks::Guard LockChunk(uint32_t target, uint64_t ino, uint32_t index, bool exclusive);
+  // A channel to a peer data server.
+  std::shared_ptr<rpc::Channel> PeerChannel(const std::string& address);
+  // How to reach a target: its server's channel and its store id.
+  struct PeerRoute {
+    std::shared_ptr<rpc::Channel> channel;
+    std::string store_id;
+  };
+  Result<PeerRoute> RouteToTarget(uint32_t target_id);
 
  private:
-  void Loop();
+  enum class Role { kHead, kMember, kServing };
+  // Where the target stands in a chain at the version the request names.
+  struct Position {
+    pb::Chain chain;
+    uint32_t successor = 0;  // next member of the write path; 0 at the tail
+    uint32_t tail = 0;       // last member of the write path
+    bool is_tail = false;
+  };
+  Result<StorageTarget*> FindTarget(const std::string& store_id);
+  Result<Position> CheckChain(const pb::ChainRef& ref, uint32_t target, Role role);
 
-  ChunkStore& store_;
-  std::shared_ptr<rpc::Channel> meta_;
-  std::string advertised_address_;
-  std::chrono::milliseconds interval_;
-  std::atomic<uint32_t> server_id_{0};
-  std::mutex mutex_;
-  std::condition_variable wakeup_;
-  bool stopping_ = false;
-  std::thread thread_;
+  // chain_ops.cc
+  Status Write(const pb::WriteRequest& req, std::string_view payload, bool forwarded,
+               pb::WriteResponse* resp);
+  Status Forward(const Position& position, pb::WriteRequest req, std::string_view payload,
+                 StorageTarget& target);
+  Status Read(const pb::ReadRequest& req, rpc::RequestContext& context);
+  Status Truncate(const pb::TruncateFileRequest& req, bool forwarded,
+                  pb::TruncateFileResponse* resp);
+  Status Fsync(const pb::FsyncFileRequest& req, bool forwarded);
+  Status FileUsage(const pb::FileUsageRequest& req, pb::FileUsageResponse* resp);
+  Status ListChain(const pb::ChainListRequest& req, pb::ChainListResponse* resp);
+  Status Fetch(const pb::ChainFetchRequest& req, pb::ChainFetchResponse* resp,
+               rpc::RequestContext& context);
+  Status DropChunk(const pb::ChainDropRequest& req);
+  Status CommittedVersion(const pb::CommittedVersionRequest& req,
+                          pb::CommittedVersionResponse* resp);
+
+  std::vector<StorageTarget*> targets_;
+  ChainView& view_;
+  rpc::IoThreads& io_;
+  rpc::TransportKind peer_transport_;
+  KeyedLocks locks_;
+  ReplicationCounters counters_;
+  std::mutex peers_mutex_;
+  std::unordered_map<std::string, std::shared_ptr<rpc::Channel>> peers_;
+};
+
+// Sends client methods to one dispatcher and methods between chain members
+// (ids from 16 on) to another.
+class MethodSplitter : public rpc::RequestSink {
+ public:
+  MethodSplitter(rpc::RequestSink& clients, rpc::RequestSink& members)
+      : clients_(clients), members_(members) {}
+  void Submit(rpc::Message request, rpc::RequestOrigin origin,
+              std::function<void(rpc::Message)> respond) override;
+
+ private:
+  rpc::RequestSink& clients_;
+  rpc::RequestSink& members_;
 };
 
 }  // namespace sealfs::server

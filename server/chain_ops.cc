@@ -1,0 +1,381 @@
+// DataService, the replication: writes, truncates and fsyncs flowing down a
+// chain, reads by the committed-version rule, repair of a damaged copy, and
+// what a resyncing predecessor asks of a member.
+#include <cstdio>
+
+#include "sealfs/rpc/chain_errors.h"
+#include "sealfs/rpc/chain_table.h"
+#include "sealfs/rpc/methods.h"
+#include "sealfs/server/data_service.h"
+
+namespace sealfs::server {
+
+namespace {
+// A write stays inside its chunk as the file's layout cuts it: bytes past the
+// chunk size would belong to the next chunk, on another chain.
+Status CheckWriteRange(uint64_t offset, uint64_t length, uint32_t chunk_size) {
+  if (chunk_size == 0 || chunk_size > kMaxChunkSize) {
+    return Status(EINVAL, "bad chunk size " + std::to_string(chunk_size));
+  }
+  if (offset + length > chunk_size) {
+    return Status(EINVAL, "range " + std::to_string(offset) + "+" + std::to_string(length) +
+                              " lies outside a chunk of " + std::to_string(chunk_size) + " bytes");
+  }
+  return Status::Ok();
+}
+
+Status CheckRange(uint64_t offset, uint64_t length) {
+  if (offset + length > kMaxChunkSize) {
+    return Status(EINVAL, "range " + std::to_string(offset) + "+" + std::to_string(length) +
+                              " lies outside any chunk");
+  }
+  return Status::Ok();
+}
+
+// A read's answer lands in the reply payload's room, which the transport may
+// send as it is (RDMA-registered memory): no copy between disk and wire.
+class ReplyTarget : public ChunkStore::ReadTarget {
+ public:
+  explicit ReplyTarget(rpc::RequestContext& context) : context_(context) {}
+  ~ReplyTarget() override {
+    if (reserved_ && !kept_) context_.KeepReply(0, 0);
+  }
+  char* Reserve(size_t size) override {
+    reserved_ = true;
+    return context_.ReserveReply(size);
+  }
+  void Keep(size_t offset, size_t length) override {
+    kept_ = true;
+    context_.KeepReply(offset, length);
+  }
+
+ private:
+  rpc::RequestContext& context_;
+  bool reserved_ = false;
+  bool kept_ = false;
+};
+
+// Whether chunk `index` of a file striped over `stripe` is on chain `chain`.
+std::function<bool(uint32_t)> OwnedBy(const google::protobuf::RepeatedField<uint32_t>& stripe,
+                                      uint32_t chain) {
+  std::vector<uint32_t> chains(stripe.begin(), stripe.end());
+  if (chains.empty()) return nullptr;
+  return [chains, chain](uint32_t index) { return chains[index % chains.size()] == chain; };
+}
+
+std::string ChunkName(uint64_t ino, uint32_t index) {
+  return "chunk " + std::to_string(index) + " of inode " + std::to_string(ino);
+}
+}  // namespace
+
+Status DataService::Write(const pb::WriteRequest& req, std::string_view payload, bool forwarded,
+                          pb::WriteResponse* resp) {
+  Result<StorageTarget*> found = FindTarget(req.store_id());
+  if (!found.ok()) return found.status();
+  StorageTarget& target = **found;
+  SEALFS_RETURN_IF_ERROR(CheckWriteRange(req.offset(), payload.size(), req.chunk_size()));
+  if (req.whole() && req.offset() != 0) return Status(EINVAL, "a whole chunk starts at 0");
+  Result<Position> position =
+      CheckChain(req.chain(), target.id, forwarded ? Role::kMember : Role::kHead);
+  if (!position.ok()) return position.status();
+  const uint64_t ino = req.chunk().ino();
+  const uint32_t index = req.chunk().index();
+  // Changes of one chunk pass every member in the head's order: the head
+  // holds the chunk from applying a change until its successor answered.
+  KeyedLocks::Guard file_lock = LockFile(target.id, req.chain().id(), ino, false);
+  KeyedLocks::Guard chunk_lock = LockChunk(target.id, ino, index, true);
+  Result<std::optional<ChunkRecord>> record = target.store->Version(ino, index);
+  if (!record.ok()) return record.status();
+  const ChunkRecord current = record->value_or(ChunkRecord{});
+  const uint64_t version = forwarded ? req.chunk_version() : current.version + 1;
+  int64_t allocated_delta = 0;
+  if (req.whole()) {
+    SEALFS_RETURN_IF_ERROR(target.store->Replace(ino, index, payload));
+    ++counters_.whole_chunk_copies;
+  } else {
+    if (forwarded && current.version + 1 != version) {
+      return Status(rpc::kNeedWhole,
+                    ChunkName(ino, index) + " is at version " + std::to_string(current.version) +
+                        " here; the change makes version " + std::to_string(version));
+    }
+    SEALFS_RETURN_IF_ERROR(
+        target.store->Write(ino, index, req.offset(), payload, &allocated_delta));
+  }
+  ChunkRecord applied{version, current.committed, req.chain().id()};
+  if (req.whole()) applied.committed = std::min(version, req.committed_version());
+  if (position->is_tail) applied.committed = version;
+  SEALFS_RETURN_IF_ERROR(target.store->SetVersion(ino, index, applied));
+  if (!position->is_tail) {
+    pb::WriteRequest next = req;
+    next.set_chunk_version(version);
+    next.set_committed_version(applied.committed);
+    SEALFS_RETURN_IF_ERROR(Forward(*position, std::move(next), payload, target));
+    applied.committed = version;
+    SEALFS_RETURN_IF_ERROR(target.store->SetVersion(ino, index, applied));
+  }
+  resp->set_allocated_delta(allocated_delta);
+  return Status::Ok();
+}
+
+Status DataService::Forward(const Position& position, pb::WriteRequest req,
+                            std::string_view payload, StorageTarget& target) {
+  Result<PeerRoute> route = RouteToTarget(position.successor);
+  if (!route.ok()) return route.status();
+  req.set_store_id(route->store_id);
+  // Less than a client waits for us, so that it hears why.
+  rpc::CallOptions options{view_.lease()};
+  pb::WriteResponse response;
+  Status status = rpc::Invoke(*route->channel, rpc::data::kChainWrite, req, &response, payload,
+                              nullptr, options);
+  size_t sent = payload.size();
+  if (status.code() == rpc::kNeedWhole && !req.whole()) {
+    // The successor missed a change of this chunk: it gets all of it.
+    std::string whole;
+    SEALFS_RETURN_IF_ERROR(
+        target.store->Read(req.chunk().ino(), req.chunk().index(), 0, req.chunk_size(), &whole));
+    req.set_whole(true);
+    req.set_offset(0);
+    status = rpc::Invoke(*route->channel, rpc::data::kChainWrite, req, &response, whole, nullptr,
+                         options);
+    sent += whole.size();
+  }
+  ++counters_.forwarded_writes;
+  counters_.forwarded_bytes += sent;
+  return status;
+}
+
+Status DataService::Read(const pb::ReadRequest& req, rpc::RequestContext& context) {
+  Result<StorageTarget*> found = FindTarget(req.store_id());
+  if (!found.ok()) return found.status();
+  StorageTarget& target = **found;
+  SEALFS_RETURN_IF_ERROR(CheckRange(req.offset(), req.length()));
+  Result<Position> position = CheckChain(req.chain(), target.id, Role::kServing);
+  if (!position.ok()) return position.status();
+  const uint64_t ino = req.chunk().ino();
+  const uint32_t index = req.chunk().index();
+  KeyedLocks::Guard chunk_lock = LockChunk(target.id, ino, index, false);
+  Result<std::optional<ChunkRecord>> record = target.store->Version(ino, index);
+  if (!record.ok()) return record.status();
+  if (*record && (*record)->version != (*record)->committed && !position->is_tail) {
+    // A change this member applied was never acknowledged to it: whether
+    // the chain committed it, only the tail knows.
+    pb::CommittedVersionResponse committed;
+    Result<PeerRoute> tail = RouteToTarget(position->tail);
+    Status asked = tail.status();
+    if (tail.ok()) {
+      pb::CommittedVersionRequest question;
+      *question.mutable_chain() = req.chain();
+      *question.mutable_chunk() = req.chunk();
+      question.set_store_id(tail->store_id);
+      asked = rpc::Invoke(*tail->channel, rpc::data::kCommittedVersion, question, &committed, {},
+                          nullptr, rpc::CallOptions{view_.lease()});
+    }
+    if (!asked.ok() || committed.committed() != (*record)->version) {
+      return Status(rpc::kNotCommitted, ChunkName(ino, index) + " holds version " +
+                                            std::to_string((*record)->version) +
+                                            ", which the chain has not committed: read it at "
+                                            "the tail");
+    }
+    ChunkRecord now_committed = **record;
+    now_committed.committed = now_committed.version;
+    target.store->SetVersion(ino, index, now_committed);
+  }
+  Status status;
+  {
+    ReplyTarget reply(context);
+    status = target.store->Read(ino, index, req.offset(), req.length(), &reply);
+  }
+  if (status.code() != EIO || chains::Serving(position->chain).size() < 2) return status;
+  // A damaged or lost copy: repaired from another replica, then served.
+  chunk_lock.Release();
+  Status repaired = RepairChunk(target, req.chain().id(), ino, index);
+  if (!repaired.ok()) {
+    std::fprintf(stderr, "sealfs-data: repairing %s failed: %s\n", ChunkName(ino, index).c_str(),
+                 repaired.ToString().c_str());
+    return status;
+  }
+  chunk_lock = LockChunk(target.id, ino, index, false);
+  ReplyTarget reply(context);
+  return target.store->Read(ino, index, req.offset(), req.length(), &reply);
+}
+
+Status DataService::FetchWhole(const pb::Chain& chain, uint32_t target, uint64_t ino,
+                               uint32_t index, std::string* data, ChunkRecord* record) {
+  Status last(EIO, "no other serving member holds " + ChunkName(ino, index));
+  for (uint32_t source : chains::Serving(chain)) {
+    if (source == target) continue;
+    Result<PeerRoute> route = RouteToTarget(source);
+    if (!route.ok()) {
+      last = route.status();
+      continue;
+    }
+    pb::ChainFetchRequest request;
+    request.mutable_chain()->set_id(chain.id());
+    request.mutable_chain()->set_version(chain.version());
+    request.mutable_chunk()->set_ino(ino);
+    request.mutable_chunk()->set_index(index);
+    request.set_store_id(route->store_id);
+    pb::ChainFetchResponse response;
+    last = rpc::Invoke(*route->channel, rpc::data::kChainFetch, request, &response, {}, data,
+                       rpc::CallOptions{view_.lease()});
+    if (!last.ok()) continue;
+    if (!response.exists()) return Status(ENOENT, ChunkName(ino, index) + " is not on the chain");
+    *record = ChunkRecord{response.version().version(), response.version().committed(), chain.id()};
+    return Status::Ok();
+  }
+  return last;
+}
+
+Status DataService::RepairChunk(StorageTarget& target, uint32_t chain_id, uint64_t ino,
+                                uint32_t index) {
+  std::optional<pb::Chain> chain = view_.Chain(chain_id);
+  if (!chain) return Status(rpc::kStaleChain, "chain " + std::to_string(chain_id) + " is unknown");
+  ++counters_.checksum_failures;
+  std::string whole;
+  ChunkRecord record;
+  SEALFS_RETURN_IF_ERROR(FetchWhole(*chain, target.id, ino, index, &whole, &record));
+  KeyedLocks::Guard chunk_lock = LockChunk(target.id, ino, index, true);
+  SEALFS_RETURN_IF_ERROR(target.store->Replace(ino, index, whole));
+  SEALFS_RETURN_IF_ERROR(target.store->SetVersion(ino, index, record));
+  ++counters_.repaired_chunks;
+  std::fprintf(stderr, "sealfs-data: repaired %s on target %u from a replica (%zu bytes)\n",
+               ChunkName(ino, index).c_str(), target.id.load(), whole.size());
+  return Status::Ok();
+}
+
+Status DataService::Truncate(const pb::TruncateFileRequest& req, bool forwarded,
+                             pb::TruncateFileResponse* resp) {
+  Result<StorageTarget*> found = FindTarget(req.store_id());
+  if (!found.ok()) return found.status();
+  StorageTarget& target = **found;
+  Result<Position> position =
+      CheckChain(req.chain(), target.id, forwarded ? Role::kMember : Role::kHead);
+  if (!position.ok()) return position.status();
+  // No write of the file passes this member meanwhile, so every member cuts
+  // at the same point of the file's changes.
+  KeyedLocks::Guard file_lock = LockFile(target.id, req.chain().id(), req.ino(), true);
+  uint64_t allocated = 0;
+  std::vector<uint32_t> cut;
+  SEALFS_RETURN_IF_ERROR(target.store->TruncateFile(req.ino(), req.size(), req.chunk_size(),
+                                                    &allocated,
+                                                    OwnedBy(req.stripe(), req.chain().id()), &cut));
+  for (uint32_t index : cut) {
+    Result<std::optional<ChunkRecord>> record = target.store->Version(req.ino(), index);
+    if (!record.ok()) return record.status();
+    if (!*record) continue;
+    uint64_t version = (*record)->version + 1;
+    SEALFS_RETURN_IF_ERROR(
+        target.store->SetVersion(req.ino(), index, {version, version, req.chain().id()}));
+  }
+  if (!position->is_tail) {
+    Result<PeerRoute> route = RouteToTarget(position->successor);
+    if (!route.ok()) return route.status();
+    pb::TruncateFileRequest next = req;
+    next.set_store_id(route->store_id);
+    pb::TruncateFileResponse ignored;
+    SEALFS_RETURN_IF_ERROR(rpc::Invoke(*route->channel, rpc::data::kChainTruncate, next, &ignored,
+                                       {}, nullptr, rpc::CallOptions{view_.lease()}));
+  }
+  resp->set_allocated_bytes(allocated);
+  return Status::Ok();
+}
+
+Status DataService::Fsync(const pb::FsyncFileRequest& req, bool forwarded) {
+  Result<StorageTarget*> found = FindTarget(req.store_id());
+  if (!found.ok()) return found.status();
+  StorageTarget& target = **found;
+  Result<Position> position =
+      CheckChain(req.chain(), target.id, forwarded ? Role::kMember : Role::kHead);
+  if (!position.ok()) return position.status();
+  SEALFS_RETURN_IF_ERROR(target.store->FsyncFile(req.ino()));
+  if (position->is_tail) return Status::Ok();
+  Result<PeerRoute> route = RouteToTarget(position->successor);
+  if (!route.ok()) return route.status();
+  pb::FsyncFileRequest next = req;
+  next.set_store_id(route->store_id);
+  pb::FsyncFileResponse ignored;
+  return rpc::Invoke(*route->channel, rpc::data::kChainFsync, next, &ignored, {}, nullptr,
+                     rpc::CallOptions{view_.lease()});
+}
+
+Status DataService::FileUsage(const pb::FileUsageRequest& req, pb::FileUsageResponse* resp) {
+  Result<StorageTarget*> found = FindTarget(req.store_id());
+  if (!found.ok()) return found.status();
+  Result<Position> position = CheckChain(req.chain(), (*found)->id, Role::kServing);
+  if (!position.ok()) return position.status();
+  auto usage = (*found)->store->FileUsage(req.ino(), req.chunk_size(), req.index_limit(),
+                                          OwnedBy(req.stripe(), req.chain().id()));
+  if (!usage.ok()) return usage.status();
+  resp->set_data_end(usage->data_end);
+  resp->set_allocated_bytes(usage->allocated_bytes);
+  return Status::Ok();
+}
+
+Status DataService::ListChain(const pb::ChainListRequest& req, pb::ChainListResponse* resp) {
+  Result<StorageTarget*> found = FindTarget(req.store_id());
+  if (!found.ok()) return found.status();
+  Result<Position> position = CheckChain(req.chain(), (*found)->id, Role::kMember);
+  if (!position.ok()) return position.status();
+  const uint32_t chain = req.chain().id();
+  return (*found)->store->ForEachChunk(
+      [resp, chain](uint64_t ino, uint32_t index, const ChunkRecord& record) {
+        if (record.chain != chain) return;
+        pb::ChunkVersion* entry = resp->add_chunks();
+        entry->mutable_chunk()->set_ino(ino);
+        entry->mutable_chunk()->set_index(index);
+        entry->set_version(record.version);
+        entry->set_committed(record.committed);
+      });
+}
+
+Status DataService::Fetch(const pb::ChainFetchRequest& req, pb::ChainFetchResponse* resp,
+                          rpc::RequestContext& context) {
+  Result<StorageTarget*> found = FindTarget(req.store_id());
+  if (!found.ok()) return found.status();
+  StorageTarget& target = **found;
+  Result<Position> position = CheckChain(req.chain(), target.id, Role::kServing);
+  if (!position.ok()) return position.status();
+  const uint64_t ino = req.chunk().ino();
+  const uint32_t index = req.chunk().index();
+  KeyedLocks::Guard chunk_lock = LockChunk(target.id, ino, index, false);
+  Result<std::optional<ChunkRecord>> record = target.store->Version(ino, index);
+  if (!record.ok()) return record.status();
+  if (!*record) return Status::Ok();
+  resp->set_exists(true);
+  *resp->mutable_version()->mutable_chunk() = req.chunk();
+  resp->mutable_version()->set_version((*record)->version);
+  resp->mutable_version()->set_committed((*record)->committed);
+  ReplyTarget reply(context);
+  return target.store->Read(ino, index, 0, kMaxChunkSize, &reply);
+}
+
+Status DataService::DropChunk(const pb::ChainDropRequest& req) {
+  Result<StorageTarget*> found = FindTarget(req.store_id());
+  if (!found.ok()) return found.status();
+  StorageTarget& target = **found;
+  Result<Position> position = CheckChain(req.chain(), target.id, Role::kMember);
+  if (!position.ok()) return position.status();
+  KeyedLocks::Guard chunk_lock = LockChunk(target.id, req.chunk().ino(), req.chunk().index(), true);
+  return target.store->Drop(req.chunk().ino(), req.chunk().index());
+}
+
+Status DataService::CommittedVersion(const pb::CommittedVersionRequest& req,
+                                     pb::CommittedVersionResponse* resp) {
+  Result<StorageTarget*> found = FindTarget(req.store_id());
+  if (!found.ok()) return found.status();
+  StorageTarget& target = **found;
+  Result<Position> position = CheckChain(req.chain(), target.id, Role::kMember);
+  if (!position.ok()) return position.status();
+  KeyedLocks::Guard chunk_lock =
+      LockChunk(target.id, req.chunk().ino(), req.chunk().index(), false);
+  Result<std::optional<ChunkRecord>> record =
+      target.store->Version(req.chunk().ino(), req.chunk().index());
+  if (!record.ok()) return record.status();
+  if (*record) {
+    // At the tail, whatever is applied is committed.
+    resp->set_committed(position->is_tail ? (*record)->version : (*record)->committed);
+  }
+  return Status::Ok();
+}
+
+}  // namespace sealfs::server
