@@ -140,6 +140,7 @@ Status MetaService::Heartbeat(const pb::HeartbeatRequest& req, pb::HeartbeatResp
   state.record.set_chunk_count(req.chunk_count());
   *state.record.mutable_tcp() = req.tcp();
   *state.record.mutable_rdma() = req.rdma();
+  *state.record.mutable_replication() = req.replication();
   state.record.set_last_heartbeat_ns(NowNs());
   state.last_heartbeat = Clock::now();
   state.heard = true;

@@ -104,6 +104,17 @@ KeyedLocks::Guard DataService::LockChunk(uint32_t target, uint64_t ino, uint32_t
   return locks_.Lock({(uint64_t{1} << 63) | (uint64_t{target} << 32) | index, ino}, exclusive);
 }
 
+pb::ReplicationStats DataService::Stats() const {
+  pb::ReplicationStats stats;
+  stats.set_forwarded_writes(counters_.forwarded_writes);
+  stats.set_forwarded_bytes(counters_.forwarded_bytes);
+  stats.set_whole_chunk_copies(counters_.whole_chunk_copies);
+  stats.set_repaired_chunks(counters_.repaired_chunks);
+  stats.set_checksum_failures(counters_.checksum_failures);
+  stats.set_scrubbed_bytes(counters_.scrubbed_bytes);
+  return stats;
+}
+
 void MethodSplitter::Submit(rpc::Message request, rpc::RequestOrigin origin,
                             std::function<void(rpc::Message)> respond) {
   bool between_members = request.header.service == static_cast<uint16_t>(rpc::ServiceId::kData) &&

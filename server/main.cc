@@ -104,7 +104,8 @@ int main(int argc, char** argv) {
   server::Registration registration(meta, targets, view, advertised,
                                     std::chrono::milliseconds(flags->GetInt("heartbeat-ms", 2000)));
   server::Resyncer resyncer(service, [&registration] { registration.Wakeup(); });
-  registration.Start([&resyncer] { return resyncer.Progress(); });
+  registration.Start([&resyncer] { return resyncer.Progress(); },
+                     [&service] { return service.Stats(); });
   resyncer.Start();
   server::Scrubber scrubber(service,
                             static_cast<uint64_t>(flags->GetInt("scrub-mib-per-s", 8)) << 20,

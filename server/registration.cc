@@ -43,8 +43,9 @@ Registration::Registration(std::shared_ptr<rpc::Channel> meta, std::vector<Stora
 
 Registration::~Registration() { Stop(); }
 
-void Registration::Start(Progress progress) {
+void Registration::Start(Progress progress, Stats stats) {
   progress_ = std::move(progress);
+  stats_ = std::move(stats);
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -92,6 +93,7 @@ Status Registration::Heartbeat() {
   request.set_chunk_count(usage.chunk_count);
   Fill(rpc::TcpCounters(), request.mutable_tcp());
   Fill(rpc::RdmaCounters(), request.mutable_rdma());
+  if (stats_) *request.mutable_replication() = stats_();
   if (progress_) {
     for (pb::SyncProgress& progress : progress_()) *request.add_sync() = std::move(progress);
   }

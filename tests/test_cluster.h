@@ -70,6 +70,8 @@ class TestCluster {
   // A command that data servers run under (e.g. {"/usr/bin/prlimit",
   // "--nofile=256:256", "--"}), used from the next StartData on.
   void set_data_wrapper(std::vector<std::string> wrapper) { data_wrapper_ = std::move(wrapper); }
+  // Extra arguments for sealfs-data, used from the next StartData on.
+  void set_data_args(std::vector<std::string> args) { data_args_ = std::move(args); }
   pid_t meta_pid() const { return meta_pid_; }
   pid_t data_pid(int i) const { return data_pids_[i]; }
   const std::string& DataPort(int i) const { return data_ports_[i]; }
@@ -117,6 +119,7 @@ class TestCluster {
                             std::string("--heartbeat-ms"), std::string("200")}) {
       argv.push_back(arg);
     }
+    argv.insert(argv.end(), data_args_.begin(), data_args_.end());
     data_pids_[i] = Spawn(argv, DataDir(i) + ".log");
     data_ports_[i] = WaitForLine(port_file, data_pids_[i]);
     return !data_ports_[i].empty();
@@ -139,6 +142,36 @@ class TestCluster {
       }
     }
     return -1;
+  }
+
+  // Waits until every chain has all its members serving (resyncs done).
+  bool WaitForChainsServing(std::chrono::seconds limit = std::chrono::seconds(120)) {
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto admin = Admin();
+      if (admin.ok()) {
+        auto map = (*admin)->RefreshClusterMap();
+        bool all = map.ok() && map->chains_size() > 0;
+        if (map.ok()) {
+          for (const pb::Chain& chain : map->chains()) {
+            for (const pb::ChainMember& member : chain.members()) {
+              all = all && member.state() == "serving";
+            }
+          }
+        }
+        if (all) return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
+  }
+
+  // Where data server i keeps chunk `index` of inode `ino` (its only target).
+  std::string ChunkFile(int i, uint64_t ino, uint32_t index) const {
+    char dir[64];
+    std::snprintf(dir, sizeof dir, "/chunks/%02x/%016llx/", static_cast<unsigned>(ino & 0xff),
+                  static_cast<unsigned long long>(ino));
+    return DataDir(i) + dir + std::to_string(index) + ".dat";
   }
 
   bool WaitForServersUp(int count) {
@@ -247,6 +280,7 @@ class TestCluster {
   std::vector<std::string> mounts_;
   std::vector<std::string> meta_args_;
   std::vector<std::string> data_wrapper_;
+  std::vector<std::string> data_args_;
 };
 
 }  // namespace sealfs::testing

@@ -162,6 +162,9 @@ Status LocalUp(const LocalClusterOptions& o) {
   if (o.data_servers < 1 || o.data_servers > 64) {
     return Status(EINVAL, "--data-servers must be between 1 and 64");
   }
+  if (o.replicas < 1 || o.replicas > 3 || o.replicas > o.data_servers) {
+    return Status(EINVAL, "--replicas must be 1, 2 or 3, and at most the number of data servers");
+  }
   std::error_code ec;
   fs::create_directories(o.state_dir + "/logs", ec);
   if (ec) return Status(ec.value(), "cannot create " + o.state_dir + ": " + ec.message());
@@ -179,7 +182,8 @@ Status LocalUp(const LocalClusterOptions& o) {
     fs::remove(state + "/meta.port", ec);
     auto pid = Spawn({FindProgram("sealfs-meta"), "--db", state + "/meta", "--listen", listen,
                       "--port-file", state + "/meta.port", "--create-volume", o.volume,
-                      "--chunk-size", std::to_string(o.chunk_size), "--transport", o.transport},
+                      "--chunk-size", std::to_string(o.chunk_size), "--replicas",
+                      std::to_string(o.replicas), "--transport", o.transport},
                      logs + "/meta.log");
     if (!pid.ok()) return pid.status();
     WriteLine(state + "/meta.pid", std::to_string(*pid));

@@ -12,6 +12,7 @@ struct LocalClusterOptions {
   std::string state_dir = "/var/lib/sealfs/local";
   std::string mountpoint = "/mnt/sealfs";
   int data_servers = 3;
+  int replicas = 2;  // for a new cluster; an existing one keeps its own
   std::string volume = "default";
   uint32_t chunk_size = 4u << 20;
   bool mount = true;

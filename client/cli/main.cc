@@ -1,6 +1,7 @@
 // sealfs: the command-line tool.
 //
-//   sealfs local up [--state DIR] [--mount MNT] [--data-servers N] [--chunk-size BYTES]
+//   sealfs local up [--state DIR] [--mount MNT] [--data-servers N] [--replicas R]
+//                   [--chunk-size BYTES]
 //   sealfs local down [--state DIR]
 //   sealfs local status [--state DIR]
 //   sealfs status [--meta HOST:PORT]
@@ -13,6 +14,7 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -26,8 +28,10 @@ namespace {
 
 const char* kUsage =
     "usage:\n"
-    "  sealfs local up [--state DIR] [--mount MNT] [--data-servers N] [--chunk-size BYTES] "
-    "[--no-mount]\n"
+    "  sealfs local up [--state DIR] [--mount MNT] [--data-servers N] [--replicas R]\n"
+    "                  [--chunk-size BYTES] [--no-mount]\n"
+    "    (--replicas: copies of every chunk, 1-3, chosen when the cluster is created;\n"
+    "     default 2 with at least two data servers)\n"
     "  sealfs local down [--state DIR]\n"
     "  sealfs local status [--state DIR]\n"
     "  sealfs status [--meta HOST:PORT]\n"
@@ -78,6 +82,49 @@ std::string HumanBytes(uint64_t bytes) {
   return buffer;
 }
 
+// The chain table: each chain with its version and members; returns how
+// many chains are degraded (a member not serving, or the chain lost).
+int PrintChains(const pb::ClusterMapResponse& map) {
+  std::map<uint32_t, uint32_t> server_of;
+  for (const pb::Target& target : map.targets()) server_of[target.id()] = target.server_id();
+  std::printf("%-6s %-8s %s\n", "CHAIN", "VERSION", "MEMBERS (target@server state)");
+  int degraded = 0;
+  for (const pb::Chain& chain : map.chains()) {
+    std::string members;
+    bool whole = !chain.lost();
+    for (const pb::ChainMember& member : chain.members()) {
+      char text[96];
+      std::snprintf(text, sizeof text, "%st%u@%u %s", members.empty() ? "" : ", ",
+                    member.target_id(), server_of[member.target_id()], member.state().c_str());
+      members += text;
+      if (member.state() == "syncing") {
+        std::snprintf(text, sizeof text, " %llu/%llu",
+                      static_cast<unsigned long long>(member.synced_chunks()),
+                      static_cast<unsigned long long>(member.total_chunks()));
+        members += text;
+      }
+      whole = whole && member.state() == "serving";
+    }
+    if (chain.lost()) members += "  (lost: no member holds its data)";
+    degraded += !whole;
+    std::printf("%-6u %-8llu %s\n", chain.id(), static_cast<unsigned long long>(chain.version()),
+                members.c_str());
+  }
+  std::printf("replication: %u copies, %d chains, %d degraded\n", map.replicas(), map.chains_size(),
+              degraded);
+  // What the servers did for replication, in plain numbers for scripts.
+  std::printf("%-4s %14s %16s %14s %12s %14s\n", "ID", "FORWARDED", "FORWARDED_BYTES",
+              "WHOLE_COPIES", "REPAIRED", "SCRUBBED_BYTES");
+  for (const auto& server : map.servers()) {
+    const pb::ReplicationStats& r = server.replication();
+    auto n = [](uint64_t value) { return static_cast<unsigned long long>(value); };
+    std::printf("%-4u %14llu %16llu %14llu %12llu %14llu\n", server.id(), n(r.forwarded_writes()),
+                n(r.forwarded_bytes()), n(r.whole_chunk_copies()), n(r.repaired_chunks()),
+                n(r.scrubbed_bytes()));
+  }
+  return degraded;
+}
+
 int ClusterStatus(const Flags& flags) {
   auto admin = Admin(flags);
   if (!admin.ok()) return Fail(admin.status());
@@ -110,6 +157,7 @@ int ClusterStatus(const Flags& flags) {
                 n(server.rdma().rdma_read_bytes()), n(server.rdma().rdma_write_ops()),
                 n(server.rdma().rdma_write_bytes()));
   }
+  int degraded = PrintChains(*map);
   pb::StatfsResponse statfs;
   (*admin)->Meta(rpc::meta::kStatfs, pb::StatfsRequest{}, &statfs);
   pb::VolumeListResponse volumes;
@@ -117,7 +165,7 @@ int ClusterStatus(const Flags& flags) {
   std::printf("%d data servers (%d down), %s stored, inodes in use: %llu, volumes: %d\n",
               map->servers_size(), down, HumanBytes(used).c_str(),
               static_cast<unsigned long long>(statfs.used_inodes()), volumes.volumes_size());
-  return down == 0 ? 0 : 1;
+  return down == 0 && degraded == 0 ? 0 : 1;
 }
 
 int Volume(const Flags& flags) {
@@ -181,6 +229,7 @@ int Local(const Flags& flags) {
   options.state_dir = flags.Get("state", kDefaultState);
   options.mountpoint = flags.Get("mount", options.mountpoint);
   options.data_servers = static_cast<int>(flags.GetInt("data-servers", 3));
+  options.replicas = static_cast<int>(flags.GetInt("replicas", options.data_servers >= 2 ? 2 : 1));
   options.chunk_size = static_cast<uint32_t>(flags.GetInt("chunk-size", 4 << 20));
   options.mount = !flags.Has("no-mount");
   options.transport = flags.Get("transport", "tcp");
@@ -225,8 +274,8 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   if (argc >= 2 && std::string(argv[1]) == "bench") return Bench(argc, argv);
   auto flags = Flags::Parse(argc, argv,
-                            {"state", "mount", "data-servers", "chunk-size", "meta", "no-mount",
-                             "transport", "help", "version"});
+                            {"state", "mount", "data-servers", "replicas", "chunk-size", "meta",
+                             "no-mount", "transport", "help", "version"});
   if (!flags.ok()) {
     std::fprintf(stderr, "sealfs: %s\n%s", flags.status().message().c_str(), kUsage);
     return 2;

@@ -72,6 +72,7 @@ class DataService {
   const std::vector<StorageTarget*>& targets() const { return targets_; }
   ChainView& view() { return view_; }
   ReplicationCounters& counters() { return counters_; }
+  pb::ReplicationStats Stats() const;
   // Locks a chunk the way a write does (resync copies under it).
   KeyedLocks::Guard LockFile(uint32_t target, uint32_t chain, uint64_t ino, bool exclusive);
   KeyedLocks::Guard LockChunk(uint32_t target, uint64_t ino, uint32_t index, bool exclusive);

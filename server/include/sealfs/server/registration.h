@@ -20,11 +20,13 @@ namespace sealfs::server {
 class Registration {
  public:
   using Progress = std::function<std::vector<pb::SyncProgress>()>;
+  using Stats = std::function<pb::ReplicationStats()>;
   Registration(std::shared_ptr<rpc::Channel> meta, std::vector<StorageTarget*> targets,
                ChainView& view, std::string advertised_address, std::chrono::milliseconds interval);
   ~Registration();
-  // `progress` is asked for resync reports at every heartbeat.
-  void Start(Progress progress);
+  // `progress` and `stats` are asked for resync and replication reports at
+  // every heartbeat.
+  void Start(Progress progress, Stats stats);
   void Stop();
   // Heartbeats now (a resync finished).
   void Wakeup() { wakeup_.notify_all(); }
@@ -41,6 +43,7 @@ class Registration {
   std::string advertised_address_;
   std::chrono::milliseconds interval_;
   Progress progress_;
+  Stats stats_;
   std::atomic<uint32_t> server_id_{0};
   std::mutex mutex_;
   std::condition_variable wakeup_;
