@@ -38,7 +38,8 @@ const char* kUsage =
     "  sealfs volume create NAME [--meta HOST:PORT]\n"
     "  sealfs volume list [--meta HOST:PORT]\n"
     "  sealfs volume delete NAME [--meta HOST:PORT]\n"
-    "  sealfs bench [--quick] [--data-servers N] [--chunk-size BYTES] [--results DIR]\n"
+    "  sealfs bench [--quick] [--data-servers N] [--replicas R] [--chunk-size BYTES]\n"
+    "               [--results DIR] [--only TEXT]\n"
     "Without --meta, the local cluster's address is used (or $SEALFS_META).\n";
 
 const std::string kDefaultState = "/var/lib/sealfs/local";

@@ -24,7 +24,9 @@ namespace {
 const char* kUsage =
     "usage: sealfs-fuse HOST:PORT/VOLUME MOUNTPOINT [-o OPTIONS] [-f] [-d]\n"
     "options: allow_other, default_permissions, ro, log=FILE, attr_timeout=SECONDS,\n"
-    "         entry_timeout=SECONDS, transport=tcp|rdma|auto, and the usual FUSE mount options\n"
+    "         entry_timeout=SECONDS, transport=tcp|rdma|auto, io_wait=SECONDS (how long\n"
+    "         I/O waits for a chain with no serving replica before EIO; default 60),\n"
+    "         and the usual FUSE mount options\n"
     "         (atime options are accepted; the kernel never updates atime on FUSE files)\n";
 
 // Options of mount(8) and fstab that are not for the kernel.
@@ -55,6 +57,7 @@ struct Arguments {
   double attr_timeout = 1.0;
   double entry_timeout = 1.0;
   std::string transport = "tcp";
+  double io_wait = 60.0;
 };
 
 bool ParseArguments(int argc, char** argv, Arguments* out, std::string* error) {
@@ -87,6 +90,10 @@ bool ParseArguments(int argc, char** argv, Arguments* out, std::string* error) {
             out->entry_timeout = std::stod(option.substr(14));
           } else if (option.rfind("transport=", 0) == 0) {
             out->transport = option.substr(10);
+          } else if (option.rfind("io_wait=", 0) == 0) {
+            out->io_wait = std::stod(option.substr(8));
+            if (!(out->io_wait > 0 && out->io_wait <= 86400))
+              throw std::invalid_argument("io_wait");
           } else {
             out->fuse_options.push_back(option);
           }
@@ -147,6 +154,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   options.transport = *transport;
+  options.io_wait = std::chrono::milliseconds(static_cast<long long>(args.io_wait * 1000));
   struct stat mount_stat;
   if (stat(args.mountpoint.c_str(), &mount_stat) != 0 || !S_ISDIR(mount_stat.st_mode)) {
     std::fprintf(stderr, "sealfs-fuse: mountpoint %s is not a directory\n",
