@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <string>
 #include <thread>
@@ -70,6 +71,14 @@ class TestCluster {
   // A command that data servers run under (e.g. {"/usr/bin/prlimit",
   // "--nofile=256:256", "--"}), used from the next StartData on.
   void set_data_wrapper(std::vector<std::string> wrapper) { data_wrapper_ = std::move(wrapper); }
+  // The address every server listens on (default loopback), and for data
+  // server i another one with its own wrapper (e.g. `ip netns exec NS`), for
+  // tests that put servers in network namespaces of their own.
+  void set_host(std::string host) { host_ = std::move(host); }
+  void set_data_host(int i, std::string host, std::vector<std::string> wrapper) {
+    data_hosts_[i] = std::move(host);
+    data_wrappers_[i] = std::move(wrapper);
+  }
   // Extra arguments for sealfs-data, used from the next StartData on.
   void set_data_args(std::vector<std::string> args) { data_args_ = std::move(args); }
   pid_t meta_pid() const { return meta_pid_; }
@@ -77,7 +86,7 @@ class TestCluster {
   const std::string& DataPort(int i) const { return data_ports_[i]; }
 
   const std::string& root() const { return root_; }
-  std::string meta_address() const { return "127.0.0.1:" + meta_port_; }
+  std::string meta_address() const { return host_ + ":" + meta_port_; }
   std::string DataDir(int i) const { return root_ + "/data" + std::to_string(i); }
 
   // Starts (or restarts, on the same ports and state) every process.
@@ -96,7 +105,7 @@ class TestCluster {
                                      "--db",
                                      root_ + "/meta",
                                      "--listen",
-                                     "127.0.0.1:" + meta_port_,
+                                     host_ + ":" + meta_port_,
                                      "--port-file",
                                      port_file,
                                      "--create-volume",
@@ -112,10 +121,11 @@ class TestCluster {
   bool StartData(int i) {
     std::string port_file = DataDir(i) + ".port";
     std::filesystem::remove(port_file);
-    std::vector<std::string> argv = data_wrapper_;
+    std::vector<std::string> argv = data_wrappers_.count(i) ? data_wrappers_[i] : data_wrapper_;
+    const std::string& host = data_hosts_.count(i) ? data_hosts_[i] : host_;
     for (std::string arg : {std::string(SEALFS_DATA_BIN), std::string("--dir"), DataDir(i),
                             std::string("--meta"), meta_address(), std::string("--listen"),
-                            "127.0.0.1:" + data_ports_[i], std::string("--port-file"), port_file,
+                            host + ":" + data_ports_[i], std::string("--port-file"), port_file,
                             std::string("--heartbeat-ms"), std::string("200")}) {
       argv.push_back(arg);
     }
@@ -281,6 +291,9 @@ class TestCluster {
   std::vector<std::string> meta_args_;
   std::vector<std::string> data_wrapper_;
   std::vector<std::string> data_args_;
+  std::string host_ = "127.0.0.1";
+  std::map<int, std::string> data_hosts_;
+  std::map<int, std::vector<std::string>> data_wrappers_;
 };
 
 }  // namespace sealfs::testing

@@ -4,8 +4,11 @@
 // must stay right, and after resync the replicas must be identical on disk.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -274,6 +277,66 @@ TEST(Replication, ACorruptReplicaIsRepairedOnReadAndByTheScrubber) {
     repaired = ReadFile(scrub_bad) == ReadFile(scrub_good);
   }
   EXPECT_TRUE(repaired);
+}
+
+bool Shell(const std::string& command) { return std::system(command.c_str()) == 0; }
+
+// One data server lives in a network namespace of its own, joined to the
+// rest by a veth pair: cutting the link must look like a kill, restoring it
+// must end in a resync. The test runs itself again in a private network
+// namespace (unshare --net), so that every address it uses lives in
+// namespaces it created.
+TEST(Replication, ACutLinkIsLikeAKillAndARestoredOneEndsInResync) {
+  if (geteuid() != 0 || access("/usr/bin/unshare", X_OK) != 0 ||
+      access("/usr/sbin/ip", X_OK) != 0) {
+    GTEST_SKIP() << "needs root, unshare and ip";
+  }
+  if (!std::getenv("SEALFS_IN_PRIVATE_NETNS")) {
+    std::string self = std::filesystem::read_symlink("/proc/self/exe");
+    std::string command =
+        "SEALFS_IN_PRIVATE_NETNS=1 /usr/bin/unshare --net " + self +
+        " --gtest_filter=Replication.ACutLinkIsLikeAKillAndARestoredOneEndsInResync";
+    int status = std::system(command.c_str());
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        << "the run in a private namespace failed";
+    return;
+  }
+  const std::string ns = "sealfs-victim-" + std::to_string(getpid());
+  ASSERT_TRUE(Shell("/usr/sbin/ip link set lo up"));
+  ASSERT_TRUE(Shell("/usr/sbin/ip netns add " + ns));
+  struct Cleanup {
+    std::string ns;
+    ~Cleanup() { Shell("/usr/sbin/ip netns del " + ns + " 2>/dev/null"); }
+  } cleanup{ns};
+  ASSERT_TRUE(Shell("/usr/sbin/ip link add sealfs-a type veth peer name sealfs-b netns " + ns));
+  ASSERT_TRUE(Shell("/usr/sbin/ip addr add 10.77.0.1/24 dev sealfs-a"));
+  ASSERT_TRUE(Shell("/usr/sbin/ip link set sealfs-a up"));
+  for (const char* step :
+       {"link set lo up", "addr add 10.77.0.2/24 dev sealfs-b", "link set sealfs-b up"}) {
+    ASSERT_TRUE(Shell("/usr/sbin/ip netns exec " + ns + " /usr/sbin/ip " + step)) << step;
+  }
+  auto cluster = ReplicatedCluster(2);
+  cluster->set_host("10.77.0.1");
+  const int victim = 2;
+  cluster->set_data_host(victim, "10.77.0.2", {"/usr/sbin/ip", "netns", "exec", ns});
+  ASSERT_TRUE(cluster->Start());
+  auto client = cluster->Mount();
+  ASSERT_TRUE(client.ok());
+  auto file = CreateFile(**client, "f");
+  constexpr size_t kSize = 16 << 20;
+  ASSERT_TRUE(WriteBlocks(**client, file, kSize, 40).ok());
+
+  ASSERT_TRUE(Shell("/usr/sbin/ip link set sealfs-a down"));
+  // Writes and reads go on, after a pause of about the lease.
+  Status rewritten = WriteBlocks(**client, file, kSize, 41);
+  ASSERT_TRUE(rewritten.ok()) << rewritten.ToString();
+  ASSERT_TRUE(CheckBlocks(**client, file, kSize, 41).ok());
+  EXPECT_TRUE(SawState(*cluster, "offline"));
+
+  ASSERT_TRUE(Shell("/usr/sbin/ip link set sealfs-a up"));
+  ASSERT_TRUE(cluster->WaitForChainsServing());
+  ASSERT_TRUE(CheckBlocks(**client, file, kSize, 41).ok());
+  ExpectReplicasIdentical(*cluster, file, kSize, 2);
 }
 
 // The random exerciser: writes, truncates and reads against a model of the
