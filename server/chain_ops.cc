@@ -70,14 +70,13 @@ std::string ChunkName(uint64_t ino, uint32_t index) {
 
 Status DataService::Write(const pb::WriteRequest& req, std::string_view payload, bool forwarded,
                           pb::WriteResponse* resp) {
-  Result<StorageTarget*> found = FindTarget(req.store_id());
-  if (!found.ok()) return found.status();
-  StorageTarget& target = **found;
+  Result<Admitted> admitted =
+      Admit(req.store_id(), req.chain(), forwarded ? Role::kMember : Role::kHead);
+  if (!admitted.ok()) return admitted.status();
+  StorageTarget& target = *admitted->target;
+  const Position* position = &admitted->position;
   SEALFS_RETURN_IF_ERROR(CheckWriteRange(req.offset(), payload.size(), req.chunk_size()));
   if (req.whole() && req.offset() != 0) return Status(EINVAL, "a whole chunk starts at 0");
-  Result<Position> position =
-      CheckChain(req.chain(), target.id, forwarded ? Role::kMember : Role::kHead);
-  if (!position.ok()) return position.status();
   const uint64_t ino = req.chunk().ino();
   const uint32_t index = req.chunk().index();
   // Changes of one chunk pass every member in the head's order: the head
@@ -145,12 +144,11 @@ Status DataService::Forward(const Position& position, pb::WriteRequest req,
 }
 
 Status DataService::Read(const pb::ReadRequest& req, rpc::RequestContext& context) {
-  Result<StorageTarget*> found = FindTarget(req.store_id());
-  if (!found.ok()) return found.status();
-  StorageTarget& target = **found;
+  Result<Admitted> admitted = Admit(req.store_id(), req.chain(), Role::kServing);
+  if (!admitted.ok()) return admitted.status();
+  StorageTarget& target = *admitted->target;
+  const Position* position = &admitted->position;
   SEALFS_RETURN_IF_ERROR(CheckRange(req.offset(), req.length()));
-  Result<Position> position = CheckChain(req.chain(), target.id, Role::kServing);
-  if (!position.ok()) return position.status();
   const uint64_t ino = req.chunk().ino();
   const uint32_t index = req.chunk().index();
   KeyedLocks::Guard chunk_lock = LockChunk(target.id, ino, index, false);
@@ -245,12 +243,11 @@ Status DataService::RepairChunk(StorageTarget& target, uint32_t chain_id, uint64
 
 Status DataService::Truncate(const pb::TruncateFileRequest& req, bool forwarded,
                              pb::TruncateFileResponse* resp) {
-  Result<StorageTarget*> found = FindTarget(req.store_id());
-  if (!found.ok()) return found.status();
-  StorageTarget& target = **found;
-  Result<Position> position =
-      CheckChain(req.chain(), target.id, forwarded ? Role::kMember : Role::kHead);
-  if (!position.ok()) return position.status();
+  Result<Admitted> admitted =
+      Admit(req.store_id(), req.chain(), forwarded ? Role::kMember : Role::kHead);
+  if (!admitted.ok()) return admitted.status();
+  StorageTarget& target = *admitted->target;
+  const Position* position = &admitted->position;
   // No write of the file passes this member meanwhile, so every member cuts
   // at the same point of the file's changes.
   KeyedLocks::Guard file_lock = LockFile(target.id, req.chain().id(), req.ino(), true);
@@ -281,12 +278,11 @@ Status DataService::Truncate(const pb::TruncateFileRequest& req, bool forwarded,
 }
 
 Status DataService::Fsync(const pb::FsyncFileRequest& req, bool forwarded) {
-  Result<StorageTarget*> found = FindTarget(req.store_id());
-  if (!found.ok()) return found.status();
-  StorageTarget& target = **found;
-  Result<Position> position =
-      CheckChain(req.chain(), target.id, forwarded ? Role::kMember : Role::kHead);
-  if (!position.ok()) return position.status();
+  Result<Admitted> admitted =
+      Admit(req.store_id(), req.chain(), forwarded ? Role::kMember : Role::kHead);
+  if (!admitted.ok()) return admitted.status();
+  StorageTarget& target = *admitted->target;
+  const Position* position = &admitted->position;
   SEALFS_RETURN_IF_ERROR(target.store->FsyncFile(req.ino()));
   if (position->is_tail) return Status::Ok();
   Result<PeerRoute> route = RouteToTarget(position->successor);
@@ -299,12 +295,11 @@ Status DataService::Fsync(const pb::FsyncFileRequest& req, bool forwarded) {
 }
 
 Status DataService::FileUsage(const pb::FileUsageRequest& req, pb::FileUsageResponse* resp) {
-  Result<StorageTarget*> found = FindTarget(req.store_id());
-  if (!found.ok()) return found.status();
-  Result<Position> position = CheckChain(req.chain(), (*found)->id, Role::kServing);
-  if (!position.ok()) return position.status();
-  auto usage = (*found)->store->FileUsage(req.ino(), req.chunk_size(), req.index_limit(),
-                                          OwnedBy(req.stripe(), req.chain().id()));
+  Result<Admitted> admitted = Admit(req.store_id(), req.chain(), Role::kServing);
+  if (!admitted.ok()) return admitted.status();
+  StorageTarget& target = *admitted->target;
+  auto usage = target.store->FileUsage(req.ino(), req.chunk_size(), req.index_limit(),
+                                       OwnedBy(req.stripe(), req.chain().id()));
   if (!usage.ok()) return usage.status();
   resp->set_data_end(usage->data_end);
   resp->set_allocated_bytes(usage->allocated_bytes);
@@ -312,12 +307,11 @@ Status DataService::FileUsage(const pb::FileUsageRequest& req, pb::FileUsageResp
 }
 
 Status DataService::ListChain(const pb::ChainListRequest& req, pb::ChainListResponse* resp) {
-  Result<StorageTarget*> found = FindTarget(req.store_id());
-  if (!found.ok()) return found.status();
-  Result<Position> position = CheckChain(req.chain(), (*found)->id, Role::kMember);
-  if (!position.ok()) return position.status();
+  Result<Admitted> admitted = Admit(req.store_id(), req.chain(), Role::kMember);
+  if (!admitted.ok()) return admitted.status();
+  StorageTarget& target = *admitted->target;
   const uint32_t chain = req.chain().id();
-  return (*found)->store->ForEachChunk(
+  return target.store->ForEachChunk(
       [resp, chain](uint64_t ino, uint32_t index, const ChunkRecord& record) {
         if (record.chain != chain) return;
         pb::ChunkVersion* entry = resp->add_chunks();
@@ -330,11 +324,9 @@ Status DataService::ListChain(const pb::ChainListRequest& req, pb::ChainListResp
 
 Status DataService::Fetch(const pb::ChainFetchRequest& req, pb::ChainFetchResponse* resp,
                           rpc::RequestContext& context) {
-  Result<StorageTarget*> found = FindTarget(req.store_id());
-  if (!found.ok()) return found.status();
-  StorageTarget& target = **found;
-  Result<Position> position = CheckChain(req.chain(), target.id, Role::kServing);
-  if (!position.ok()) return position.status();
+  Result<Admitted> admitted = Admit(req.store_id(), req.chain(), Role::kServing);
+  if (!admitted.ok()) return admitted.status();
+  StorageTarget& target = *admitted->target;
   const uint64_t ino = req.chunk().ino();
   const uint32_t index = req.chunk().index();
   KeyedLocks::Guard chunk_lock = LockChunk(target.id, ino, index, false);
@@ -350,22 +342,19 @@ Status DataService::Fetch(const pb::ChainFetchRequest& req, pb::ChainFetchRespon
 }
 
 Status DataService::DropChunk(const pb::ChainDropRequest& req) {
-  Result<StorageTarget*> found = FindTarget(req.store_id());
-  if (!found.ok()) return found.status();
-  StorageTarget& target = **found;
-  Result<Position> position = CheckChain(req.chain(), target.id, Role::kMember);
-  if (!position.ok()) return position.status();
+  Result<Admitted> admitted = Admit(req.store_id(), req.chain(), Role::kMember);
+  if (!admitted.ok()) return admitted.status();
+  StorageTarget& target = *admitted->target;
   KeyedLocks::Guard chunk_lock = LockChunk(target.id, req.chunk().ino(), req.chunk().index(), true);
   return target.store->Drop(req.chunk().ino(), req.chunk().index());
 }
 
 Status DataService::CommittedVersion(const pb::CommittedVersionRequest& req,
                                      pb::CommittedVersionResponse* resp) {
-  Result<StorageTarget*> found = FindTarget(req.store_id());
-  if (!found.ok()) return found.status();
-  StorageTarget& target = **found;
-  Result<Position> position = CheckChain(req.chain(), target.id, Role::kMember);
-  if (!position.ok()) return position.status();
+  Result<Admitted> admitted = Admit(req.store_id(), req.chain(), Role::kMember);
+  if (!admitted.ok()) return admitted.status();
+  StorageTarget& target = *admitted->target;
+  const Position* position = &admitted->position;
   KeyedLocks::Guard chunk_lock =
       LockChunk(target.id, req.chunk().ino(), req.chunk().index(), false);
   Result<std::optional<ChunkRecord>> record =

@@ -76,6 +76,15 @@ Result<DataService::Position> DataService::CheckChain(const pb::ChainRef& ref, u
   return position;
 }
 
+Result<DataService::Admitted> DataService::Admit(const std::string& store_id,
+                                                 const pb::ChainRef& ref, Role role) {
+  Result<StorageTarget*> target = FindTarget(store_id);
+  if (!target.ok()) return target.status();
+  Result<Position> position = CheckChain(ref, (*target)->id, role);
+  if (!position.ok()) return position.status();
+  return Admitted{*target, std::move(*position)};
+}
+
 std::shared_ptr<rpc::Channel> DataService::PeerChannel(const std::string& address) {
   std::lock_guard<std::mutex> lock(peers_mutex_);
   auto& channel = peers_[address];

@@ -22,25 +22,32 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "FAIL: $*"; for f in "$state"/*.log; do echo "--- $f"; tail -5 "$f"; done; exit 1; }
 
-"$build/metadata/sealfs-meta" --db "$state/meta" --listen "$meta" --transport rdma \
-  --create-volume default --chunk-size 1048576 2> "$state/meta.log" &
-pids+=($!)
-for i in 0 1; do
-  sleep 1
-  "$build/server/sealfs-data" --dir "$state/data$i" --meta "$meta" --listen "$address:0" \
-    --transport rdma --heartbeat-ms 300 --port-file "$state/data$i.port" 2> "$state/data$i.log" &
+# start_cluster PREFIX DATA_SERVERS [sealfs-meta options]: a metadata server
+# at $meta and data servers, all over RDMA, state under $state/PREFIX*.
+start_cluster() {
+  local prefix=$1 count=$2
+  shift 2
+  "$build/metadata/sealfs-meta" --db "$state/${prefix}meta" --listen "$meta" --transport rdma \
+    --create-volume default --chunk-size 1048576 "$@" 2> "$state/${prefix}meta.log" &
   pids+=($!)
-done
-up=0
-for attempt in $(seq 1 120); do
-  if "$build/client/sealfs" status --meta "$meta" > "$state/status.txt" 2>&1 &&
-     grep -q "2 data servers (0 down)" "$state/status.txt"; then
-    up=1
-    break
-  fi
-  sleep 0.5
-done
-[[ $up == 1 ]] || fail "servers did not come up over RDMA"
+  for i in $(seq 0 $((count - 1))); do
+    sleep 1
+    "$build/server/sealfs-data" --dir "$state/${prefix}data$i" --meta "$meta" --listen "$address:0" \
+      --transport rdma --heartbeat-ms 300 --port-file "$state/${prefix}data$i.port" \
+      2> "$state/${prefix}data$i.log" &
+    pids+=($!)
+  done
+  for attempt in $(seq 1 120); do
+    if "$build/client/sealfs" status --meta "$meta" > "$state/status.txt" 2>&1 &&
+       grep -q "$count data servers (0 down)" "$state/status.txt"; then
+      return 0
+    fi
+    sleep 0.5
+  done
+  fail "servers did not come up over RDMA"
+}
+
+start_cluster "" 2
 grep -q "tcp+rdma" "$state/data0.log" || fail "data server is not listening over RDMA"
 
 "$build/client/sealfs-fuse" "$meta/default" "$mnt" \
@@ -83,25 +90,7 @@ umount -l "$mnt" 2>/dev/null
 kill -9 "${pids[@]}" 2>/dev/null
 pids=()
 meta="$address:7401"
-"$build/metadata/sealfs-meta" --db "$state/rmeta" --listen "$meta" --transport rdma \
-  --create-volume default --chunk-size 1048576 --replicas 2 2> "$state/rmeta.log" &
-pids+=($!)
-for i in 0 1 2; do
-  sleep 1
-  "$build/server/sealfs-data" --dir "$state/rdata$i" --meta "$meta" --listen "$address:0" \
-    --transport rdma --heartbeat-ms 300 --port-file "$state/rdata$i.port" 2> "$state/rdata$i.log" &
-  pids+=($!)
-done
-up=0
-for attempt in $(seq 1 120); do
-  if "$build/client/sealfs" status --meta "$meta" > "$state/status.txt" 2>&1 &&
-     grep -q "3 data servers (0 down)" "$state/status.txt"; then
-    up=1
-    break
-  fi
-  sleep 0.5
-done
-[[ $up == 1 ]] || fail "replicated servers did not come up over RDMA"
+start_cluster r 3 --replicas 2
 "$build/client/sealfs-fuse" "$meta/default" "$mnt" \
   -o transport=rdma,allow_other,default_permissions,log=$state/rfuse.log ||
   fail "mount of the replicated cluster over RDMA failed"

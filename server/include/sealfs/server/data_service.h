@@ -96,6 +96,12 @@ class DataService {
   };
   Result<StorageTarget*> FindTarget(const std::string& store_id);
   Result<Position> CheckChain(const pb::ChainRef& ref, uint32_t target, Role role);
+  // A request's target and its place in the chain, once both checks passed.
+  struct Admitted {
+    StorageTarget* target = nullptr;
+    Position position;
+  };
+  Result<Admitted> Admit(const std::string& store_id, const pb::ChainRef& ref, Role role);
 
   // chain_ops.cc
   Status Write(const pb::WriteRequest& req, std::string_view payload, bool forwarded,
