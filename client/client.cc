@@ -26,7 +26,6 @@ Status ToFileError(const Status& status) {
     case ESTALE:
     case rpc::kStaleChain:
     case rpc::kNotCommitted:
-    case rpc::kNeedWhole:
       return Status(EIO, status.ToString());
     default:
       return status;
@@ -189,11 +188,16 @@ Status Client::WithRetries(size_t count, Target target, Issue issue) {
     for (size_t i : pending) {
       if (results[i].ok()) continue;
       last = results[i];
-      if (results[i].code() == rpc::kNotCommitted && targets[i] != Target::kTail) {
-        targets[i] = Target::kTail;  // the tail holds what the chain committed
+      if ((results[i].code() == rpc::kNotCommitted || results[i].code() == EIO) &&
+          targets[i] == Target::kAnyReplica) {
+        // The tail holds what the chain committed (and another copy, where
+        // this one could not be read or repaired).
+        targets[i] = Target::kTail;
       } else if (!rpc::RetryableOnChain(results[i].code()) &&
                  results[i].code() != rpc::kNotCommitted) {
         return results[i];
+      } else if (results[i].code() == rpc::kNotCommitted) {
+        targets[i] = Target::kTail;
       }
       again.push_back(i);
     }

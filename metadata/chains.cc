@@ -245,6 +245,17 @@ Result<MetaService::ChainRoute> MetaService::RouteToChain(uint32_t chain_id, Cha
   return ChainRoute{std::move(*route), ref};
 }
 
+std::set<uint32_t> MetaService::MembersOf(const pb::Layout& layout) {
+  std::set<uint32_t> targets;
+  std::lock_guard<std::mutex> lock(servers_mutex_);
+  for (uint32_t chain_id : layout.chains()) {
+    const pb::Chain* chain = chains::FindChain(chain_table_, chain_id);
+    if (!chain || chain->lost()) continue;  // nothing of the file is left there
+    for (const pb::ChainMember& member : chain->members()) targets.insert(member.target_id());
+  }
+  return targets;
+}
+
 std::vector<MetaService::Route> MetaService::LiveTargetsOf(const pb::Layout& layout) {
   std::set<uint32_t> targets;
   {

@@ -93,20 +93,25 @@ Result<uint64_t> MetaService::TruncateData(const pb::Inode& inode, uint64_t size
 void MetaService::RemovePendingData() {
   Result<std::vector<std::pair<uint64_t, pb::Layout>>> removals = store_.PendingRemovals();
   if (!removals.ok() || removals->empty()) return;
+  // One call per target for a batch of files: each makes all its removals
+  // durable with one sync. A file's removal is done once every member of
+  // its chains has applied it; files with a member offline wait for it (a
+  // member that returns drops removed files' chunks before it serves).
   constexpr size_t kBatch = 1024;
-  if (removals->size() > kBatch) removals->resize(kBatch);
-  // One call per target for the whole batch: each makes all its removals
-  // durable with one sync. Every member of the files' chains that is in a
-  // write path is asked; an offline one drops the chunks when it resyncs.
   std::map<uint32_t, Route> routes;
   std::map<uint32_t, std::vector<uint64_t>> per_target;
   std::map<uint64_t, std::vector<uint32_t>> targets_of;
+  std::vector<std::pair<uint64_t, pb::Layout>> batch;
   for (auto& [ino, layout] : *removals) {
-    for (Route& route : LiveTargetsOf(layout)) {
+    if (batch.size() == kBatch) break;
+    std::vector<Route> live = LiveTargetsOf(layout);
+    if (live.size() != MembersOf(layout).size()) continue;
+    for (Route& route : live) {
       per_target[route.target_id].push_back(ino);
       targets_of[ino].push_back(route.target_id);
       routes.emplace(route.target_id, std::move(route));
     }
+    batch.emplace_back(ino, layout);
   }
   std::mutex mutex;
   std::map<uint32_t, Status> results;
@@ -128,7 +133,7 @@ void MetaService::RemovePendingData() {
   }
   calls->Wait();  // every callback has run: `results` is complete
   std::vector<uint64_t> done;
-  for (auto& [ino, layout] : *removals) {
+  for (auto& [ino, layout] : batch) {
     bool removed = true;
     for (uint32_t target : targets_of[ino]) {
       auto result = results.find(target);

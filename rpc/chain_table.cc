@@ -64,18 +64,20 @@ bool AddChains(pb::ChainTable& table) {
   for (const pb::Target& target : table.targets()) servers.insert(target.server_id());
   if (servers.size() < replicas) return false;
   std::map<uint32_t, int> uses;  // chain memberships per target
-  std::set<uint32_t> heads;
+  std::set<uint32_t> placed;     // targets in a chain
   uint32_t next_id = 1;
   for (const pb::Chain& chain : table.chains()) {
     next_id = std::max(next_id, chain.id() + 1);
-    // A target whose chains lost their data heads a new one.
-    if (chain.members_size() > 0 && !chain.lost()) heads.insert(chain.members(0).target_id());
-    for (const pb::ChainMember& member : chain.members()) ++uses[member.target_id()];
+    for (const pb::ChainMember& member : chain.members()) {
+      ++uses[member.target_id()];
+      // A target whose chains all lost their data starts a new one.
+      if (!chain.lost()) placed.insert(member.target_id());
+    }
   }
   std::vector<const pb::Target*> all, fresh;
   for (const pb::Target& target : table.targets()) {
     all.push_back(&target);
-    if (!heads.count(target.id())) fresh.push_back(&target);
+    if (!placed.count(target.id())) fresh.push_back(&target);
   }
   if (fresh.empty()) return false;
   std::vector<pb::Chain> added;
@@ -130,10 +132,15 @@ bool Reconcile(pb::ChainTable& table, const std::set<uint32_t>& up_targets,
     bool changed = false;
     auto* members = chain.mutable_members();
     // Down: out of the write path. A member that leaves while another keeps
-    // serving misses what comes after.
+    // serving misses what comes after; members leaving together are equal.
+    bool survivor = false;
+    for (const pb::ChainMember& member : *members) {
+      survivor = survivor || (Is(member, kServing) && up_targets.count(member.target_id()) &&
+                              !lost_data.count(member.target_id()));
+    }
     for (pb::ChainMember& member : *members) {
       if (Is(member, kOffline) || up_targets.count(member.target_id())) continue;
-      member.set_stale(Is(member, kSyncing) || HasServing(chain, member.target_id()));
+      member.set_stale(Is(member, kSyncing) || survivor);
       member.set_state(std::string(kOffline));
       changed = true;
     }

@@ -70,11 +70,10 @@ std::string ChunkName(uint64_t ino, uint32_t index) {
 
 Status DataService::Write(const pb::WriteRequest& req, std::string_view payload, bool forwarded,
                           pb::WriteResponse* resp) {
-  Result<Admitted> admitted =
-      Admit(req.store_id(), req.chain(), forwarded ? Role::kMember : Role::kHead);
+  const Role role = forwarded ? Role::kMember : Role::kHead;
+  Result<Admitted> admitted = Admit(req.store_id(), req.chain(), role);
   if (!admitted.ok()) return admitted.status();
   StorageTarget& target = *admitted->target;
-  const Position* position = &admitted->position;
   SEALFS_RETURN_IF_ERROR(CheckWriteRange(req.offset(), payload.size(), req.chunk_size()));
   if (req.whole() && req.offset() != 0) return Status(EINVAL, "a whole chunk starts at 0");
   const uint64_t ino = req.chunk().ino();
@@ -83,20 +82,27 @@ Status DataService::Write(const pb::WriteRequest& req, std::string_view payload,
   // holds the chunk from applying a change until its successor answered.
   KeyedLocks::Guard file_lock = LockFile(target.id, req.chain().id(), ino, false);
   KeyedLocks::Guard chunk_lock = LockChunk(target.id, ino, index, true);
+  // The chain may have changed while we waited for the chunk.
+  Result<Position> position = CheckChain(req.chain(), target.id, role);
+  if (!position.ok()) return position.status();
   Result<std::optional<ChunkRecord>> record = target.store->Version(ino, index);
   if (!record.ok()) return record.status();
   const ChunkRecord current = record->value_or(ChunkRecord{});
-  const uint64_t version = forwarded ? req.chunk_version() : current.version + 1;
+  uint64_t version = NextChunkVersion(current.version, req.chain().version());
+  if (forwarded) {
+    if (current.version != req.base_version()) {
+      // This member missed a change (or the request is late): nothing applied.
+      resp->set_need_whole(true);
+      resp->set_current_version(current.version);
+      return Status::Ok();
+    }
+    version = req.chunk_version();
+  }
   int64_t allocated_delta = 0;
   if (req.whole()) {
     SEALFS_RETURN_IF_ERROR(target.store->Replace(ino, index, payload));
     ++counters_.whole_chunk_copies;
   } else {
-    if (forwarded && current.version + 1 != version) {
-      return Status(rpc::kNeedWhole,
-                    ChunkName(ino, index) + " is at version " + std::to_string(current.version) +
-                        " here; the change makes version " + std::to_string(version));
-    }
     SEALFS_RETURN_IF_ERROR(
         target.store->Write(ino, index, req.offset(), payload, &allocated_delta));
   }
@@ -107,6 +113,7 @@ Status DataService::Write(const pb::WriteRequest& req, std::string_view payload,
   if (!position->is_tail) {
     pb::WriteRequest next = req;
     next.set_chunk_version(version);
+    next.set_base_version(current.version);
     next.set_committed_version(applied.committed);
     SEALFS_RETURN_IF_ERROR(Forward(*position, std::move(next), payload, target));
     applied.committed = version;
@@ -116,85 +123,118 @@ Status DataService::Write(const pb::WriteRequest& req, std::string_view payload,
   return Status::Ok();
 }
 
+uint64_t NextChunkVersion(uint64_t current, uint64_t chain_version) {
+  // The chain version in the high bits: a version is never given twice to
+  // different contents of a chunk, not even after the chunk was dropped and
+  // written again, since every membership change starts a new range.
+  const uint64_t first = chain_version << 32;
+  return current >= first ? current + 1 : first | 1;
+}
+
 Status DataService::Forward(const Position& position, pb::WriteRequest req,
                             std::string_view payload, StorageTarget& target) {
   Result<PeerRoute> route = RouteToTarget(position.successor);
   if (!route.ok()) return route.status();
   req.set_store_id(route->store_id);
+  const auto method =
+      position.successor == position.tail ? rpc::data::kChainWriteTail : rpc::data::kChainWrite;
   // Less than a client waits for us, so that it hears why.
   rpc::CallOptions options{view_.lease()};
   pb::WriteResponse response;
-  Status status = rpc::Invoke(*route->channel, rpc::data::kChainWrite, req, &response, payload,
-                              nullptr, options);
+  Status status = rpc::Invoke(*route->channel, method, req, &response, payload, nullptr, options);
   size_t sent = payload.size();
-  if (status.code() == rpc::kNeedWhole && !req.whole()) {
-    // The successor missed a change of this chunk: it gets all of it.
-    std::string whole;
-    SEALFS_RETURN_IF_ERROR(
-        target.store->Read(req.chunk().ino(), req.chunk().index(), 0, req.chunk_size(), &whole));
-    req.set_whole(true);
-    req.set_offset(0);
-    status = rpc::Invoke(*route->channel, rpc::data::kChainWrite, req, &response, whole, nullptr,
-                         options);
-    sent += whole.size();
+  // The successor missed a change of this chunk: it gets all of it, named
+  // against the version it holds. A few rounds at most: only a late request
+  // of an earlier holder of this chunk can move its version meanwhile.
+  std::string whole;
+  for (int round = 0; status.ok() && response.need_whole() && round < 3; ++round) {
+    if (!req.whole()) {
+      SEALFS_RETURN_IF_ERROR(
+          target.store->Read(req.chunk().ino(), req.chunk().index(), 0, kMaxChunkSize, &whole));
+      req.set_whole(true);
+      req.set_offset(0);
+      req.set_chunk_size(kMaxChunkSize);
+      payload = whole;
+    }
+    req.set_base_version(response.current_version());
+    response.Clear();
+    status = rpc::Invoke(*route->channel, method, req, &response, payload, nullptr, options);
+    sent += payload.size();
   }
   ++counters_.forwarded_writes;
   counters_.forwarded_bytes += sent;
+  if (status.ok() && response.need_whole()) {
+    return Status(rpc::kStaleChain, "the successor's copy of " +
+                                        ChunkName(req.chunk().ino(), req.chunk().index()) +
+                                        " keeps changing under it");
+  }
   return status;
 }
 
 Status DataService::Read(const pb::ReadRequest& req, rpc::RequestContext& context) {
-  Result<Admitted> admitted = Admit(req.store_id(), req.chain(), Role::kServing);
-  if (!admitted.ok()) return admitted.status();
-  StorageTarget& target = *admitted->target;
-  const Position* position = &admitted->position;
   SEALFS_RETURN_IF_ERROR(CheckRange(req.offset(), req.length()));
+  for (int attempt = 0;; ++attempt) {
+    Result<Admitted> admitted = Admit(req.store_id(), req.chain(), Role::kServing);
+    if (!admitted.ok()) return admitted.status();
+    StorageTarget& target = *admitted->target;
+    const uint64_t ino = req.chunk().ino();
+    const uint32_t index = req.chunk().index();
+    KeyedLocks::Guard chunk_lock = LockChunk(target.id, ino, index, false);
+    SEALFS_RETURN_IF_ERROR(CheckCommitted(req, admitted->position, target));
+    Status status;
+    {
+      ReplyTarget reply(context);
+      status = target.store->Read(ino, index, req.offset(), req.length(), &reply);
+    }
+    // Whatever was read, it goes out only if this server still serves the
+    // chain at that version: a pause during the read may have ended both.
+    Result<Position> still = CheckChain(req.chain(), target.id, Role::kServing);
+    if (!still.ok()) return still.status();
+    if (status.code() != EIO || attempt > 0 || chains::Serving(still->chain).size() < 2) {
+      return status;
+    }
+    // A damaged or lost copy: repaired from another replica, then read again.
+    chunk_lock.Release();
+    Status repaired = RepairChunk(target, req.chain().id(), ino, index);
+    if (!repaired.ok()) {
+      std::fprintf(stderr, "sealfs-data: repairing %s failed: %s\n", ChunkName(ino, index).c_str(),
+                   repaired.ToString().c_str());
+      return status;
+    }
+  }
+}
+
+Status DataService::CheckCommitted(const pb::ReadRequest& req, const Position& position,
+                                   StorageTarget& target) {
   const uint64_t ino = req.chunk().ino();
   const uint32_t index = req.chunk().index();
-  KeyedLocks::Guard chunk_lock = LockChunk(target.id, ino, index, false);
   Result<std::optional<ChunkRecord>> record = target.store->Version(ino, index);
   if (!record.ok()) return record.status();
-  if (*record && (*record)->version != (*record)->committed && !position->is_tail) {
-    // A change this member applied was never acknowledged to it: whether
-    // the chain committed it, only the tail knows.
-    pb::CommittedVersionResponse committed;
-    Result<PeerRoute> tail = RouteToTarget(position->tail);
-    Status asked = tail.status();
-    if (tail.ok()) {
-      pb::CommittedVersionRequest question;
-      *question.mutable_chain() = req.chain();
-      *question.mutable_chunk() = req.chunk();
-      question.set_store_id(tail->store_id);
-      asked = rpc::Invoke(*tail->channel, rpc::data::kCommittedVersion, question, &committed, {},
-                          nullptr, rpc::CallOptions{view_.lease()});
-    }
-    if (!asked.ok() || committed.committed() != (*record)->version) {
-      return Status(rpc::kNotCommitted, ChunkName(ino, index) + " holds version " +
-                                            std::to_string((*record)->version) +
-                                            ", which the chain has not committed: read it at "
-                                            "the tail");
-    }
-    ChunkRecord now_committed = **record;
-    now_committed.committed = now_committed.version;
-    target.store->SetVersion(ino, index, now_committed);
+  if (!*record || (*record)->version == (*record)->committed || position.is_tail) {
+    return Status::Ok();
   }
-  Status status;
-  {
-    ReplyTarget reply(context);
-    status = target.store->Read(ino, index, req.offset(), req.length(), &reply);
+  // A change this member applied was never acknowledged to it: whether the
+  // chain committed it, only the tail knows.
+  pb::CommittedVersionResponse committed;
+  Result<PeerRoute> tail = RouteToTarget(position.tail);
+  Status asked = tail.status();
+  if (tail.ok()) {
+    pb::CommittedVersionRequest question;
+    *question.mutable_chain() = req.chain();
+    *question.mutable_chunk() = req.chunk();
+    question.set_store_id(tail->store_id);
+    asked = rpc::Invoke(*tail->channel, rpc::data::kCommittedVersion, question, &committed, {},
+                        nullptr, rpc::CallOptions{view_.lease()});
   }
-  if (status.code() != EIO || chains::Serving(position->chain).size() < 2) return status;
-  // A damaged or lost copy: repaired from another replica, then served.
-  chunk_lock.Release();
-  Status repaired = RepairChunk(target, req.chain().id(), ino, index);
-  if (!repaired.ok()) {
-    std::fprintf(stderr, "sealfs-data: repairing %s failed: %s\n", ChunkName(ino, index).c_str(),
-                 repaired.ToString().c_str());
-    return status;
+  if (!asked.ok() || committed.committed() != (*record)->version) {
+    return Status(rpc::kNotCommitted, ChunkName(ino, index) + " holds version " +
+                                          std::to_string((*record)->version) +
+                                          ", which the chain has not committed: read it at "
+                                          "the tail");
   }
-  chunk_lock = LockChunk(target.id, ino, index, false);
-  ReplyTarget reply(context);
-  return target.store->Read(ino, index, req.offset(), req.length(), &reply);
+  ChunkRecord now_committed = **record;
+  now_committed.committed = now_committed.version;
+  return target.store->SetVersion(ino, index, now_committed);
 }
 
 Status DataService::FetchWhole(const pb::Chain& chain, uint32_t target, uint64_t ino,
@@ -229,12 +269,25 @@ Status DataService::RepairChunk(StorageTarget& target, uint32_t chain_id, uint64
   std::optional<pb::Chain> chain = view_.Chain(chain_id);
   if (!chain) return Status(rpc::kStaleChain, "chain " + std::to_string(chain_id) + " is unknown");
   ++counters_.checksum_failures;
+  Result<std::optional<ChunkRecord>> before = target.store->Version(ino, index);
+  if (!before.ok()) return before.status();
+  if (!*before) return Status(ENOENT, ChunkName(ino, index) + " is not held here");
   std::string whole;
-  ChunkRecord record;
-  SEALFS_RETURN_IF_ERROR(FetchWhole(*chain, target.id, ino, index, &whole, &record));
+  ChunkRecord fetched;
+  SEALFS_RETURN_IF_ERROR(FetchWhole(*chain, target.id, ino, index, &whole, &fetched));
+  // Only the same version from a replica is the same content; and nothing
+  // may have changed here while it was fetched.
   KeyedLocks::Guard chunk_lock = LockChunk(target.id, ino, index, true);
+  Result<std::optional<ChunkRecord>> now = target.store->Version(ino, index);
+  if (!now.ok()) return now.status();
+  if (*now != *before) return Status(EAGAIN, ChunkName(ino, index) + " changed during its repair");
+  if (fetched.version != (*before)->version) {
+    return Status(EIO, "the replica holds version " + std::to_string(fetched.version) + " of " +
+                           ChunkName(ino, index) + ", this copy is version " +
+                           std::to_string((*before)->version) + ": not repaired from it");
+  }
   SEALFS_RETURN_IF_ERROR(target.store->Replace(ino, index, whole));
-  SEALFS_RETURN_IF_ERROR(target.store->SetVersion(ino, index, record));
+  SEALFS_RETURN_IF_ERROR(target.store->SetVersion(ino, index, **before));
   ++counters_.repaired_chunks;
   std::fprintf(stderr, "sealfs-data: repaired %s on target %u from a replica (%zu bytes)\n",
                ChunkName(ino, index).c_str(), target.id.load(), whole.size());
@@ -243,38 +296,96 @@ Status DataService::RepairChunk(StorageTarget& target, uint32_t chain_id, uint64
 
 Status DataService::Truncate(const pb::TruncateFileRequest& req, bool forwarded,
                              pb::TruncateFileResponse* resp) {
-  Result<Admitted> admitted =
-      Admit(req.store_id(), req.chain(), forwarded ? Role::kMember : Role::kHead);
+  const Role role = forwarded ? Role::kMember : Role::kHead;
+  Result<Admitted> admitted = Admit(req.store_id(), req.chain(), role);
   if (!admitted.ok()) return admitted.status();
   StorageTarget& target = *admitted->target;
-  const Position* position = &admitted->position;
+  if (req.chunk_size() == 0 || req.chunk_size() > kMaxChunkSize) {
+    return Status(EINVAL, "bad chunk size " + std::to_string(req.chunk_size()));
+  }
   // No write of the file passes this member meanwhile, so every member cuts
   // at the same point of the file's changes.
   KeyedLocks::Guard file_lock = LockFile(target.id, req.chain().id(), req.ino(), true);
-  uint64_t allocated = 0;
-  std::vector<uint32_t> cut;
-  SEALFS_RETURN_IF_ERROR(target.store->TruncateFile(req.ino(), req.size(), req.chunk_size(),
-                                                    &allocated,
-                                                    OwnedBy(req.stripe(), req.chain().id()), &cut));
-  for (uint32_t index : cut) {
-    Result<std::optional<ChunkRecord>> record = target.store->Version(req.ino(), index);
-    if (!record.ok()) return record.status();
-    if (!*record) continue;
-    uint64_t version = (*record)->version + 1;
-    SEALFS_RETURN_IF_ERROR(
-        target.store->SetVersion(req.ino(), index, {version, version, req.chain().id()}));
+  Result<Position> position = CheckChain(req.chain(), target.id, role);
+  if (!position.ok()) return position.status();
+  const uint32_t chain_id = req.chain().id();
+  pb::TruncateFileRequest next = req;
+  next.clear_changes();
+  if (forwarded) {
+    for (const pb::ChunkChange& change : req.changes()) {
+      SEALFS_RETURN_IF_ERROR(ApplyCut(target, req, change, position->is_tail));
+    }
+    next = req;
+  } else {
+    auto owned = OwnedBy(req.stripe(), chain_id);
+    Result<std::vector<uint32_t>> indexes = target.store->ChunkIndexes(req.ino());
+    if (!indexes.ok()) return indexes.status();
+    for (uint32_t index : *indexes) {
+      uint64_t start = uint64_t{index} * req.chunk_size();
+      if ((owned && !owned(index)) || start + req.chunk_size() <= req.size()) continue;
+      Result<std::optional<ChunkRecord>> record = target.store->Version(req.ino(), index);
+      if (!record.ok()) return record.status();
+      ChunkRecord current = record->value_or(ChunkRecord{});
+      pb::ChunkChange change;
+      change.set_index(index);
+      change.set_base_version(current.version);
+      change.set_drop(start >= req.size());
+      change.set_version(NextChunkVersion(current.version, req.chain().version()));
+      SEALFS_RETURN_IF_ERROR(ApplyCut(target, req, change, position->is_tail));
+      *next.add_changes() = change;
+    }
   }
+  SEALFS_RETURN_IF_ERROR(target.store->SyncRecords());
   if (!position->is_tail) {
     Result<PeerRoute> route = RouteToTarget(position->successor);
     if (!route.ok()) return route.status();
-    pb::TruncateFileRequest next = req;
     next.set_store_id(route->store_id);
     pb::TruncateFileResponse ignored;
-    SEALFS_RETURN_IF_ERROR(rpc::Invoke(*route->channel, rpc::data::kChainTruncate, next, &ignored,
-                                       {}, nullptr, rpc::CallOptions{view_.lease()}));
+    SEALFS_RETURN_IF_ERROR(
+        rpc::Invoke(*route->channel,
+                    position->successor == position->tail ? rpc::data::kChainTruncateTail
+                                                          : rpc::data::kChainTruncate,
+                    next, &ignored, {}, nullptr, rpc::CallOptions{view_.lease()}));
+    // Acknowledged by every member: the cut chunks' versions are committed.
+    for (const pb::ChunkChange& change : next.changes()) {
+      if (change.drop()) continue;
+      Result<std::optional<ChunkRecord>> record = target.store->Version(req.ino(), change.index());
+      if (!record.ok()) return record.status();
+      if (*record && (*record)->version == change.version()) {
+        SEALFS_RETURN_IF_ERROR(target.store->SetVersion(
+            req.ino(), change.index(), {change.version(), change.version(), chain_id}));
+      }
+    }
   }
-  resp->set_allocated_bytes(allocated);
+  auto usage = target.store->FileUsage(req.ino(), req.chunk_size(), UINT32_MAX,
+                                       OwnedBy(req.stripe(), chain_id));
+  if (!usage.ok()) return usage.status();
+  resp->set_allocated_bytes(usage->allocated_bytes);
   return Status::Ok();
+}
+
+Status DataService::ApplyCut(StorageTarget& target, const pb::TruncateFileRequest& req,
+                             const pb::ChunkChange& change, bool is_tail) {
+  const uint64_t ino = req.ino();
+  const uint32_t index = change.index();
+  KeyedLocks::Guard chunk_lock = LockChunk(target.id, ino, index, true);
+  Result<std::optional<ChunkRecord>> record = target.store->Version(ino, index);
+  if (!record.ok()) return record.status();
+  ChunkRecord current = record->value_or(ChunkRecord{});
+  // Already past this change: a late or repeated request changes nothing.
+  if (current.version > change.base_version() && current.version >= change.version()) {
+    return Status::Ok();
+  }
+  if (change.drop()) return target.store->Drop(ino, index);
+  if (!*record) return Status::Ok();
+  bool shortened = false;
+  uint64_t start = uint64_t{index} * req.chunk_size();
+  SEALFS_RETURN_IF_ERROR(target.store->Cut(ino, index, req.size() - start, &shortened));
+  // A chunk held in another state than the head's is unknown from now on.
+  ChunkRecord cut{change.version(), is_tail ? change.version() : current.committed,
+                  req.chain().id()};
+  if (current.version != change.base_version()) cut = ChunkRecord{0, 0, req.chain().id()};
+  return target.store->SetVersion(ino, index, cut);
 }
 
 Status DataService::Fsync(const pb::FsyncFileRequest& req, bool forwarded) {
@@ -290,8 +401,10 @@ Status DataService::Fsync(const pb::FsyncFileRequest& req, bool forwarded) {
   pb::FsyncFileRequest next = req;
   next.set_store_id(route->store_id);
   pb::FsyncFileResponse ignored;
-  return rpc::Invoke(*route->channel, rpc::data::kChainFsync, next, &ignored, {}, nullptr,
-                     rpc::CallOptions{view_.lease()});
+  return rpc::Invoke(
+      *route->channel,
+      position->successor == position->tail ? rpc::data::kChainFsyncTail : rpc::data::kChainFsync,
+      next, &ignored, {}, nullptr, rpc::CallOptions{view_.lease()});
 }
 
 Status DataService::FileUsage(const pb::FileUsageRequest& req, pb::FileUsageResponse* resp) {

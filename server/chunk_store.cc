@@ -436,6 +436,17 @@ Status ChunkStore::TruncateChunk(uint64_t ino, uint32_t index, uint64_t length, 
   return Status::Ok();
 }
 
+Result<std::vector<uint32_t>> ChunkStore::IndexesLocked(uint64_t ino) {
+  auto indexes = ListChunkFiles(FileDir(ino));
+  if (!indexes.ok()) return indexes.status();
+  auto recorded = index_->Chunks(ino);
+  if (!recorded.ok()) return recorded.status();
+  indexes->insert(indexes->end(), recorded->begin(), recorded->end());
+  std::sort(indexes->begin(), indexes->end());
+  indexes->erase(std::unique(indexes->begin(), indexes->end()), indexes->end());
+  return indexes;
+}
+
 Status ChunkStore::UnlinkDataFile(const std::string& path) {
   struct stat st;
   if (::stat(path.c_str(), &st) == 0) {
@@ -469,13 +480,8 @@ Status ChunkStore::TruncateFile(uint64_t ino, uint64_t size, uint32_t chunk_size
   if (chunk_size == 0 || chunk_size > kMaxChunkSize) return Status(EINVAL, "bad chunk size");
   std::shared_lock<WriterFirstLock> inode_lock(InodeLock(ino));
   // Chunks with a data file, and recorded chunks whose file is lost.
-  auto indexes = ListChunkFiles(FileDir(ino));
+  auto indexes = IndexesLocked(ino);
   if (!indexes.ok()) return indexes.status();
-  auto recorded = index_->Chunks(ino);
-  if (!recorded.ok()) return recorded.status();
-  indexes->insert(indexes->end(), recorded->begin(), recorded->end());
-  std::sort(indexes->begin(), indexes->end());
-  indexes->erase(std::unique(indexes->begin(), indexes->end()), indexes->end());
   bool dropped = false;
   for (uint32_t index : *indexes) {
     if (owned && !owned(index)) continue;

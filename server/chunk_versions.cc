@@ -14,8 +14,27 @@ namespace sealfs::server {
 using namespace chunk_file;
 
 Result<std::optional<ChunkRecord>> ChunkStore::Version(uint64_t ino, uint32_t index) {
+  {
+    std::shared_lock<WriterFirstLock> inode_lock(InodeLock(ino));
+    std::unique_lock<std::shared_mutex> lock(LockFor(ino, index));
+    auto opened = OpenFiles(ino, index, false);
+    if (!opened.ok() && opened.status().code() != ENOENT) return opened.status();
+  }
   return index_->Record(ino, index);
 }
+
+Result<std::vector<uint32_t>> ChunkStore::ChunkIndexes(uint64_t ino) {
+  std::shared_lock<WriterFirstLock> inode_lock(InodeLock(ino));
+  return IndexesLocked(ino);
+}
+
+Status ChunkStore::Cut(uint64_t ino, uint32_t index, uint64_t length, bool* shortened) {
+  *shortened = false;
+  std::shared_lock<WriterFirstLock> inode_lock(InodeLock(ino));
+  return TruncateChunk(ino, index, length, shortened);
+}
+
+Status ChunkStore::SyncRecords() { return index_->Sync(); }
 
 Status ChunkStore::SetVersion(uint64_t ino, uint32_t index, const ChunkRecord& record) {
   return index_->PutRecord(ino, index, record);

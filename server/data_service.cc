@@ -126,34 +126,46 @@ pb::ReplicationStats DataService::Stats() const {
 
 void MethodSplitter::Submit(rpc::Message request, rpc::RequestOrigin origin,
                             std::function<void(rpc::Message)> respond) {
-  bool between_members = request.header.service == static_cast<uint16_t>(rpc::ServiceId::kData) &&
-                         request.header.method >= pb::DATA_CHAIN_WRITE;
-  (between_members ? members_ : clients_)
-      .Submit(std::move(request), std::move(origin), std::move(respond));
+  rpc::RequestSink* sink = &clients_;
+  if (request.header.service == static_cast<uint16_t>(rpc::ServiceId::kData) &&
+      request.header.method >= pb::DATA_CHAIN_WRITE) {
+    bool forwards = request.header.method == pb::DATA_CHAIN_WRITE ||
+                    request.header.method == pb::DATA_CHAIN_TRUNCATE ||
+                    request.header.method == pb::DATA_CHAIN_FSYNC;
+    sink = forwards ? &members_ : &leaves_;
+  }
+  sink->Submit(std::move(request), std::move(origin), std::move(respond));
 }
 
-void DataService::RegisterHandlers(rpc::Dispatcher& clients, rpc::Dispatcher& members) {
+void DataService::RegisterHandlers(rpc::Dispatcher& clients, rpc::Dispatcher& members,
+                                   rpc::Dispatcher& leaves) {
   using namespace rpc::data;
   clients.Register(kWrite, {[this](const pb::WriteRequest& req, pb::WriteResponse* resp,
                                    rpc::RequestContext& context) {
                      return Write(req, context.payload, /*forwarded=*/false, resp);
                    }});
-  members.Register(kChainWrite, {[this](const pb::WriteRequest& req, pb::WriteResponse* resp,
-                                        rpc::RequestContext& context) {
+  for (auto [pool, method] : {std::pair{&members, kChainWrite}, {&leaves, kChainWriteTail}}) {
+    pool->Register(method, {[this](const pb::WriteRequest& req, pb::WriteResponse* resp,
+                                   rpc::RequestContext& context) {
                      return Write(req, context.payload, /*forwarded=*/true, resp);
                    }});
+  }
   clients.Register(kRead, {[this](const pb::ReadRequest& req, pb::ReadResponse*,
                                   rpc::RequestContext& context) { return Read(req, context); }});
   clients.Register(kTruncateFile,
                    {[this](const pb::TruncateFileRequest& req, pb::TruncateFileResponse* resp,
                            rpc::RequestContext&) { return Truncate(req, false, resp); }});
-  members.Register(kChainTruncate,
+  for (auto [pool, method] : {std::pair{&members, kChainTruncate}, {&leaves, kChainTruncateTail}}) {
+    pool->Register(method,
                    {[this](const pb::TruncateFileRequest& req, pb::TruncateFileResponse* resp,
                            rpc::RequestContext&) { return Truncate(req, true, resp); }});
+  }
   clients.Register(kFsyncFile, {[this](const pb::FsyncFileRequest& req, pb::FsyncFileResponse*,
                                        rpc::RequestContext&) { return Fsync(req, false); }});
-  members.Register(kChainFsync, {[this](const pb::FsyncFileRequest& req, pb::FsyncFileResponse*,
-                                        rpc::RequestContext&) { return Fsync(req, true); }});
+  for (auto [pool, method] : {std::pair{&members, kChainFsync}, {&leaves, kChainFsyncTail}}) {
+    pool->Register(method, {[this](const pb::FsyncFileRequest& req, pb::FsyncFileResponse*,
+                                   rpc::RequestContext&) { return Fsync(req, true); }});
+  }
   clients.Register(kFileUsage, {[this](const pb::FileUsageRequest& req, pb::FileUsageResponse* resp,
                                        rpc::RequestContext&) { return FileUsage(req, resp); }});
   clients.Register(kRemoveFile, {[this](const pb::RemoveFileRequest& req, pb::RemoveFileResponse*,
@@ -177,13 +189,13 @@ void DataService::RegisterHandlers(rpc::Dispatcher& clients, rpc::Dispatcher& me
                      }
                      return Status::Ok();
                    }});
-  members.Register(kChainList, {[this](const pb::ChainListRequest& req, pb::ChainListResponse* resp,
-                                       rpc::RequestContext&) { return ListChain(req, resp); }});
-  members.Register(kChainFetch,
-                   {[this](const pb::ChainFetchRequest& req, pb::ChainFetchResponse* resp,
-                           rpc::RequestContext& context) { return Fetch(req, resp, context); }});
-  members.Register(kChainDrop, {[this](const pb::ChainDropRequest& req, pb::ChainDropResponse*,
-                                       rpc::RequestContext&) { return DropChunk(req); }});
+  leaves.Register(kChainList, {[this](const pb::ChainListRequest& req, pb::ChainListResponse* resp,
+                                      rpc::RequestContext&) { return ListChain(req, resp); }});
+  leaves.Register(kChainFetch,
+                  {[this](const pb::ChainFetchRequest& req, pb::ChainFetchResponse* resp,
+                          rpc::RequestContext& context) { return Fetch(req, resp, context); }});
+  leaves.Register(kChainDrop, {[this](const pb::ChainDropRequest& req, pb::ChainDropResponse*,
+                                      rpc::RequestContext&) { return DropChunk(req); }});
   members.Register(
       kCommittedVersion,
       {[this](const pb::CommittedVersionRequest& req, pb::CommittedVersionResponse* resp,

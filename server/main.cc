@@ -83,16 +83,16 @@ int main(int argc, char** argv) {
     if (!status.ok()) return status;
     return map;
   });
-  // Client requests and requests between chain members have workers of
-  // their own: a member waiting on its successor never holds up the
-  // successor's own forwarded work.
+  // Client requests, changes forwarded to a middle member and everything
+  // else between members have workers of their own (see RegisterHandlers).
   rpc::Dispatcher clients(static_cast<int>(flags->GetInt("threads", 16)));
-  rpc::Dispatcher members(64);
+  rpc::Dispatcher members(32);
+  rpc::Dispatcher leaves(32);
   server::DataService service(targets, view, io,
                               *transport == rpc::TransportKind::kTcp ? rpc::TransportKind::kTcp
                                                                      : rpc::TransportKind::kAuto);
-  service.RegisterHandlers(clients, members);
-  server::MethodSplitter splitter(clients, members);
+  service.RegisterHandlers(clients, members, leaves);
+  server::MethodSplitter splitter(clients, members, leaves);
   rpc::Listeners listener_storage;
   auto* listener = &listener_storage;
   Status listening = listener->Listen(io, splitter, address->first, address->second, *transport);
@@ -131,6 +131,7 @@ int main(int argc, char** argv) {
   listener->Stop();
   clients.Shutdown();
   members.Shutdown();
+  leaves.Shutdown();
   io.Stop();
   return 0;
 }

@@ -92,15 +92,23 @@ Status Resyncer::SyncMember(StorageTarget& source, const pb::Chain& chain, uint3
   ref.set_id(chain.id());
   ref.set_version(chain.version());
   rpc::CallOptions options{service_.view().lease()};
+  std::vector<uint32_t> path = chains::WritePath(chain);
+  const auto write_method =
+      path.back() == member ? rpc::data::kChainWriteTail : rpc::data::kChainWrite;
   pb::ChainListRequest list_request;
   *list_request.mutable_chain() = ref;
   list_request.set_store_id(route->store_id);
   pb::ChainListResponse theirs_list;
   SEALFS_RETURN_IF_ERROR(rpc::Invoke(*route->channel, rpc::data::kChainList, list_request,
                                      &theirs_list, {}, nullptr, options));
-  std::map<std::pair<uint64_t, uint32_t>, uint64_t> theirs;
+  // Their version of each chunk; a chunk they hold uncommitted counts as
+  // differing (kUncommitted), whatever its number.
+  constexpr uint64_t kUncommitted = UINT64_MAX;
+  std::map<std::pair<uint64_t, uint32_t>, uint64_t> theirs, held;
   for (const pb::ChunkVersion& chunk : theirs_list.chunks()) {
-    theirs[{chunk.chunk().ino(), chunk.chunk().index()}] = chunk.version();
+    auto key = std::make_pair(chunk.chunk().ino(), chunk.chunk().index());
+    theirs[key] = chunk.version() == chunk.committed() ? chunk.version() : kUncommitted;
+    held[key] = chunk.version();
   }
   std::vector<std::pair<uint64_t, uint32_t>> mine;
   SEALFS_RETURN_IF_ERROR(source.store->ForEachChunk(
@@ -153,9 +161,18 @@ Status Resyncer::SyncMember(StorageTarget& source, const pb::Chain& chain, uint3
     copy.set_chunk_version((*record)->version);
     copy.set_committed_version((*record)->committed);
     copy.set_whole(true);
-    pb::WriteResponse ignored;
-    SEALFS_RETURN_IF_ERROR(rpc::Invoke(*route->channel, rpc::data::kChainWrite, copy, &ignored,
-                                       whole, nullptr, options));
+    copy.set_base_version(held.count({ino, index}) ? held[{ino, index}] : 0);
+    pb::WriteResponse response;
+    Status sent;
+    for (int round = 0; round < 3; ++round) {
+      sent = rpc::Invoke(*route->channel, write_method, copy, &response, whole, nullptr, options);
+      if (!sent.ok() || !response.need_whole()) break;
+      copy.set_base_version(response.current_version());
+      response.Clear();
+    }
+    // A file removed there but not yet here: its removal reaches us too.
+    if (sent.code() != ENOENT) SEALFS_RETURN_IF_ERROR(sent);
+    if (response.need_whole()) return Status(EAGAIN, "the member's chunk keeps changing");
     ++copied;
     step();
   }

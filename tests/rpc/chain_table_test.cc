@@ -172,6 +172,18 @@ TEST(ChainTable, TheLastServingMemberServesAtOnceWhenItReturns) {
   }
 }
 
+TEST(ChainTable, MembersLostTogetherAreEqualAndEitherServesOnReturn) {
+  pb::ChainTable table = Table(2, 2, 1);
+  ASSERT_TRUE(AddChains(table));
+  ASSERT_TRUE(Reconcile(table, {}, {}));  // both at once (a power loss)
+  for (const pb::Chain& chain : table.chains()) {
+    for (const pb::ChainMember& member : chain.members()) EXPECT_FALSE(member.stale());
+  }
+  // Whichever comes back first serves: it missed nothing.
+  ASSERT_TRUE(Reconcile(table, {2}, {}));
+  EXPECT_EQ(WritableChains(table).size(), 2u);
+}
+
 TEST(ChainTable, AReplacedDiskResyncsAndTheOnlyCopysLossIsALostChain) {
   pb::ChainTable table = Table(2, 2, 1);
   ASSERT_TRUE(AddChains(table));

@@ -24,7 +24,7 @@ class DataServiceTest : public ::testing::Test {
     target_.id = 1;
     service_ = std::make_unique<DataService>(std::vector<StorageTarget*>{&target_}, view_, io_,
                                              rpc::TransportKind::kTcp);
-    service_->RegisterHandlers(dispatcher_, dispatcher_);
+    service_->RegisterHandlers(dispatcher_, dispatcher_, dispatcher_);
     ASSERT_TRUE(listeners_.Listen(io_, dispatcher_, "127.0.0.1", 0, rpc::TransportKind::kTcp).ok());
     std::string address = "127.0.0.1:" + std::to_string(listeners_.port());
     channel_ = rpc::MakeTcpChannel(io_, address);

@@ -19,6 +19,8 @@ namespace {
 using namespace std::chrono_literals;
 
 constexpr uint32_t kChunk = 1 << 20;
+// Chunk versions under chain version 1 (it sits in their high 32 bits).
+constexpr uint64_t kV1 = uint64_t{1} << 32;
 
 struct Member {
   std::unique_ptr<ChunkStore> store;
@@ -47,7 +49,7 @@ class ReplicationTest : public ::testing::Test {
       m.dispatcher = std::make_unique<rpc::Dispatcher>(4);
       m.service = std::make_unique<DataService>(std::vector<StorageTarget*>{&m.target}, *m.view,
                                                 io_, rpc::TransportKind::kTcp);
-      m.service->RegisterHandlers(*m.dispatcher, *m.dispatcher);
+      m.service->RegisterHandlers(*m.dispatcher, *m.dispatcher, *m.dispatcher);
       ASSERT_TRUE(
           m.listeners.Listen(io_, *m.dispatcher, "127.0.0.1", 0, rpc::TransportKind::kTcp).ok());
       m.address = "127.0.0.1:" + std::to_string(m.listeners.port());
@@ -147,7 +149,7 @@ TEST_F(ReplicationTest, AWriteReachesEveryMemberWithTheSameCommittedVersion) {
   ASSERT_TRUE(Write(0, 0, 2, "CON").ok());
   for (int at = 0; at < 2; ++at) {
     EXPECT_EQ(StoredAt(at, 0), "fiCON") << "member " << at;
-    EXPECT_EQ(RecordAt(at, 0), (ChunkRecord{2, 2, 1})) << "member " << at;
+    EXPECT_EQ(RecordAt(at, 0), (ChunkRecord{kV1 | 2, kV1 | 2, 1})) << "member " << at;
   }
   std::string out;
   ASSERT_TRUE(Read(1, 0, &out).ok());
@@ -173,7 +175,7 @@ TEST_F(ReplicationTest, RequestsForAnotherChainVersionRoleOrAnExpiredLeaseAreRef
   ChainView expired(nullptr);
   DataService fenced({&members_[0].target}, expired, io_, rpc::TransportKind::kTcp);
   rpc::Dispatcher dispatcher(1);
-  fenced.RegisterHandlers(dispatcher, dispatcher);
+  fenced.RegisterHandlers(dispatcher, dispatcher, dispatcher);
   rpc::Listeners listeners;
   ASSERT_TRUE(listeners.Listen(io_, dispatcher, "127.0.0.1", 0, rpc::TransportKind::kTcp).ok());
   pb::WriteRequest request;
@@ -196,28 +198,54 @@ TEST_F(ReplicationTest, AReplicaHoldingAnUncommittedVersionAsksTheTail) {
   ASSERT_TRUE(Write(0, 0, 0, "committed").ok());
   // The head applied version 2 but never heard back: the tail still has 1.
   ASSERT_TRUE(members_[0].store->Write(7, 0, 0, "NEWBYTES!").ok());
-  ASSERT_TRUE(members_[0].store->SetVersion(7, 0, {2, 1, 1}).ok());
+  ASSERT_TRUE(members_[0].store->SetVersion(7, 0, {kV1 | 2, kV1 | 1, 1}).ok());
   std::string out;
   Status read = Read(0, 0, &out);
   EXPECT_EQ(read.code(), rpc::kNotCommitted) << read.ToString();
   ASSERT_TRUE(Read(1, 0, &out).ok());
   EXPECT_EQ(out, "committed");
   // Once the tail holds version 2, the chain committed it: the head serves it.
-  Plant(1, 0, "NEWBYTES!", 2);
+  Plant(1, 0, "NEWBYTES!", kV1 | 2);
   ASSERT_TRUE(Read(0, 0, &out).ok());
   EXPECT_EQ(out, "NEWBYTES!");
-  EXPECT_EQ(RecordAt(0, 0).committed, 2u);
+  EXPECT_EQ(RecordAt(0, 0).committed, kV1 | 2);
 }
 
 TEST_F(ReplicationTest, AMemberThatMissedAChangeGetsTheWholeChunk) {
   ASSERT_TRUE(Write(0, 0, 0, std::string(10000, 'a')).ok());
   // A change the tail never saw (its forward failed, the client gave up).
   ASSERT_TRUE(members_[0].store->Write(7, 0, 5000, "missed").ok());
-  ASSERT_TRUE(members_[0].store->SetVersion(7, 0, {2, 2, 1}).ok());
+  ASSERT_TRUE(members_[0].store->SetVersion(7, 0, {kV1 | 2, kV1 | 2, 1}).ok());
   ASSERT_TRUE(Write(0, 0, 100, "next").ok());
-  EXPECT_EQ(RecordAt(1, 0), (ChunkRecord{3, 3, 1}));
+  EXPECT_EQ(RecordAt(1, 0), (ChunkRecord{kV1 | 3, kV1 | 3, 1}));
   EXPECT_EQ(StoredAt(1, 0), StoredAt(0, 0));
   EXPECT_EQ(members_[1].service->counters().whole_chunk_copies.load(), 1u);
+}
+
+TEST_F(ReplicationTest, ALateOrRepeatedCopyChangesNothing) {
+  ASSERT_TRUE(Write(0, 0, 0, "current").ok());
+  // A whole copy naming a version the member no longer holds.
+  pb::WriteRequest late;
+  late.mutable_chunk()->set_ino(7);
+  late.set_chunk_size(kChunk);
+  late.set_store_id(members_[1].store->instance_id());
+  *late.mutable_chain() = chain_;
+  late.set_whole(true);
+  late.set_chunk_version(kV1);
+  late.set_base_version(0);
+  pb::WriteResponse response;
+  ASSERT_TRUE(rpc::Invoke(*ChannelTo(1), rpc::data::kChainWrite, late, &response, "stale").ok());
+  EXPECT_TRUE(response.need_whole());
+  EXPECT_EQ(response.current_version(), kV1 | 1);
+  EXPECT_EQ(StoredAt(1, 0), "current");
+}
+
+TEST(ChunkVersions, NeverRepeatAcrossChainVersionsOrAfterADrop) {
+  EXPECT_EQ(NextChunkVersion(0, 1), kV1 | 1);
+  EXPECT_EQ(NextChunkVersion(kV1 | 1, 1), kV1 | 2);
+  // A new chain version starts a new range above everything before it.
+  EXPECT_EQ(NextChunkVersion(kV1 | 7, 2), (uint64_t{2} << 32) | 1);
+  EXPECT_GT(NextChunkVersion(0, 2), kV1 | 7);
 }
 
 TEST_F(ReplicationTest, ResyncCopiesOnlyChunksWhoseVersionDiffersAndDropsTheRest) {

@@ -106,8 +106,9 @@ class MetaService {
   Result<Route> RouteToTarget(uint32_t target_id);
   // The chain's first or last serving member; kStaleChain when it has none.
   Result<ChainRoute> RouteToChain(uint32_t chain_id, ChainEnd end);
-  // Every member in a write path of the layout's chains.
+  // Every member in a write path of the layout's chains; every member at all.
   std::vector<Route> LiveTargetsOf(const pb::Layout& layout);
+  std::set<uint32_t> MembersOf(const pb::Layout& layout);
 
   // ---- data_servers.cc
   // Sends `request` (naming each chain and its member's store) to one end

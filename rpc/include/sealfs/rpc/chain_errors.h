@@ -13,9 +13,6 @@ inline constexpr int kStaleChain = ECHRNG;
 // The replica holds a newer version of the chunk than the chain committed:
 // read it at the chain's tail.
 inline constexpr int kNotCommitted = EINPROGRESS;
-// A forwarded change does not follow the successor's version of the chunk:
-// the predecessor sends the whole chunk instead.
-inline constexpr int kNeedWhole = EXDEV;
 
 }  // namespace sealfs::rpc
 

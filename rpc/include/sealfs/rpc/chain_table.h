@@ -17,7 +17,7 @@ inline constexpr std::string_view kServing = "serving";
 inline constexpr std::string_view kSyncing = "syncing";
 inline constexpr std::string_view kOffline = "offline";
 
-// Adds chains so that every target heads one, each of table.replicas()
+// Adds chains so that every target is in one, each of table.replicas()
 // targets on as many different servers. A fresh table is laid out so that
 // every target is head, middle and tail of about as many chains and the
 // chains of one server continue on many others; later targets head new

@@ -62,6 +62,10 @@ SEALFS_DATA_METHOD(ChainList, ChainListRequest, ChainListResponse, DATA_CHAIN_LI
 SEALFS_DATA_METHOD(ChainDrop, ChainDropRequest, ChainDropResponse, DATA_CHAIN_DROP);
 SEALFS_DATA_METHOD(CommittedVersion, CommittedVersionRequest, CommittedVersionResponse,
                    DATA_COMMITTED_VERSION);
+SEALFS_DATA_METHOD(ChainWriteTail, WriteRequest, WriteResponse, DATA_CHAIN_WRITE_TAIL);
+SEALFS_DATA_METHOD(ChainTruncateTail, TruncateFileRequest, TruncateFileResponse,
+                   DATA_CHAIN_TRUNCATE_TAIL);
+SEALFS_DATA_METHOD(ChainFsyncTail, FsyncFileRequest, FsyncFileResponse, DATA_CHAIN_FSYNC_TAIL);
 #undef SEALFS_DATA_METHOD
 }  // namespace data
 

@@ -110,8 +110,16 @@ class ChunkStore {
                                   const std::function<bool(uint32_t)>& owned = nullptr);
 
   // ---- Chain replication (chunk_versions.cc)
-  // The chunk's record; nullopt when this store does not hold the chunk.
+  // The chunk's record; nullopt when this store does not hold the chunk. The
+  // chunk is opened first, so that a change a crash cut short has marked its
+  // version unknown (0) before anyone reads it.
   Result<std::optional<ChunkRecord>> Version(uint64_t ino, uint32_t index);
+  // The indexes of the file's chunks: with a data file, or recorded.
+  Result<std::vector<uint32_t>> ChunkIndexes(uint64_t ino);
+  // Cuts one chunk to `length` bytes; *shortened says whether it was longer.
+  Status Cut(uint64_t ino, uint32_t index, uint64_t length, bool* shortened);
+  // Makes the chunk records written so far durable.
+  Status SyncRecords();
   Status SetVersion(uint64_t ino, uint32_t index, const ChunkRecord& record);
   // Calls visit(ino, index, record) for every chunk the store holds.
   Status ForEachChunk(const std::function<void(uint64_t, uint32_t, const ChunkRecord&)>& visit);
@@ -184,6 +192,7 @@ class ChunkStore {
   Result<FileUsageInfo> UsageLocked(uint64_t ino, uint32_t chunk_size, uint32_t index_limit,
                                     const std::function<bool(uint32_t)>& owned);
   Status DropChunk(uint64_t ino, uint32_t index);
+  Result<std::vector<uint32_t>> IndexesLocked(uint64_t ino);
   // Removes one file's chunks, not yet durably.
   Status RemoveOneFile(uint64_t ino);
   // Removes a chunk's data file and takes it out of the usage counts.

@@ -11,8 +11,9 @@
 // Writes enter at the chain's head, which gives each change of a chunk the
 // next chunk version, applies it and forwards it to its successor; the
 // tail commits, and each member marks the version committed as the
-// acknowledgement comes back. A member whose chunk version does not precede
-// a forwarded one asks for the whole chunk instead (rpc::kNeedWhole).
+// acknowledgement comes back. A forwarded change names the version it
+// applies to; a member holding another one applies nothing and asks for the
+// whole chunk instead (need_whole).
 // Reads are served by any serving member; one holding a version the chain
 // has not committed asks the tail (CRAQ) and otherwise sends the reader
 // there (rpc::kNotCommitted). A chunk whose checksum fails is fetched whole
@@ -54,13 +55,22 @@ struct ReplicationCounters {
   std::atomic<uint64_t> scrubbed_bytes{0};
 };
 
+// The version a chunk gets from its next change, under chain version
+// `chain_version`: never one the chunk, or a dropped earlier chunk of that
+// index, had before.
+uint64_t NextChunkVersion(uint64_t current, uint64_t chain_version);
+
 class DataService {
  public:
   DataService(std::vector<StorageTarget*> targets, ChainView& view, rpc::IoThreads& io,
               rpc::TransportKind peer_transport);
-  // Client methods go to `clients`; methods between chain members to
-  // `members`, whose workers never wait on a client request.
-  void RegisterHandlers(rpc::Dispatcher& clients, rpc::Dispatcher& members);
+  // Client methods go to `clients`; changes forwarded to a member that
+  // forwards them further to `members`; the rest between members (to a
+  // tail, repairs, resync) to `leaves`, whose workers never wait on another
+  // server. So a wait only ever goes from one pool to a later one: no cycle
+  // of servers waiting on each other can form.
+  void RegisterHandlers(rpc::Dispatcher& clients, rpc::Dispatcher& members,
+                        rpc::Dispatcher& leaves);
 
   // The whole chunk and its record, read from a serving member of `chain`
   // other than `target` (repairs and resync).
@@ -109,8 +119,15 @@ class DataService {
   Status Forward(const Position& position, pb::WriteRequest req, std::string_view payload,
                  StorageTarget& target);
   Status Read(const pb::ReadRequest& req, rpc::RequestContext& context);
+  // The committed-version rule: OK when the chain committed the version this
+  // member holds (asking the tail if need be), else kNotCommitted.
+  Status CheckCommitted(const pb::ReadRequest& req, const Position& position,
+                        StorageTarget& target);
   Status Truncate(const pb::TruncateFileRequest& req, bool forwarded,
                   pb::TruncateFileResponse* resp);
+  // One chunk's part of a truncate, if the chunk is in the state it was cut from.
+  Status ApplyCut(StorageTarget& target, const pb::TruncateFileRequest& req,
+                  const pb::ChunkChange& change, bool is_tail);
   Status Fsync(const pb::FsyncFileRequest& req, bool forwarded);
   Status FileUsage(const pb::FileUsageRequest& req, pb::FileUsageResponse* resp);
   Status ListChain(const pb::ChainListRequest& req, pb::ChainListResponse* resp);
@@ -130,18 +147,18 @@ class DataService {
   std::unordered_map<std::string, std::shared_ptr<rpc::Channel>> peers_;
 };
 
-// Sends client methods to one dispatcher and methods between chain members
-// (ids from 16 on) to another.
+// Sends each request to the dispatcher of its kind (see RegisterHandlers).
 class MethodSplitter : public rpc::RequestSink {
  public:
-  MethodSplitter(rpc::RequestSink& clients, rpc::RequestSink& members)
-      : clients_(clients), members_(members) {}
+  MethodSplitter(rpc::RequestSink& clients, rpc::RequestSink& members, rpc::RequestSink& leaves)
+      : clients_(clients), members_(members), leaves_(leaves) {}
   void Submit(rpc::Message request, rpc::RequestOrigin origin,
               std::function<void(rpc::Message)> respond) override;
 
  private:
   rpc::RequestSink& clients_;
   rpc::RequestSink& members_;
+  rpc::RequestSink& leaves_;
 };
 
 }  // namespace sealfs::server
