@@ -3,6 +3,7 @@
 #pragma once
 
 #include <rocksdb/slice.h>
+#include <sys/stat.h>
 
 #include <cstdint>
 #include <string>
@@ -75,6 +76,10 @@ inline constexpr std::string_view kSessionPrefix = "session/";
 inline constexpr std::string_view kInoHighWaterKey = "ino-high-water";
 inline constexpr std::string_view kFormatVersionKey = "format-version";
 inline constexpr std::string_view kChainTableKey = "chain-table";
+
+// A directory's first entry sequence: 1 and 2 are the cookies of "." and "..".
+inline constexpr uint64_t kFirstDirSeq = 3;
+inline bool IsDir(const pb::Inode& inode) { return S_ISDIR(inode.attr().mode()); }
 inline constexpr std::string_view kNextVolumeIdKey = "next-volume-id";
 
 inline std::string OrphanKey(uint64_t ino) { return std::string(kOrphanPrefix) + EncodeIno(ino); }

@@ -336,14 +336,14 @@ void MetaService::RegisterHandlers(rpc::Dispatcher& d) {
              }});
   d.Register(kSync, {[this](const pb::SyncRequest&, pb::SyncResponse*,
                             rpc::RequestContext&) -> Status { return store_.Sync(); }});
-  d.Register(kVolumeCreate,
-             {[this](const pb::VolumeCreateRequest& req, pb::VolumeCreateResponse* resp,
-                     rpc::RequestContext&) -> Status {
-               Result<pb::Volume> volume = store_.CreateVolume(req.name(), 0, 0);
-               if (!volume.ok()) return volume.status();
-               *resp->mutable_volume() = *volume;
-               return Status::Ok();
-             }});
+  d.Register(
+      kVolumeCreate, {[this](const pb::VolumeCreateRequest& req, pb::VolumeCreateResponse* resp,
+                             rpc::RequestContext&) -> Status {
+        Result<pb::Volume> volume = store_.CreateVolume(req.name(), 0, 0, req.stripe_width());
+        if (!volume.ok()) return volume.status();
+        *resp->mutable_volume() = *volume;
+        return Status::Ok();
+      }});
   d.Register(kVolumeList, {[this](const pb::VolumeListRequest&, pb::VolumeListResponse* resp,
                                   rpc::RequestContext&) -> Status {
                Result<std::vector<pb::Volume>> volumes = store_.ListVolumes();

@@ -24,7 +24,12 @@ bool ValidVolumeName(const std::string& name) {
 }
 }  // namespace
 
-Result<pb::Volume> MetaStore::CreateVolume(const std::string& name, uint32_t uid, uint32_t gid) {
+Result<pb::Volume> MetaStore::CreateVolume(const std::string& name, uint32_t uid, uint32_t gid,
+                                           uint32_t stripe_width) {
+  if (stripe_width > kMaxStripeWidth) {
+    return Status(EINVAL, "a stripe width is 1 to " + std::to_string(kMaxStripeWidth) +
+                              " chains (0: all, up to " + std::to_string(kMaxStripeWidth) + ")");
+  }
   if (!ValidVolumeName(name)) {
     return Status(EINVAL, "volume name '" + name +
                               "' must be 1-128 characters of letters, digits, '-', '_', '.', '/'");
@@ -54,11 +59,13 @@ Result<pb::Volume> MetaStore::CreateVolume(const std::string& name, uint32_t uid
   attr->set_parent(ino);
   root.set_next_dir_seq(3);
   root.set_volume_id(id);
+  root.set_stripe_width(stripe_width);
   pb::Volume volume;
   volume.set_name(name);
   volume.set_id(id);
   volume.set_root_ino(ino);
   volume.set_created_ns(now);
+  volume.set_stripe_width(stripe_width);
   rocksdb::WriteBatch batch;
   PutInode(batch, root);
   batch.Put(cf_->service, VolumeKey(name), volume.SerializeAsString());

@@ -35,7 +35,8 @@ const char* kUsage =
     "  sealfs local down [--state DIR]\n"
     "  sealfs local status [--state DIR]\n"
     "  sealfs status [--meta HOST:PORT]\n"
-    "  sealfs volume create NAME [--meta HOST:PORT]\n"
+    "  sealfs volume create NAME [--stripe-width N] [--meta HOST:PORT]\n"
+    "    (--stripe-width: chains each file stripes over, 1-16; default all, up to 16)\n"
     "  sealfs volume list [--meta HOST:PORT]\n"
     "  sealfs volume delete NAME [--meta HOST:PORT]\n"
     "  sealfs bench [--quick] [--data-servers N] [--replicas R] [--chunk-size BYTES]\n"
@@ -199,6 +200,12 @@ int Volume(const Flags& flags) {
   if (verb == "create") {
     pb::VolumeCreateRequest request;
     request.set_name(args[2]);
+    long long width = flags.GetInt("stripe-width", 0);
+    if (width < 0 || width > 16) {
+      std::fprintf(stderr, "sealfs: --stripe-width is 1 to 16 chains (0: all, up to 16)\n");
+      return 2;
+    }
+    request.set_stripe_width(static_cast<uint32_t>(width));
     pb::VolumeCreateResponse response;
     Status status = (*admin)->Meta(rpc::meta::kVolumeCreate, request, &response);
     if (!status.ok()) return Fail(status);
@@ -275,8 +282,8 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   if (argc >= 2 && std::string(argv[1]) == "bench") return Bench(argc, argv);
   auto flags = Flags::Parse(argc, argv,
-                            {"state", "mount", "data-servers", "replicas", "chunk-size", "meta",
-                             "no-mount", "transport", "help", "version"});
+                            {"state", "mount", "data-servers", "replicas", "stripe-width",
+                             "chunk-size", "meta", "no-mount", "transport", "help", "version"});
   if (!flags.ok()) {
     std::fprintf(stderr, "sealfs: %s\n%s", flags.status().message().c_str(), kUsage);
     return 2;

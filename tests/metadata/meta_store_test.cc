@@ -589,6 +589,26 @@ TEST_F(MetaStoreTest, Volumes) {
   EXPECT_EQ(store_->DeleteVolume("tenants/ns/pv-1").code(), ENOENT);
 }
 
+TEST_F(MetaStoreTest, AVolumesStripeWidthHoldsForEveryFileInIt) {
+  std::vector<uint32_t> many(20);
+  for (uint32_t i = 0; i < many.size(); ++i) many[i] = i + 1;
+  auto narrow = store_->CreateVolume("narrow", 0, 0, 2);
+  ASSERT_TRUE(narrow.ok());
+  EXPECT_EQ(narrow->stripe_width(), 2u);
+  auto file = store_->Mknod(narrow->root_ino(), "f", S_IFREG | 0644, 0, caller_, many);
+  ASSERT_TRUE(file.ok());
+  EXPECT_EQ(file->layout().chains_size(), 2);
+  uint64_t sub = Dir(narrow->root_ino(), "sub");
+  auto deeper = store_->Mknod(sub, "g", S_IFREG | 0644, 0, caller_, many);
+  ASSERT_TRUE(deeper.ok());
+  EXPECT_EQ(deeper->layout().chains_size(), 2);
+  // By default: all chains, at most 16.
+  auto wide = store_->Mknod(root_, "w", S_IFREG | 0644, 0, caller_, many);
+  ASSERT_TRUE(wide.ok());
+  EXPECT_EQ(wide->layout().chains_size(), 16);
+  EXPECT_EQ(store_->CreateVolume("too-wide", 0, 0, 17).status().code(), EINVAL);
+}
+
 TEST_F(MetaStoreTest, ServersAndTheChainTableSurviveARestart) {
   pb::DataServer server;
   server.set_id(4);

@@ -165,7 +165,9 @@ class MetaStore {
   Result<std::vector<uint64_t>> Sessions();
 
   // ---- volumes
-  Result<pb::Volume> CreateVolume(const std::string& name, uint32_t uid, uint32_t gid);
+  // stripe_width: chains each file stripes over (0: all, at most kMaxStripeWidth).
+  Result<pb::Volume> CreateVolume(const std::string& name, uint32_t uid, uint32_t gid,
+                                  uint32_t stripe_width = 0);
   Result<pb::Volume> GetVolume(const std::string& name);
   Result<std::vector<pb::Volume>> ListVolumes();
   // Removes the volume and everything in it; chunk removal is queued.
