@@ -71,9 +71,9 @@ std::string ChunkName(uint64_t ino, uint32_t index) {
 Status DataService::Write(const pb::WriteRequest& req, std::string_view payload, bool forwarded,
                           pb::WriteResponse* resp) {
   const Role role = forwarded ? Role::kMember : Role::kHead;
-  Result<Admitted> admitted = Admit(req.store_id(), req.chain(), role);
-  if (!admitted.ok()) return admitted.status();
-  StorageTarget& target = *admitted->target;
+  Result<StorageTarget*> found = FindTarget(req.store_id());
+  if (!found.ok()) return found.status();
+  StorageTarget& target = **found;
   SEALFS_RETURN_IF_ERROR(CheckWriteRange(req.offset(), payload.size(), req.chunk_size()));
   if (req.whole() && req.offset() != 0) return Status(EINVAL, "a whole chunk starts at 0");
   const uint64_t ino = req.chunk().ino();
@@ -82,7 +82,7 @@ Status DataService::Write(const pb::WriteRequest& req, std::string_view payload,
   // holds the chunk from applying a change until its successor answered.
   KeyedLocks::Guard file_lock = LockFile(target.id, req.chain().id(), ino, false);
   KeyedLocks::Guard chunk_lock = LockChunk(target.id, ino, index, true);
-  // The chain may have changed while we waited for the chunk.
+  // Checked under the chunk's lock: the chain may change while we wait for it.
   Result<Position> position = CheckChain(req.chain(), target.id, role);
   if (!position.ok()) return position.status();
   Result<std::optional<ChunkRecord>> record = target.store->Version(ino, index);
@@ -297,15 +297,16 @@ Status DataService::RepairChunk(StorageTarget& target, uint32_t chain_id, uint64
 Status DataService::Truncate(const pb::TruncateFileRequest& req, bool forwarded,
                              pb::TruncateFileResponse* resp) {
   const Role role = forwarded ? Role::kMember : Role::kHead;
-  Result<Admitted> admitted = Admit(req.store_id(), req.chain(), role);
-  if (!admitted.ok()) return admitted.status();
-  StorageTarget& target = *admitted->target;
+  Result<StorageTarget*> found = FindTarget(req.store_id());
+  if (!found.ok()) return found.status();
+  StorageTarget& target = **found;
   if (req.chunk_size() == 0 || req.chunk_size() > kMaxChunkSize) {
     return Status(EINVAL, "bad chunk size " + std::to_string(req.chunk_size()));
   }
   // No write of the file passes this member meanwhile, so every member cuts
   // at the same point of the file's changes.
   KeyedLocks::Guard file_lock = LockFile(target.id, req.chain().id(), req.ino(), true);
+  // Checked under the file's lock: the chain may change while we wait for it.
   Result<Position> position = CheckChain(req.chain(), target.id, role);
   if (!position.ok()) return position.status();
   const uint32_t chain_id = req.chain().id();

@@ -474,9 +474,7 @@ Status ChunkStore::DropChunk(uint64_t ino, uint32_t index) {
 }
 
 Status ChunkStore::TruncateFile(uint64_t ino, uint64_t size, uint32_t chunk_size,
-                                uint64_t* allocated_bytes,
-                                const std::function<bool(uint32_t)>& owned,
-                                std::vector<uint32_t>* cut) {
+                                uint64_t* allocated_bytes) {
   if (chunk_size == 0 || chunk_size > kMaxChunkSize) return Status(EINVAL, "bad chunk size");
   std::shared_lock<WriterFirstLock> inode_lock(InodeLock(ino));
   // Chunks with a data file, and recorded chunks whose file is lost.
@@ -484,20 +482,17 @@ Status ChunkStore::TruncateFile(uint64_t ino, uint64_t size, uint32_t chunk_size
   if (!indexes.ok()) return indexes.status();
   bool dropped = false;
   for (uint32_t index : *indexes) {
-    if (owned && !owned(index)) continue;
     uint64_t start = static_cast<uint64_t>(index) * chunk_size;
     if (start >= size) {
       SEALFS_RETURN_IF_ERROR(DropChunk(ino, index));
       dropped = true;
     } else {
-      bool shortened = false;
-      SEALFS_RETURN_IF_ERROR(TruncateChunk(ino, index, size - start, &shortened));
-      if (shortened && cut) cut->push_back(index);
+      SEALFS_RETURN_IF_ERROR(TruncateChunk(ino, index, size - start));
     }
   }
   if (dropped) SEALFS_RETURN_IF_ERROR(index_->Sync());
   if (allocated_bytes != nullptr) {
-    auto usage = UsageLocked(ino, chunk_size, UINT32_MAX, owned);
+    auto usage = UsageLocked(ino, chunk_size, UINT32_MAX, nullptr);
     if (!usage.ok()) return usage.status();
     *allocated_bytes = usage->allocated_bytes;
   }

@@ -93,12 +93,8 @@ class ChunkStore {
   Status Read(uint64_t ino, uint32_t index, uint32_t offset, uint32_t length, std::string* out);
   // Cuts this store's chunks of a file to a file size of `size`; reports the
   // disk space the file still takes here.
-  // With `owned`, only chunks whose index it accepts (those of one chain);
-  // `cut` (if given) receives the indexes of chunks that were shortened.
   Status TruncateFile(uint64_t ino, uint64_t size, uint32_t chunk_size,
-                      uint64_t* allocated_bytes = nullptr,
-                      const std::function<bool(uint32_t)>& owned = nullptr,
-                      std::vector<uint32_t>* cut = nullptr);
+                      uint64_t* allocated_bytes = nullptr);
   // Removes files' chunks for good: later writes to them fail with ENOENT.
   // Durable when it returns.
   Status RemoveFile(uint64_t ino) { return RemoveFiles({ino}); }
