@@ -1,8 +1,9 @@
 #include "sealfs/client/client.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
-#include <random>
+#include <cstring>
 #include <thread>
 
 #include "sealfs/rpc/chain_errors.h"
@@ -50,23 +51,18 @@ Result<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
                   "metadata server address '" + options.meta_address + "' is not host:port");
   }
   std::unique_ptr<Client> client(new Client(options));
-  client->meta_ = rpc::MakeChannel(client->io_, options.meta_address, options.transport);
+  client->meta_raw_ = rpc::MakeChannel(client->io_, options.meta_address, options.transport);
+  pb::Auth admin;
+  if (!options.admin_credential.empty()) admin.set_admin_key(options.admin_credential);
+  client->meta_auth_ = auth::WithAuth(client->meta_raw_, admin);
+  client->meta_ = auth::AsChannel(client->meta_auth_);
   if (!options.volume.empty()) {
-    std::random_device random;
-    pb::MountRequest request;
-    request.set_volume(options.volume);
-    request.set_session_id((uint64_t{random()} << 32) | random() | 1);
-    pb::MountResponse response;
-    Status status = client->Meta(rpc::meta::kMount, request, &response);
-    if (!status.ok()) return status;
-    client->volume_ = response.volume();
-    client->session_id_ = response.session_id();
-    // Keepalives must come well within the server's session timeout.
-    if (response.session_timeout_ms() > 0) {
-      auto limit = std::chrono::milliseconds(response.session_timeout_ms() / 3);
-      client->options_.keepalive_interval = std::max(
-          std::chrono::milliseconds(100), std::min(client->options_.keepalive_interval, limit));
+    if (options.token.empty() && options.admin_credential.empty()) {
+      return Status(
+          EACCES, "mounting volume '" + options.volume + "' needs its token (-o token_file=PATH)");
     }
+    Status status = client->Mount();
+    if (!status.ok()) return status;
   }
   Result<pb::ClusterMapResponse> map = client->RefreshClusterMap();
   if (!map.ok()) return map.status();
@@ -74,6 +70,81 @@ Result<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
     client->keepalive_ = std::thread([raw = client.get()] { raw->KeepaliveLoop(); });
   }
   return client;
+}
+
+Status Client::Mount() {
+  std::lock_guard<std::mutex> lock(mount_mutex_);
+  pb::MountRequest request;
+  request.set_volume(options_.volume);
+  request.set_token(options_.token);
+  pb::Auth admin;
+  if (!options_.admin_credential.empty()) admin.set_admin_key(options_.admin_credential);
+  // Not over meta_: its requests carry the session being replaced.
+  auto channel = auth::AsChannel(auth::WithAuth(meta_raw_, admin));
+  pb::MountResponse response;
+  Status status =
+      rpc::Invoke(*channel, rpc::meta::kMount, request, &response, {}, nullptr, call_options());
+  if (!status.ok()) return status;
+  volume_ = response.volume();
+  session_id_ = response.session_id();
+  pb::Auth session;
+  session.set_session_id(response.session_id());
+  session.set_session_key(response.session_key());
+  auth::SetAuth(*meta_auth_, session);
+  // Keepalives must come well within the server's session timeout.
+  if (response.session_timeout_ms() > 0) {
+    auto limit = std::chrono::milliseconds(response.session_timeout_ms() / 3);
+    options_.keepalive_interval =
+        std::max(std::chrono::milliseconds(100), std::min(options_.keepalive_interval, limit));
+  }
+  return Status::Ok();
+}
+
+namespace {
+// How far ahead a writer reserves quota: the common case (a file written
+// front to back) asks again only every few megabytes, or every eighth of
+// the file's size, up to 64 MiB.
+uint64_t ReservationEnd(uint64_t end) {
+  uint64_t extent = std::clamp<uint64_t>(end / 8, 4u << 20, 64u << 20);
+  return end + extent;
+}
+}  // namespace
+
+void Client::KeepCapability(const pb::Capability& cap) {
+  if (cap.mac().empty()) return;
+  int64_t left_ns = cap.expires_ns() - auth::WallClockNs();
+  auto renew_at = std::chrono::steady_clock::now() + std::chrono::nanoseconds(left_ns / 2);
+  std::lock_guard<std::mutex> lock(caps_mutex_);
+  caps_[cap.ino()] = HeldCapability{cap, renew_at};
+}
+
+void Client::DropCapability(uint64_t ino) {
+  std::lock_guard<std::mutex> lock(caps_mutex_);
+  caps_.erase(ino);
+}
+
+Result<pb::Capability> Client::Capability(uint64_t ino, bool write, uint64_t end) {
+  {
+    std::lock_guard<std::mutex> lock(caps_mutex_);
+    auto held = caps_.find(ino);
+    if (held != caps_.end() && std::chrono::steady_clock::now() < held->second.renew_at &&
+        (!write ||
+         ((held->second.cap.rights() & pb::CAP_WRITE) && end <= held->second.cap.write_limit()))) {
+      return held->second.cap;
+    }
+  }
+  pb::ReserveRequest request;
+  request.set_ino(ino);
+  request.set_write(write);
+  if (write) {
+    request.set_need_end(end);
+    request.set_want_end(ReservationEnd(end));
+  }
+  pb::ReserveResponse response;
+  Status status = Meta(rpc::meta::kReserve, request, &response);
+  if (!status.ok()) return status;
+  KeepCapability(response.cap());
+  return response.cap();
 }
 
 Result<pb::ClusterMapResponse> Client::RefreshClusterMap() {
@@ -218,6 +289,8 @@ Status Client::Write(uint64_t ino, const pb::Layout& layout, uint64_t offset, st
                      int64_t* allocated_delta) {
   auto pieces = SplitRange(layout, offset, data.size());
   if (!pieces.ok()) return pieces.status();
+  Result<pb::Capability> cap = Capability(ino, true, offset + data.size());
+  if (!cap.ok()) return cap.status();
   std::atomic<int64_t> allocated{0};
   rpc::CallOptions options = data_call_options();
   Status status =
@@ -232,6 +305,7 @@ Status Client::Write(uint64_t ino, const pb::Layout& layout, uint64_t offset, st
         request.set_chunk_size(layout.chunk_size());
         request.set_store_id(route->store_id);
         *request.mutable_chain() = route->chain;
+        *request.mutable_cap() = *cap;
         rpc::InvokeAsync(
             *route->channel, rpc::data::kWrite, request,
             data.substr(piece.offset_in_request, piece.length), options,
@@ -249,6 +323,8 @@ Status Client::Read(uint64_t ino, const pb::Layout& layout, uint64_t offset, siz
                     char* out) {
   auto pieces = SplitRange(layout, offset, length);
   if (!pieces.ok()) return pieces.status();
+  Result<pb::Capability> cap = Capability(ino, false, 0);
+  if (!cap.ok()) return cap.status();
   rpc::CallOptions options = data_call_options();
   return WithRetries(pieces->size(), Target::kAnyReplica, [&](size_t i, Target which, auto done) {
     const Piece& piece = (*pieces)[i];
@@ -261,6 +337,7 @@ Status Client::Read(uint64_t ino, const pb::Layout& layout, uint64_t offset, siz
     request.set_length(piece.length);
     request.set_store_id(route->store_id);
     *request.mutable_chain() = route->chain;
+    *request.mutable_cap() = *cap;
     rpc::CallOptions call = options;
     call.reply_payload_hint = piece.length;
     char* destination = out + piece.offset_in_request;
@@ -282,6 +359,8 @@ Status Client::FsyncData(uint64_t ino, const pb::Layout& layout) {
   std::vector<uint32_t> chain_ids(layout.chains().begin(), layout.chains().end());
   std::sort(chain_ids.begin(), chain_ids.end());
   chain_ids.erase(std::unique(chain_ids.begin(), chain_ids.end()), chain_ids.end());
+  Result<pb::Capability> cap = Capability(ino, false, 0);
+  if (!cap.ok()) return cap.status();
   rpc::CallOptions options = data_call_options();
   return WithRetries(chain_ids.size(), Target::kHead, [&](size_t i, Target which, auto done) {
     Result<Route> route = RouteToChain(chain_ids[i], which);
@@ -290,6 +369,7 @@ Status Client::FsyncData(uint64_t ino, const pb::Layout& layout) {
     request.set_ino(ino);
     request.set_store_id(route->store_id);
     *request.mutable_chain() = route->chain;
+    *request.mutable_cap() = *cap;
     rpc::InvokeAsync(
         *route->channel, rpc::data::kFsyncFile, request, {}, options,
         [done](Status status, pb::FsyncFileResponse&, rpc::Payload&) { done(status); });
@@ -301,14 +381,16 @@ Status Client::SyncMeta() {
   return Meta(rpc::meta::kSync, pb::SyncRequest{}, &response);
 }
 
-Result<pb::OpenResponse> Client::Open(uint64_t ino) {
+Result<pb::OpenResponse> Client::Open(uint64_t ino, bool write) {
   std::shared_lock<std::shared_mutex> announce(announce_mutex_);
   pb::OpenRequest request;
   request.set_ino(ino);
   request.set_session_id(session_id_);
+  request.set_write(write);
   pb::OpenResponse response;
   Status status = Meta(rpc::meta::kOpen, request, &response);
   if (!status.ok()) return status;
+  KeepCapability(response.cap());
   NoteOpen(ino);
   return response;
 }
@@ -325,6 +407,7 @@ Result<pb::MknodResponse> Client::CreateAndOpen(uint64_t parent, const std::stri
   pb::MknodResponse response;
   Status status = Meta(rpc::meta::kMknod, request, &response);
   if (!status.ok()) return status;
+  KeepCapability(response.cap());
   NoteOpen(response.attr().ino());
   return response;
 }
@@ -339,7 +422,10 @@ Status Client::Close(uint64_t ino) {
   {
     std::lock_guard<std::mutex> lock(open_mutex_);
     auto found = open_counts_.find(ino);
-    if (found != open_counts_.end() && --found->second <= 0) open_counts_.erase(found);
+    if (found != open_counts_.end() && --found->second <= 0) {
+      open_counts_.erase(found);
+      DropCapability(ino);
+    }
   }
   pb::CloseRequest request;
   request.set_ino(ino);

@@ -13,6 +13,9 @@ packages=(
   libfuse3-dev librocksdb-dev libasio-dev libprotobuf-dev protobuf-compiler
   libxxhash-dev libgtest-dev libgmock-dev libbenchmark-dev
   libibverbs-dev librdmacm-dev
+  # credentials and capabilities (libsodium), the /metrics HTTP endpoint,
+  # JSON output of `sealfs usage`
+  libsodium-dev libcpp-httplib-dev nlohmann-json3-dev
   # RDMA tests run in a QEMU virtual machine with soft-RoCE (tests/rdma_vm)
   qemu-system-x86 linux-image-amd64 busybox-static ibverbs-providers rdma-core
   ibverbs-utils perftest iproute2 kmod cpio file gzip

@@ -8,6 +8,7 @@
 #include "sealfs/metadata/meta_service.h"
 #include "sealfs/rpc/chain_errors.h"
 #include "sealfs/rpc/chain_table.h"
+#include "sealfs/rpc/credentials.h"
 #include "sealfs/rpc/methods.h"
 
 namespace sealfs::metadata {
@@ -218,7 +219,10 @@ Result<MetaService::Route> MetaService::RouteToTarget(uint32_t target_id) {
   }
   const std::string& address = server->second.record.address();
   auto& channel = channels_[address];
-  if (!channel) channel = rpc::MakeTcpChannel(io_, address);
+  if (!channel) {
+    channel = auth::AsChannel(
+        auth::WithAuth(rpc::MakeTcpChannel(io_, address), auth::ServerAuth(options_.cluster_key)));
+  }
   return Route{target_id, channel, target->instance_id()};
 }
 

@@ -76,6 +76,11 @@ inline constexpr std::string_view kSessionPrefix = "session/";
 inline constexpr std::string_view kInoHighWaterKey = "ino-high-water";
 inline constexpr std::string_view kFormatVersionKey = "format-version";
 inline constexpr std::string_view kChainTableKey = "chain-table";
+inline constexpr std::string_view kUsagePrefix = "usage/";
+inline constexpr std::string_view kReservePrefix = "reserve/";
+inline constexpr std::string_view kLedgerPrefix = "ledger/";
+inline constexpr std::string_view kTrafficPrefix = "traffic/";
+inline constexpr std::string_view kCountersKey = "counters";
 
 // A directory's first entry sequence: 1 and 2 are the cookies of "." and "..".
 inline constexpr uint64_t kFirstDirSeq = 3;
@@ -89,5 +94,15 @@ inline std::string VolumeKey(std::string_view name) {
 }
 inline std::string ServerKey(uint32_t id) { return std::string(kServerPrefix) + EncodeIno(id); }
 inline std::string SessionKey(uint64_t id) { return std::string(kSessionPrefix) + EncodeIno(id); }
+inline std::string UsageKey(uint64_t volume) {
+  return std::string(kUsagePrefix) + EncodeIno(volume);
+}
+inline std::string ReserveKey(uint64_t ino) { return std::string(kReservePrefix) + EncodeIno(ino); }
+inline std::string LedgerKey(uint64_t volume, int64_t time_ns) {
+  return std::string(kLedgerPrefix) + EncodeIno(volume) + EncodeIno(static_cast<uint64_t>(time_ns));
+}
+inline std::string TrafficKey(uint32_t server, uint64_t volume) {
+  return std::string(kTrafficPrefix) + EncodeIno(server) + EncodeIno(volume);
+}
 
 }  // namespace sealfs::metadata

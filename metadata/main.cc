@@ -3,14 +3,24 @@
 #include <filesystem>
 
 #include "sealfs/metadata/meta_service.h"
+#include "sealfs/rpc/credentials.h"
+#include "sealfs/rpc/durable_counters.h"
 #include "sealfs/rpc/process.h"
 #include "sealfs/rpc/rdma_transport.h"
 
 using namespace sealfs;
 
 static const char* kUsage =
-    "usage: sealfs-meta --db DIR [--listen 127.0.0.1:7400] [--port-file FILE]\n"
-    "                   [--chunk-size BYTES] [--create-volume NAME] [--threads N]\n"
+    "usage: sealfs-meta --db DIR --cluster-key FILE --admin-credential FILE\n"
+    "                   [--listen 127.0.0.1:7400] [--port-file FILE]\n"
+    "                   [--chunk-size BYTES] [--threads N]\n"
+    "                   [--create-volume NAME --volume-token-file FILE]\n"
+    "                                                 (makes the volume if missing, tenant\n"
+    "                                                  'default', and writes its token)\n"
+    "                   [--capability-ttl SECONDS]    (default 30)\n"
+    "                   [--ledger-interval SECONDS]   (usage recorded for billing; default 60)\n"
+    "                   [--metrics-address HOST:PORT [--metrics-port-file FILE]]\n"
+    "                                                 (Prometheus metrics at /metrics)\n"
     "                   [--transport tcp|rdma|auto]   (rdma/auto: also listen over RDMA)\n"
     "                   [--session-timeout SECONDS]   (a silent client's open files are\n"
     "                                                  released after it; default 30)\n"
@@ -23,8 +33,11 @@ int main(int argc, char** argv) {
   Result<Flags> flags =
       Flags::Parse(argc, argv,
                    {"db", "listen", "port-file", "chunk-size", "create-volume", "threads",
-                    "transport", "session-timeout", "server-timeout", "replicas", "help"});
-  if (!flags.ok() || flags->Has("help") || !flags->Has("db")) {
+                    "transport", "session-timeout", "server-timeout", "replicas", "cluster-key",
+                    "admin-credential", "volume-token-file", "capability-ttl", "ledger-interval",
+                    "metrics-address", "metrics-port-file", "help"});
+  if (!flags.ok() || flags->Has("help") || !flags->Has("db") || !flags->Has("cluster-key") ||
+      !flags->Has("admin-credential")) {
     if (!flags.ok()) std::fprintf(stderr, "sealfs-meta: %s\n", flags.status().message().c_str());
     std::fputs(kUsage, stderr);
     return flags.ok() && flags->Has("help") ? 0 : 2;
@@ -46,12 +59,29 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "sealfs-meta: %s\n", store.status().ToString().c_str());
     return 1;
   }
+  Result<std::string> cluster_key = auth::ReadSecretFile(flags->Get("cluster-key"));
+  Result<std::string> admin_credential = auth::ReadSecretFile(flags->Get("admin-credential"));
+  if (!cluster_key.ok() || !admin_credential.ok()) {
+    std::fprintf(stderr, "sealfs-meta: %s\n",
+                 (cluster_key.ok() ? admin_credential : cluster_key).status().message().c_str());
+    return 2;
+  }
   if (flags->Has("create-volume")) {
     std::string name = flags->Get("create-volume");
+    if (!flags->Has("volume-token-file")) {
+      std::fprintf(stderr, "sealfs-meta: --create-volume needs --volume-token-file\n");
+      return 2;
+    }
     if (!(*store)->GetVolume(name).ok()) {
-      auto volume = (*store)->CreateVolume(name, 0, 0);
-      if (!volume.ok()) {
-        std::fprintf(stderr, "sealfs-meta: %s\n", volume.status().ToString().c_str());
+      metadata::MetaStore::VolumeSpec spec;
+      spec.name = name;
+      spec.tenant = "default";
+      auto volume = (*store)->CreateVolume(spec);
+      Status written = volume.ok()
+                           ? auth::WriteSecretFile(flags->Get("volume-token-file"), volume->second)
+                           : volume.status();
+      if (!written.ok()) {
+        std::fprintf(stderr, "sealfs-meta: %s\n", written.ToString().c_str());
         return 1;
       }
     }
@@ -75,8 +105,52 @@ int main(int argc, char** argv) {
   }
   service_options.replicas = static_cast<uint32_t>(replicas);
   service_options.replicas_given = flags->Has("replicas");
+  service_options.cluster_key = *cluster_key;
+  service_options.admin_hash = auth::HashSecret(*admin_credential);
+  long long capability_ttl = flags->GetInt("capability-ttl", 30);
+  long long ledger_interval = flags->GetInt("ledger-interval", 60);
+  if (capability_ttl < 2 || capability_ttl > 3600 || ledger_interval < 1 ||
+      ledger_interval > 86400) {
+    std::fprintf(stderr,
+                 "sealfs-meta: --capability-ttl is 2..3600 s, --ledger-interval 1..86400 s\n");
+    return 2;
+  }
+  service_options.capability_ttl = std::chrono::seconds(capability_ttl);
+  service_options.ledger_interval = std::chrono::seconds(ledger_interval);
   metadata::MetaService service(**store, io, service_options);
+  // Metrics: totals that must survive restarts live in the store.
+  metrics::Registry registry;
+  Result<pb::CounterSnapshot> saved_counters = (*store)->LoadCounters();
+  if (!saved_counters.ok()) {
+    std::fprintf(stderr, "sealfs-meta: %s\n", saved_counters.status().ToString().c_str());
+    return 1;
+  }
+  auto help = metrics::RequestCounterHelp("sealfs_meta");
+  help["sealfs_volume_operations_total"] = "Metadata operations of a volume's mounts, by kind.";
+  metrics::DurableCounters counters(
+      {saved_counters->totals().begin(), saved_counters->totals().end()},
+      [store = store->get()](const metrics::DurableCounters::Totals& totals) {
+        pb::CounterSnapshot snapshot;
+        snapshot.mutable_totals()->insert(totals.begin(), totals.end());
+        return store->SaveCounters(snapshot);
+      },
+      help);
+  dispatcher.SetObserver(metrics::RequestObserver(counters, registry, "sealfs_meta"));
+  service.AttachMetrics(registry, counters);
   service.RegisterHandlers(dispatcher);
+  std::unique_ptr<metrics::MetricsServer> metrics_server;
+  if (flags->Has("metrics-address")) {
+    auto started = metrics::MetricsServer::Start(registry, flags->Get("metrics-address"));
+    Status written = started.ok() && flags->Has("metrics-port-file")
+                         ? WriteFileAtomically(flags->Get("metrics-port-file"),
+                                               std::to_string((*started)->port()) + "\n")
+                         : started.status();
+    if (!written.ok()) {
+      std::fprintf(stderr, "sealfs-meta: metrics: %s\n", written.ToString().c_str());
+      return 1;
+    }
+    metrics_server = std::move(*started);
+  }
   auto address = rpc::ParseAddress(flags->Get("listen", "127.0.0.1:7400"));
   auto transport = rpc::ParseTransportKind(flags->Get("transport", "tcp"));
   if (!address.ok() || !transport.ok()) {
@@ -104,6 +178,7 @@ int main(int argc, char** argv) {
                address->first.c_str(), server->port(), server->rdma() ? "tcp+rdma" : "tcp");
   int signal_number = WaitForTerminationSignal();
   std::fprintf(stderr, "sealfs-meta: signal %d, shutting down\n", signal_number);
+  metrics_server.reset();
   server->Stop();
   service.Stop();
   dispatcher.Shutdown();

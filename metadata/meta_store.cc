@@ -17,6 +17,7 @@
 #include "handles.h"
 #include "keys.h"
 #include "posix_acl.h"
+#include "quota.h"
 
 namespace sealfs::metadata {
 
@@ -65,7 +66,8 @@ Status CheckName(const std::string& name) {
 MetaStore::MetaStore(MetaStoreOptions options)
     : options_(std::move(options)),
       cf_(std::make_unique<Handles>()),
-      locks_(std::make_unique<Locks>()) {}
+      locks_(std::make_unique<Locks>()),
+      quotas_(std::make_unique<QuotaBook>()) {}
 
 MetaStore::~MetaStore() {
   if (db_) {
@@ -91,13 +93,15 @@ Result<std::unique_ptr<MetaStore>> MetaStore::Open(const MetaStoreOptions& optio
   table.block_cache = rocksdb::NewLRUCache(256u << 20);
   cf_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   cf_options.OptimizeLevelStyleCompaction(64u << 20);
+  rocksdb::ColumnFamilyOptions service_options = cf_options;
+  service_options.merge_operator = UsageMergeOperator();
   std::vector<rocksdb::ColumnFamilyDescriptor> families = {
       {rocksdb::kDefaultColumnFamilyName, cf_options},
       {"inodes", cf_options},
       {"dentries", cf_options},
       {"dirindex", cf_options},
       {"xattrs", cf_options},
-      {"service", cf_options},
+      {"service", service_options},
   };
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* db = nullptr;
@@ -114,6 +118,7 @@ Result<std::unique_ptr<MetaStore>> MetaStore::Open(const MetaStoreOptions& optio
   store->cf_->service = handles[5];
 
   SEALFS_RETURN_IF_ERROR(store->CheckFormat());
+  SEALFS_RETURN_IF_ERROR(store->LoadQuotaBook());
 
   // The next inode id follows the largest one this shard has handed out.
   uint64_t shard_base = static_cast<uint64_t>(options.shard) << kShardBits;
@@ -142,6 +147,23 @@ Status MetaStore::Commit(rocksdb::WriteBatch& batch, bool sync) {
   write_options.sync = sync;
   rocksdb::Status status = db_->Write(write_options, &batch);
   if (!status.ok()) return Status(EIO, "metadata write failed: " + status.ToString());
+  return Status::Ok();
+}
+
+Status MetaStore::CommitCharged(rocksdb::WriteBatch& batch, const UsageChanges& changes,
+                                bool sync) {
+  if (!changes.empty()) {
+    SEALFS_RETURN_IF_ERROR(quotas_->Take(changes));
+    for (const auto& [volume, usage] : changes.by_volume()) {
+      batch.Merge(cf_->service, UsageKey(volume), EncodeUsage(usage));
+    }
+  }
+  Status status = Commit(batch, sync);
+  if (!status.ok()) {
+    quotas_->Untake(changes);
+    return status;
+  }
+  quotas_->ApplyShrink(changes);
   return Status::Ok();
 }
 
@@ -236,8 +258,11 @@ void MetaStore::RemoveEntry(rocksdb::WriteBatch& batch, uint64_t parent, const s
   batch.Delete(cf_->dirindex, IndexKey(parent, seq));
 }
 
-void MetaStore::FreeInode(rocksdb::WriteBatch& batch, const pb::Inode& inode) {
+void MetaStore::FreeInode(rocksdb::WriteBatch& batch, const pb::Inode& inode,
+                          UsageChanges& changes) {
   uint64_t ino = inode.attr().ino();
+  changes.Change(&inode, nullptr);
+  batch.Delete(cf_->service, ReserveKey(ino));
   batch.Delete(cf_->inodes, EncodeIno(ino));
   batch.DeleteRange(cf_->xattrs, EncodeIno(ino), EncodeIno(ino + 1));
   batch.Delete(cf_->service, OrphanKey(ino));
@@ -248,7 +273,7 @@ void MetaStore::FreeInode(rocksdb::WriteBatch& batch, const pb::Inode& inode) {
 }
 
 Unlinked MetaStore::DropLink(rocksdb::WriteBatch& batch, pb::Inode inode, const OpenCheck& is_open,
-                             int64_t now) {
+                             int64_t now, UsageChanges& changes) {
   Unlinked result;
   pb::Attr* attr = inode.mutable_attr();
   attr->set_nlink(IsDir(inode) ? 0 : (attr->nlink() > 0 ? attr->nlink() - 1 : 0));
@@ -260,7 +285,7 @@ Unlinked MetaStore::DropLink(rocksdb::WriteBatch& batch, pb::Inode inode, const 
     batch.Put(cf_->service, OrphanKey(attr->ino()), "");
     result.orphaned = true;
   } else {
-    FreeInode(batch, inode);
+    FreeInode(batch, inode, changes);
     result.freed = true;
   }
   result.inode = std::move(inode);
@@ -387,7 +412,9 @@ Result<pb::Inode> MetaStore::CreateNode(uint64_t parent, const std::string& name
   if (S_ISDIR(mode)) dir->mutable_attr()->set_nlink(dir->attr().nlink() + 1);
   Touch(dir->mutable_attr(), now, true);
   PutInode(batch, *dir);
-  SEALFS_RETURN_IF_ERROR(Commit(batch));
+  UsageChanges changes;
+  changes.Change(nullptr, &inode);
+  SEALFS_RETURN_IF_ERROR(CommitCharged(batch, changes));
   // Still under the directory's lock: nobody can unlink the new name before
   // the creator's open is registered.
   if (on_created) on_created(ino);
@@ -429,6 +456,7 @@ Result<pb::Inode> MetaStore::Link(uint64_t ino, uint64_t new_parent, const std::
   if (LookupChild(new_parent, new_name, nullptr, nullptr).ok()) {
     return Status(EEXIST, "'" + new_name + "' already exists");
   }
+  if (inode->volume_id() != dir->volume_id()) return Status(EXDEV, "cannot link between volumes");
   int64_t now = NowNs();
   rocksdb::WriteBatch batch;
   inode->mutable_attr()->set_nlink(inode->attr().nlink() + 1);
@@ -454,8 +482,9 @@ Result<Unlinked> MetaStore::Unlink(uint64_t parent, const std::string& name,
   RemoveEntry(batch, parent, name, entry->seq);
   Touch(entry->dir.mutable_attr(), now, true);
   PutInode(batch, entry->dir);
-  Unlinked result = DropLink(batch, std::move(entry->inode), is_open, now);
-  SEALFS_RETURN_IF_ERROR(Commit(batch));
+  UsageChanges changes;
+  Unlinked result = DropLink(batch, std::move(entry->inode), is_open, now, changes);
+  SEALFS_RETURN_IF_ERROR(CommitCharged(batch, changes));
   return result;
 }
 
@@ -475,8 +504,9 @@ Status MetaStore::Rmdir(uint64_t parent, const std::string& name) {
   entry->dir.mutable_attr()->set_nlink(entry->dir.attr().nlink() - 1);
   Touch(entry->dir.mutable_attr(), now, true);
   PutInode(batch, entry->dir);
-  FreeInode(batch, entry->inode);
-  return Commit(batch);
+  UsageChanges changes;
+  FreeInode(batch, entry->inode, changes);
+  return CommitCharged(batch, changes);
 }
 
 Status MetaStore::IsAncestor(uint64_t ancestor, uint64_t ino, bool* result) {
@@ -532,6 +562,9 @@ Result<Unlinked> MetaStore::Rename(uint64_t parent, const std::string& name, uin
     if (!dst_dir_storage.ok()) return dst_dir_storage.status();
     pb::Inode& from_dir = *src_dir;
     pb::Inode& to_dir = parent == new_parent ? *src_dir : *dst_dir_storage;
+    if (from_dir.volume_id() != to_dir.volume_id()) {
+      return Status(EXDEV, "cannot rename between volumes");
+    }
     Result<pb::Inode> src_inode = LoadInode(*src);
     if (!src_inode.ok()) return src_inode.status();
     pb::Inode dst_inode;
@@ -569,6 +602,7 @@ Result<Unlinked> MetaStore::Rename(uint64_t parent, const std::string& name, uin
 
     int64_t now = NowNs();
     rocksdb::WriteBatch batch;
+    UsageChanges changes;
     Unlinked replaced;
     auto adjust_nlink = [](pb::Inode& dir, int delta) {
       dir.mutable_attr()->set_nlink(dir.attr().nlink() + delta);
@@ -600,7 +634,7 @@ Result<Unlinked> MetaStore::Rename(uint64_t parent, const std::string& name, uin
         batch.Put(cf_->dirindex, IndexKey(new_parent, dst_seq),
                   EncodeIndex(*src, src_type, new_name));
         if (dst_is_dir) adjust_nlink(to_dir, -1);
-        replaced = DropLink(batch, dst_inode, is_open, now);
+        replaced = DropLink(batch, dst_inode, is_open, now, changes);
       } else if (parent == new_parent) {
         // A name changed within a directory keeps its place in the listing,
         // so a listing that renames what it reads still comes to an end.
@@ -626,7 +660,7 @@ Result<Unlinked> MetaStore::Rename(uint64_t parent, const std::string& name, uin
       Touch(to_dir.mutable_attr(), now, true);
       PutInode(batch, to_dir);
     }
-    SEALFS_RETURN_IF_ERROR(Commit(batch));
+    SEALFS_RETURN_IF_ERROR(CommitCharged(batch, changes));
     return replaced;
   }
 }
@@ -642,6 +676,7 @@ Result<pb::Inode> MetaStore::Setattr(const pb::SetattrRequest& request,
   LockSet lock(*locks_, {request.ino()});
   Result<pb::Inode> inode = LoadInode(request.ino());
   if (!inode.ok()) return inode.status();
+  const pb::Inode before = *inode;
   pb::Attr* attr = inode->mutable_attr();
   uint32_t valid = request.valid();
   int64_t now = NowNs();
@@ -649,6 +684,7 @@ Result<pb::Inode> MetaStore::Setattr(const pb::SetattrRequest& request,
     if (IsDir(*inode)) return Status(EISDIR, "cannot truncate a directory");
     if (!S_ISREG(attr->mode())) return Status(EINVAL, "cannot truncate this file type");
     attr->set_size(request.size());
+    if (inode->fallocated_end() > request.size()) inode->set_fallocated_end(request.size());
     attr->set_mtime_ns(now);
     // Size commits of writes that began before this truncate are checked
     // against the data that is left (see CommitWrite).
@@ -689,7 +725,9 @@ Result<pb::Inode> MetaStore::Setattr(const pb::SetattrRequest& request,
   if (!access_acl.empty()) {
     batch.Put(cf_->xattrs, XattrKey(request.ino(), kAclAccessXattr), access_acl);
   }
-  SEALFS_RETURN_IF_ERROR(Commit(batch));
+  UsageChanges changes;
+  changes.Change(&before, &*inode);
+  SEALFS_RETURN_IF_ERROR(CommitCharged(batch, changes));
   return inode;
 }
 
@@ -699,6 +737,7 @@ Result<pb::Inode> MetaStore::CommitWrite(const WriteCommit& commit) {
   Result<pb::Inode> inode = LoadInode(commit.ino);
   if (!inode.ok()) return inode.status();
   if (!S_ISREG(inode->attr().mode())) return Status(EINVAL, "not a regular file");
+  const pb::Inode before = *inode;
   pb::Attr* attr = inode->mutable_attr();
   if (commit.expected_epoch && *commit.expected_epoch != attr->data_epoch()) {
     return Status(EAGAIN, "the file was truncated meanwhile");
@@ -716,7 +755,9 @@ Result<pb::Inode> MetaStore::CommitWrite(const WriteCommit& commit) {
   }
   rocksdb::WriteBatch batch;
   PutInode(batch, *inode);
-  SEALFS_RETURN_IF_ERROR(Commit(batch, commit.durable));
+  UsageChanges changes;
+  changes.Change(&before, &*inode);
+  SEALFS_RETURN_IF_ERROR(CommitCharged(batch, changes, commit.durable));
   return inode;
 }
 

@@ -7,6 +7,7 @@
 
 #include "handles.h"
 #include "keys.h"
+#include "quota.h"
 #include "sealfs/metadata/meta_store.h"
 
 namespace sealfs::metadata {
@@ -34,8 +35,9 @@ Status MetaStore::ReleaseOrphan(uint64_t ino, const OpenCheck& is_open) {
     batch.Delete(cf_->service, OrphanKey(ino));  // linked again: no longer an orphan
     return Commit(batch);
   }
-  FreeInode(batch, *inode);
-  return Commit(batch);
+  UsageChanges changes;
+  FreeInode(batch, *inode, changes);
+  return CommitCharged(batch, changes);
 }
 
 Result<std::vector<std::pair<uint64_t, pb::Layout>>> MetaStore::PendingRemovals() {

@@ -12,24 +12,12 @@
 
 namespace sealfs::metadata {
 
-void MetaService::RememberSession(uint64_t session_id) {
-  Status status = store_.PutSession(session_id);
-  if (!status.ok()) {
-    std::fprintf(stderr, "sealfs-meta: recording session: %s\n", status.ToString().c_str());
-  }
-}
-
 bool MetaService::TouchSession(uint64_t session_id) {
   if (session_id == 0) return false;
-  bool added;
-  {
-    std::lock_guard<std::mutex> lock(sessions_mutex_);
-    auto [it, inserted] = sessions_.try_emplace(session_id);
-    it->second.last_seen = Clock::now();
-    added = inserted;
-  }
-  if (added) RememberSession(session_id);
-  return added;
+  std::lock_guard<std::mutex> lock(sessions_mutex_);
+  auto [it, inserted] = sessions_.try_emplace(session_id);
+  it->second.last_seen = Clock::now();
+  return inserted;
 }
 
 void MetaService::OpenFile(uint64_t session_id, uint64_t ino) {
@@ -57,14 +45,11 @@ bool MetaService::CloseFile(uint64_t session_id, uint64_t ino) {
 }
 
 void MetaService::AnnounceOpenFiles(uint64_t session_id, const std::vector<uint64_t>& inos) {
-  bool added;
   {
     // The client's list is authoritative: it replaces what was known, which
     // also restores it after this server restarted.
     std::lock_guard<std::mutex> lock(sessions_mutex_);
-    auto [it, inserted] = sessions_.try_emplace(session_id);
-    added = inserted;
-    Session& session = it->second;
+    Session& session = sessions_[session_id];
     for (auto& [ino, count] : session.open_counts) {
       auto total = open_totals_.find(ino);
       if (total != open_totals_.end() && (total->second -= count) <= 0) open_totals_.erase(total);
@@ -77,7 +62,6 @@ void MetaService::AnnounceOpenFiles(uint64_t session_id, const std::vector<uint6
     session.last_seen = Clock::now();
     unannounced_sessions_.erase(session_id);
   }
-  if (added) RememberSession(session_id);
 }
 
 bool MetaService::InRestartGrace() {
@@ -116,16 +100,22 @@ void MetaService::ExpireSessions() {
   }
   if (!grace) {
     // Recorded sessions that never came back after a restart are gone too.
-    Result<std::vector<uint64_t>> recorded = store_.Sessions();
+    auto recorded = store_.Sessions();
     if (recorded.ok()) {
       std::lock_guard<std::mutex> lock(sessions_mutex_);
-      for (uint64_t id : *recorded) {
+      for (const auto& [id, record] : *recorded) {
         if (!sessions_.contains(id)) expired.push_back(id);
       }
     }
   }
   std::sort(expired.begin(), expired.end());
   expired.erase(std::unique(expired.begin(), expired.end()), expired.end());
+  {
+    // An expired session cannot authenticate any more: its client mounts
+    // again with its token.
+    std::lock_guard<std::mutex> lock(sessions_mutex_);
+    for (uint64_t id : expired) session_auth_.erase(id);
+  }
   for (uint64_t id : expired) store_.DeleteSession(id);
 }
 

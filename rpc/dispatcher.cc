@@ -80,12 +80,17 @@ void Dispatcher::Submit(Message request, RequestOrigin origin,
                  std::to_string(request.header.method);
     return respond(std::move(reply));
   }
-  asio::post(*pool_,
-             [handler = &found->second, request = std::move(request), reply = std::move(reply),
-              origin = std::move(origin), respond = std::move(respond)]() mutable {
-               handler->operator()(request, reply, origin);
-               respond(std::move(reply));
-             });
+  const char* name = names_.at(found->first);
+  asio::post(*pool_, [this, name, handler = &found->second, request = std::move(request),
+                      reply = std::move(reply), origin = std::move(origin),
+                      respond = std::move(respond)]() mutable {
+    auto start = std::chrono::steady_clock::now();
+    handler->operator()(request, reply, origin);
+    if (observer_) {
+      observer_(name, reply.header.status, std::chrono::steady_clock::now() - start);
+    }
+    respond(std::move(reply));
+  });
 }
 
 }  // namespace sealfs::rpc

@@ -7,13 +7,22 @@
 
 #include "sealfs/rpc/chain_errors.h"
 #include "sealfs/rpc/chain_table.h"
+#include "sealfs/rpc/credentials.h"
 #include "sealfs/rpc/methods.h"
 
 namespace sealfs::server {
 
 DataService::DataService(std::vector<StorageTarget*> targets, ChainView& view, rpc::IoThreads& io,
-                         rpc::TransportKind peer_transport)
-    : targets_(std::move(targets)), view_(view), io_(io), peer_transport_(peer_transport) {}
+                         rpc::TransportKind peer_transport, std::string cluster_key,
+                         std::string traffic_file)
+    : targets_(std::move(targets)),
+      view_(view),
+      io_(io),
+      peer_transport_(peer_transport),
+      cluster_key_(std::move(cluster_key)),
+      traffic_file_(std::move(traffic_file)) {
+  LoadTraffic();
+}
 
 Result<StorageTarget*> DataService::FindTarget(const std::string& store_id) {
   if (store_id.empty()) return Status(EINVAL, "request names no store");
@@ -88,7 +97,10 @@ Result<DataService::Admitted> DataService::Admit(const std::string& store_id,
 std::shared_ptr<rpc::Channel> DataService::PeerChannel(const std::string& address) {
   std::lock_guard<std::mutex> lock(peers_mutex_);
   auto& channel = peers_[address];
-  if (!channel) channel = rpc::MakeChannel(io_, address, peer_transport_);
+  if (!channel) {
+    channel = auth::AsChannel(auth::WithAuth(rpc::MakeChannel(io_, address, peer_transport_),
+                                             auth::ServerAuth(cluster_key_)));
+  }
   return channel;
 }
 
@@ -140,36 +152,73 @@ void MethodSplitter::Submit(rpc::Message request, rpc::RequestOrigin origin,
 void DataService::RegisterHandlers(rpc::Dispatcher& clients, rpc::Dispatcher& members,
                                    rpc::Dispatcher& leaves) {
   using namespace rpc::data;
-  clients.Register(kWrite, {[this](const pb::WriteRequest& req, pb::WriteResponse* resp,
-                                   rpc::RequestContext& context) {
-                     return Write(req, context.payload, /*forwarded=*/false, resp);
-                   }});
+  clients.Register(
+      kWrite, {[this](const pb::WriteRequest& req, pb::WriteResponse* resp,
+                      rpc::RequestContext& context) -> Status {
+        uint64_t end = uint64_t{req.chunk().index()} * req.cap().chunk_size() + req.offset() +
+                       context.payload.size();
+        SEALFS_RETURN_IF_ERROR(CheckCapability(req.cap(), req.chunk().ino(), pb::CAP_WRITE));
+        if (req.chunk_size() != req.cap().chunk_size()) {
+          return Status(EACCES, "the write names another chunk size than its file's");
+        }
+        if (end > req.cap().write_limit()) {
+          return Status(EACCES, "the write ends at byte " + std::to_string(end) + ", past the " +
+                                    std::to_string(req.cap().write_limit()) +
+                                    " its capability reserves");
+        }
+        SEALFS_RETURN_IF_ERROR(Write(req, context.payload, /*forwarded=*/false, resp));
+        CountTraffic(req.cap().volume_id(), true, context.payload.size());
+        return Status::Ok();
+      }});
   for (auto [pool, method] : {std::pair{&members, kChainWrite}, {&leaves, kChainWriteTail}}) {
     pool->Register(method, {[this](const pb::WriteRequest& req, pb::WriteResponse* resp,
-                                   rpc::RequestContext& context) {
+                                   rpc::RequestContext& context) -> Status {
+                     SEALFS_RETURN_IF_ERROR(CheckServer(req.auth()));
                      return Write(req, context.payload, /*forwarded=*/true, resp);
                    }});
   }
-  clients.Register(kRead, {[this](const pb::ReadRequest& req, pb::ReadResponse*,
-                                  rpc::RequestContext& context) { return Read(req, context); }});
+  clients.Register(
+      kRead, {[this](const pb::ReadRequest& req, pb::ReadResponse*,
+                     rpc::RequestContext& context) -> Status {
+        SEALFS_RETURN_IF_ERROR(CheckCapability(req.cap(), req.chunk().ino(), pb::CAP_READ));
+        SEALFS_RETURN_IF_ERROR(Read(req, context));
+        CountTraffic(req.cap().volume_id(), false,
+                     context.reply_room.size() + context.reply_payload.size());
+        return Status::Ok();
+      }});
   clients.Register(kTruncateFile,
                    {[this](const pb::TruncateFileRequest& req, pb::TruncateFileResponse* resp,
-                           rpc::RequestContext&) { return Truncate(req, false, resp); }});
+                           rpc::RequestContext&) -> Status {
+                     SEALFS_RETURN_IF_ERROR(CheckServer(req.auth()));
+                     return Truncate(req, false, resp);
+                   }});
   for (auto [pool, method] : {std::pair{&members, kChainTruncate}, {&leaves, kChainTruncateTail}}) {
-    pool->Register(method,
-                   {[this](const pb::TruncateFileRequest& req, pb::TruncateFileResponse* resp,
-                           rpc::RequestContext&) { return Truncate(req, true, resp); }});
+    pool->Register(method, {[this](const pb::TruncateFileRequest& req,
+                                   pb::TruncateFileResponse* resp, rpc::RequestContext&) -> Status {
+                     SEALFS_RETURN_IF_ERROR(CheckServer(req.auth()));
+                     return Truncate(req, true, resp);
+                   }});
   }
   clients.Register(kFsyncFile, {[this](const pb::FsyncFileRequest& req, pb::FsyncFileResponse*,
-                                       rpc::RequestContext&) { return Fsync(req, false); }});
+                                       rpc::RequestContext&) -> Status {
+                     SEALFS_RETURN_IF_ERROR(CheckCapability(req.cap(), req.ino(), pb::CAP_READ));
+                     return Fsync(req, false);
+                   }});
   for (auto [pool, method] : {std::pair{&members, kChainFsync}, {&leaves, kChainFsyncTail}}) {
     pool->Register(method, {[this](const pb::FsyncFileRequest& req, pb::FsyncFileResponse*,
-                                   rpc::RequestContext&) { return Fsync(req, true); }});
+                                   rpc::RequestContext&) -> Status {
+                     SEALFS_RETURN_IF_ERROR(CheckServer(req.auth()));
+                     return Fsync(req, true);
+                   }});
   }
   clients.Register(kFileUsage, {[this](const pb::FileUsageRequest& req, pb::FileUsageResponse* resp,
-                                       rpc::RequestContext&) { return FileUsage(req, resp); }});
+                                       rpc::RequestContext&) -> Status {
+                     SEALFS_RETURN_IF_ERROR(CheckServer(req.auth()));
+                     return FileUsage(req, resp);
+                   }});
   clients.Register(kRemoveFile, {[this](const pb::RemoveFileRequest& req, pb::RemoveFileResponse*,
                                         rpc::RequestContext&) -> Status {
+                     SEALFS_RETURN_IF_ERROR(CheckServer(req.auth()));
                      // A removed file never comes back, whatever the order
                      // in which its chains' members hear of it.
                      Result<StorageTarget*> target = FindTarget(req.store_id());
@@ -178,8 +227,9 @@ void DataService::RegisterHandlers(rpc::Dispatcher& clients, rpc::Dispatcher& me
                      if (req.ino() != 0) inos.push_back(req.ino());
                      return (*target)->store->RemoveFiles(inos);
                    }});
-  clients.Register(kStat, {[this](const pb::StatRequest&, pb::StatResponse* resp,
+  clients.Register(kStat, {[this](const pb::StatRequest& req, pb::StatResponse* resp,
                                   rpc::RequestContext&) -> Status {
+                     SEALFS_RETURN_IF_ERROR(CheckServer(req.auth()));
                      for (StorageTarget* target : targets_) {
                        ChunkStoreUsage usage = target->store->Usage();
                        resp->set_capacity_bytes(resp->capacity_bytes() + usage.capacity_bytes);
@@ -190,16 +240,27 @@ void DataService::RegisterHandlers(rpc::Dispatcher& clients, rpc::Dispatcher& me
                      return Status::Ok();
                    }});
   leaves.Register(kChainList, {[this](const pb::ChainListRequest& req, pb::ChainListResponse* resp,
-                                      rpc::RequestContext&) { return ListChain(req, resp); }});
+                                      rpc::RequestContext&) -> Status {
+                    SEALFS_RETURN_IF_ERROR(CheckServer(req.auth()));
+                    return ListChain(req, resp);
+                  }});
   leaves.Register(kChainFetch,
                   {[this](const pb::ChainFetchRequest& req, pb::ChainFetchResponse* resp,
-                          rpc::RequestContext& context) { return Fetch(req, resp, context); }});
+                          rpc::RequestContext& context) -> Status {
+                    SEALFS_RETURN_IF_ERROR(CheckServer(req.auth()));
+                    return Fetch(req, resp, context);
+                  }});
   leaves.Register(kChainDrop, {[this](const pb::ChainDropRequest& req, pb::ChainDropResponse*,
-                                      rpc::RequestContext&) { return DropChunk(req); }});
-  members.Register(
-      kCommittedVersion,
-      {[this](const pb::CommittedVersionRequest& req, pb::CommittedVersionResponse* resp,
-              rpc::RequestContext&) { return CommittedVersion(req, resp); }});
+                                      rpc::RequestContext&) -> Status {
+                    SEALFS_RETURN_IF_ERROR(CheckServer(req.auth()));
+                    return DropChunk(req);
+                  }});
+  members.Register(kCommittedVersion,
+                   {[this](const pb::CommittedVersionRequest& req,
+                           pb::CommittedVersionResponse* resp, rpc::RequestContext&) -> Status {
+                     SEALFS_RETURN_IF_ERROR(CheckServer(req.auth()));
+                     return CommittedVersion(req, resp);
+                   }});
 }
 
 }  // namespace sealfs::server

@@ -3,6 +3,8 @@
 
 #include <cstdio>
 
+#include "sealfs/rpc/credentials.h"
+#include "sealfs/rpc/durable_counters.h"
 #include "sealfs/rpc/process.h"
 #include "sealfs/rpc/rdma_transport.h"
 #include "sealfs/server/background.h"
@@ -12,10 +14,11 @@
 using namespace sealfs;
 
 static const char* kUsage =
-    "usage: sealfs-data --target DIR [--target DIR ...] --meta HOST:PORT\n"
+    "usage: sealfs-data --target DIR [--target DIR ...] --meta HOST:PORT --cluster-key FILE\n"
     "                   [--listen 127.0.0.1:0] [--port-file FILE] [--threads N]\n"
     "                   [--heartbeat-ms MS] [--scrub-mib-per-s N] [--scrub-interval-s S]\n"
     "                   [--transport tcp|rdma|auto]   (rdma/auto: also listen over RDMA)\n"
+    "                   [--metrics-address HOST:PORT [--metrics-port-file FILE]]\n"
     "  --target DIR: a storage target (one per disk); --dir DIR is the same as one --target.\n"
     "  The scrubber re-reads every chunk at N MiB/s (default 8; 0: off), a pass\n"
     "  every S seconds (default 3600).\n";
@@ -37,16 +40,23 @@ int main(int argc, char** argv) {
   Result<Flags> flags =
       Flags::Parse(argc, argv,
                    {"dir", "target", "meta", "listen", "port-file", "threads", "heartbeat-ms",
-                    "transport", "scrub-mib-per-s", "scrub-interval-s", "help"});
+                    "transport", "scrub-mib-per-s", "scrub-interval-s", "cluster-key",
+                    "metrics-address", "metrics-port-file", "help"});
   std::vector<std::string> dirs;
   if (flags.ok()) {
     dirs = flags->GetAll("dir");
     for (const std::string& dir : flags->GetAll("target")) dirs.push_back(dir);
   }
-  if (!flags.ok() || flags->Has("help") || dirs.empty() || !flags->Has("meta")) {
+  if (!flags.ok() || flags->Has("help") || dirs.empty() || !flags->Has("meta") ||
+      !flags->Has("cluster-key")) {
     if (!flags.ok()) std::fprintf(stderr, "sealfs-data: %s\n", flags.status().message().c_str());
     std::fputs(kUsage, stderr);
     return flags.ok() && flags->Has("help") ? 0 : 2;
+  }
+  Result<std::string> cluster_key = auth::ReadSecretFile(flags->Get("cluster-key"));
+  if (!cluster_key.ok()) {
+    std::fprintf(stderr, "sealfs-data: %s\n", cluster_key.status().message().c_str());
+    return 2;
   }
   BlockTerminationSignals();
   RaiseDescriptorLimit();
@@ -75,7 +85,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   rpc::IoThreads io(2);
-  std::shared_ptr<rpc::Channel> meta = rpc::MakeTcpChannel(io, flags->Get("meta"));
+  std::shared_ptr<rpc::Channel> meta = auth::AsChannel(
+      auth::WithAuth(rpc::MakeTcpChannel(io, flags->Get("meta")), auth::ServerAuth(*cluster_key)));
   server::ChainView view([meta]() -> Result<pb::ClusterMapResponse> {
     pb::ClusterMapResponse map;
     Status status = rpc::Invoke(*meta, rpc::meta::kClusterMap, pb::ClusterMapRequest{}, &map, {},
@@ -88,9 +99,25 @@ int main(int argc, char** argv) {
   rpc::Dispatcher clients(static_cast<int>(flags->GetInt("threads", 16)));
   rpc::Dispatcher members(32);
   rpc::Dispatcher leaves(32);
-  server::DataService service(targets, view, io,
-                              *transport == rpc::TransportKind::kTcp ? rpc::TransportKind::kTcp
-                                                                     : rpc::TransportKind::kAuto);
+  server::DataService service(
+      targets, view, io,
+      *transport == rpc::TransportKind::kTcp ? rpc::TransportKind::kTcp : rpc::TransportKind::kAuto,
+      *cluster_key, dirs.front() + "/traffic.pb");
+  // Metrics: totals that must survive restarts live in the first target.
+  metrics::Registry registry;
+  const std::string counters_file = dirs.front() + "/counters.pb";
+  auto help = metrics::RequestCounterHelp("sealfs_data");
+  metrics::DurableCounters counters(
+      metrics::LoadTotalsFile(counters_file),
+      [counters_file](const metrics::DurableCounters::Totals& totals) {
+        return metrics::SaveTotalsFile(counters_file, totals);
+      },
+      help);
+  for (rpc::Dispatcher* pool : {&clients, &members, &leaves}) {
+    pool->SetObserver(metrics::RequestObserver(counters, registry, "sealfs_data"));
+  }
+  registry.AddCollector(
+      [&](metrics::Registry& r) { server::CollectDataMetrics(r, counters, service); });
   service.RegisterHandlers(clients, members, leaves);
   server::MethodSplitter splitter(clients, members, leaves);
   rpc::Listeners listener_storage;
@@ -100,12 +127,26 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "sealfs-data: %s\n", listening.ToString().c_str());
     return 1;
   }
+  std::unique_ptr<metrics::MetricsServer> metrics_server;
+  if (flags->Has("metrics-address")) {
+    auto started = metrics::MetricsServer::Start(registry, flags->Get("metrics-address"));
+    Status written = started.ok() && flags->Has("metrics-port-file")
+                         ? WriteFileAtomically(flags->Get("metrics-port-file"),
+                                               std::to_string((*started)->port()) + "\n")
+                         : started.status();
+    if (!written.ok()) {
+      std::fprintf(stderr, "sealfs-data: metrics: %s\n", written.ToString().c_str());
+      return 1;
+    }
+    metrics_server = std::move(*started);
+  }
   std::string advertised = address->first + ":" + std::to_string(listener->port());
   server::Registration registration(meta, targets, view, advertised,
                                     std::chrono::milliseconds(flags->GetInt("heartbeat-ms", 2000)));
   server::Resyncer resyncer(service, [&registration] { registration.Wakeup(); });
   registration.Start([&resyncer] { return resyncer.Progress(); },
-                     [&service] { return service.Stats(); });
+                     [&service] { return service.Stats(); },
+                     [&service] { return service.SaveTraffic(); });
   resyncer.Start();
   server::Scrubber scrubber(service,
                             static_cast<uint64_t>(flags->GetInt("scrub-mib-per-s", 8)) << 20,
@@ -125,6 +166,7 @@ int main(int argc, char** argv) {
                advertised.c_str(), listener->rdma() ? "tcp+rdma" : "tcp");
   int signal_number = WaitForTerminationSignal();
   std::fprintf(stderr, "sealfs-data: signal %d, shutting down\n", signal_number);
+  metrics_server.reset();
   scrubber.Stop();
   resyncer.Stop();
   registration.Stop();

@@ -43,9 +43,10 @@ Registration::Registration(std::shared_ptr<rpc::Channel> meta, std::vector<Stora
 
 Registration::~Registration() { Stop(); }
 
-void Registration::Start(Progress progress, Stats stats) {
+void Registration::Start(Progress progress, Stats stats, Traffic traffic) {
   progress_ = std::move(progress);
   stats_ = std::move(stats);
+  traffic_ = std::move(traffic);
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -94,6 +95,9 @@ Status Registration::Heartbeat() {
   Fill(rpc::TcpCounters(), request.mutable_tcp());
   Fill(rpc::RdmaCounters(), request.mutable_rdma());
   if (stats_) *request.mutable_replication() = stats_();
+  if (traffic_) {
+    for (pb::VolumeTraffic& traffic : traffic_()) *request.add_traffic() = std::move(traffic);
+  }
   if (progress_) {
     for (pb::SyncProgress& progress : progress_()) *request.add_sync() = std::move(progress);
   }

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "sealfs/client/client.h"
+#include "sealfs/rpc/credentials.h"
 
 namespace sealfs::testing {
 
@@ -54,6 +55,9 @@ class TestCluster {
       : data_servers_(data_servers), chunk_size_(chunk_size) {
     char pattern[] = "/tmp/sealfs-test-XXXXXX";
     root_ = mkdtemp(pattern);
+    admin_credential_ = auth::RandomSecret();
+    EXPECT_TRUE(auth::WriteSecretFile(cluster_key_file(), auth::RandomSecret()).ok());
+    EXPECT_TRUE(auth::WriteSecretFile(admin_credential_file(), admin_credential_).ok());
     data_pids_.assign(data_servers, 0);
     data_ports_.assign(data_servers, "0");
   }
@@ -86,6 +90,16 @@ class TestCluster {
   const std::string& DataPort(int i) const { return data_ports_[i]; }
 
   const std::string& root() const { return root_; }
+  std::string cluster_key_file() const { return root_ + "/cluster.key"; }
+  std::string admin_credential_file() const { return root_ + "/admin.credential"; }
+  const std::string& admin_credential() const { return admin_credential_; }
+  // The mount token of the "default" volume, which the metadata server
+  // makes at its first start.
+  std::string token_file() const { return root_ + "/default.token"; }
+  std::string token() const {
+    Result<std::string> token = auth::ReadSecretFile(token_file());
+    return token.ok() ? *token : std::string();
+  }
   std::string meta_address() const { return host_ + ":" + meta_port_; }
   std::string DataDir(int i) const { return root_ + "/data" + std::to_string(i); }
 
@@ -110,6 +124,12 @@ class TestCluster {
                                      port_file,
                                      "--create-volume",
                                      "default",
+                                     "--volume-token-file",
+                                     token_file(),
+                                     "--cluster-key",
+                                     cluster_key_file(),
+                                     "--admin-credential",
+                                     admin_credential_file(),
                                      "--chunk-size",
                                      std::to_string(chunk_size_)};
     argv.insert(argv.end(), meta_args_.begin(), meta_args_.end());
@@ -123,10 +143,11 @@ class TestCluster {
     std::filesystem::remove(port_file);
     std::vector<std::string> argv = data_wrappers_.count(i) ? data_wrappers_[i] : data_wrapper_;
     const std::string& host = data_hosts_.count(i) ? data_hosts_[i] : host_;
-    for (std::string arg : {std::string(SEALFS_DATA_BIN), std::string("--dir"), DataDir(i),
-                            std::string("--meta"), meta_address(), std::string("--listen"),
-                            host + ":" + data_ports_[i], std::string("--port-file"), port_file,
-                            std::string("--heartbeat-ms"), std::string("200")}) {
+    for (std::string arg :
+         {std::string(SEALFS_DATA_BIN), std::string("--dir"), DataDir(i), std::string("--meta"),
+          meta_address(), std::string("--listen"), host + ":" + data_ports_[i],
+          std::string("--port-file"), port_file, std::string("--heartbeat-ms"), std::string("200"),
+          std::string("--cluster-key"), cluster_key_file()}) {
       argv.push_back(arg);
     }
     argv.insert(argv.end(), data_args_.begin(), data_args_.end());
@@ -212,6 +233,7 @@ class TestCluster {
     options.meta_address = meta_address();
     options.volume = "";
     options.timeout = std::chrono::seconds(5);
+    options.admin_credential = admin_credential_;
     return client::Client::Connect(options);
   }
 
@@ -224,6 +246,19 @@ class TestCluster {
     options.volume = volume;
     options.timeout = std::chrono::seconds(10);
     options.io_wait = io_wait;
+    // The admin may mount any volume; tests of tokens mount with MountWithToken.
+    options.admin_credential = admin_credential_;
+    return client::Client::Connect(options);
+  }
+
+  // Mounts `volume` as a tenant does: with its token only.
+  Result<std::unique_ptr<client::Client>> MountWithToken(const std::string& volume,
+                                                         const std::string& token) {
+    client::ClientOptions options;
+    options.meta_address = meta_address();
+    options.volume = volume;
+    options.timeout = std::chrono::seconds(10);
+    options.token = token;
     return client::Client::Connect(options);
   }
 
@@ -231,10 +266,10 @@ class TestCluster {
   std::string FuseMount(const std::string& name, const std::string& extra_options = "") {
     std::string mountpoint = root_ + "/" + name;
     std::filesystem::create_directories(mountpoint);
-    std::string command = std::string(SEALFS_FUSE_BIN) + " " + meta_address() + "/default " +
-                          mountpoint +
-                          " -o allow_other,default_permissions,attr_timeout=1,log=" + root_ + "/" +
-                          name + ".log" + extra_options;
+    std::string command =
+        std::string(SEALFS_FUSE_BIN) + " " + meta_address() + "/default " + mountpoint +
+        " -o allow_other,default_permissions,attr_timeout=1,token_file=" + token_file() +
+        ",log=" + root_ + "/" + name + ".log" + extra_options;
     if (std::system(command.c_str()) != 0) return "";
     mounts_.push_back(mountpoint);
     return mountpoint;
@@ -283,6 +318,7 @@ class TestCluster {
   int data_servers_;
   uint32_t chunk_size_;
   std::string root_;
+  std::string admin_credential_;
   pid_t meta_pid_ = 0;
   std::string meta_port_ = "0";
   std::vector<pid_t> data_pids_;

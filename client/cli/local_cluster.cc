@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "sealfs/client/client.h"
+#include "sealfs/rpc/credentials.h"
 
 namespace sealfs::cli {
 
@@ -147,6 +149,17 @@ std::string DataDir(const std::string& state, int i) { return state + "/data" + 
 
 }  // namespace
 
+std::string TokenFileName(const std::string& volume) {
+  std::string name = volume;
+  std::replace(name.begin(), name.end(), '/', '_');
+  return name + ".token";
+}
+
+std::string MetricsUrl(const std::string& port_file) {
+  std::string port = ReadFirstLine(port_file);
+  return port.empty() ? "" : "http://127.0.0.1:" + port + "/metrics";
+}
+
 std::string LocalMetaAddress(const std::string& state_dir) {
   return ReadFirstLine(state_dir + "/meta.address");
 }
@@ -170,6 +183,13 @@ Status LocalUp(const LocalClusterOptions& o) {
   if (ec) return Status(ec.value(), "cannot create " + o.state_dir + ": " + ec.message());
   std::string state = fs::canonical(o.state_dir).string();
   std::string logs = state + "/logs";
+  // The cluster's secrets, made once: the key servers share and the admin
+  // credential the CLI finds here.
+  for (const std::string& secret : {state + "/cluster.key", state + "/admin.credential"}) {
+    if (!fs::exists(secret))
+      SEALFS_RETURN_IF_ERROR(auth::WriteSecretFile(secret, auth::RandomSecret()));
+  }
+  const std::string token_file = state + "/" + TokenFileName(o.volume);
 
   // Metadata server: its port is fixed after the first start so that mounts
   // and data servers find it again after a restart.
@@ -180,10 +200,31 @@ Status LocalUp(const LocalClusterOptions& o) {
   } else {
     std::string listen = meta_address.empty() ? "127.0.0.1:0" : meta_address;
     fs::remove(state + "/meta.port", ec);
-    auto pid = Spawn({FindProgram("sealfs-meta"), "--db", state + "/meta", "--listen", listen,
-                      "--port-file", state + "/meta.port", "--create-volume", o.volume,
-                      "--chunk-size", std::to_string(o.chunk_size), "--replicas",
-                      std::to_string(o.replicas), "--transport", o.transport},
+    auto pid = Spawn({FindProgram("sealfs-meta"),
+                      "--db",
+                      state + "/meta",
+                      "--listen",
+                      listen,
+                      "--port-file",
+                      state + "/meta.port",
+                      "--create-volume",
+                      o.volume,
+                      "--volume-token-file",
+                      token_file,
+                      "--cluster-key",
+                      state + "/cluster.key",
+                      "--admin-credential",
+                      state + "/admin.credential",
+                      "--metrics-address",
+                      "127.0.0.1:0",
+                      "--metrics-port-file",
+                      state + "/meta.metrics-port",
+                      "--chunk-size",
+                      std::to_string(o.chunk_size),
+                      "--replicas",
+                      std::to_string(o.replicas),
+                      "--transport",
+                      o.transport},
                      logs + "/meta.log");
     if (!pid.ok()) return pid.status();
     WriteLine(state + "/meta.pid", std::to_string(*pid));
@@ -204,10 +245,11 @@ Status LocalUp(const LocalClusterOptions& o) {
     std::string previous_port = ReadFirstLine(dir + ".port");
     std::string listen = "127.0.0.1:" + (previous_port.empty() ? std::string("0") : previous_port);
     fs::remove(dir + ".port", ec);
-    auto spawned =
-        Spawn({FindProgram("sealfs-data"), "--dir", dir, "--meta", meta_address, "--listen", listen,
-               "--port-file", dir + ".port", "--transport", o.transport},
-              logs + "/data" + std::to_string(i) + ".log");
+    auto spawned = Spawn({FindProgram("sealfs-data"), "--dir", dir, "--meta", meta_address,
+                          "--listen", listen, "--port-file", dir + ".port", "--transport",
+                          o.transport, "--cluster-key", state + "/cluster.key", "--metrics-address",
+                          "127.0.0.1:0", "--metrics-port-file", dir + ".metrics-port"},
+                         logs + "/data" + std::to_string(i) + ".log");
     if (!spawned.ok()) return spawned.status();
     WriteLine(dir + ".pid", std::to_string(*spawned));
     SEALFS_RETURN_IF_ERROR(WaitForFile(dir + ".port", *spawned, "data server " + std::to_string(i),
@@ -221,6 +263,9 @@ Status LocalUp(const LocalClusterOptions& o) {
   admin.meta_address = meta_address;
   admin.volume = "";
   admin.timeout = 5s;
+  Result<std::string> credential = auth::ReadSecretFile(state + "/admin.credential");
+  if (!credential.ok()) return credential.status();
+  admin.admin_credential = *credential;
   int up = 0;
   for (int attempt = 0; attempt < 100; ++attempt) {
     auto connection = client::Client::Connect(admin);
@@ -258,7 +303,7 @@ Status LocalUp(const LocalClusterOptions& o) {
   std::string command = "'" + FindProgram("sealfs-fuse") + "' '" + meta_address + "/" + o.volume +
                         "' '" + mountpoint +
                         "' -o allow_other,default_permissions,transport=" + o.transport +
-                        ",log=" + logs + "/fuse.log";
+                        ",token_file=" + token_file + ",log=" + logs + "/fuse.log";
   if (std::system(command.c_str()) != 0) {
     return Status(EIO, "mounting " + mountpoint + " failed; see " + logs + "/fuse.log");
   }
@@ -318,14 +363,15 @@ Status LocalStatus(const LocalClusterOptions& o) {
   bool all_up = true;
   pid_t meta = PidFrom(state + "/meta.pid");
   bool meta_up = ServerRunning(meta, state + "/meta");
-  std::printf("metadata server  pid %-7d %-5s %s\n", meta, meta_up ? "up" : "DOWN",
-              LocalMetaAddress(state).c_str());
+  std::printf("metadata server  pid %-7d %-5s %-21s %s\n", meta, meta_up ? "up" : "DOWN",
+              LocalMetaAddress(state).c_str(), MetricsUrl(state + "/meta.metrics-port").c_str());
   all_up = all_up && meta_up;
   for (int i = 0; fs::exists(DataDir(state, i) + ".pid"); ++i) {
     pid_t pid = PidFrom(DataDir(state, i) + ".pid");
     bool up = ServerRunning(pid, DataDir(state, i));
-    std::printf("data server %-4d pid %-7d %-5s 127.0.0.1:%s\n", i, pid, up ? "up" : "DOWN",
-                ReadFirstLine(DataDir(state, i) + ".port").c_str());
+    std::string address = "127.0.0.1:" + ReadFirstLine(DataDir(state, i) + ".port");
+    std::printf("data server %-4d pid %-7d %-5s %-21s %s\n", i, pid, up ? "up" : "DOWN",
+                address.c_str(), MetricsUrl(DataDir(state, i) + ".metrics-port").c_str());
     all_up = all_up && up;
   }
   std::string mountpoint = ReadFirstLine(state + "/mountpoint");

@@ -29,5 +29,9 @@ Status LocalStatus(const LocalClusterOptions& options);
 
 // The metadata address of the local cluster in `state_dir`, if it has one.
 std::string LocalMetaAddress(const std::string& state_dir);
+// Where `sealfs local up` keeps a volume's mount token, under the state dir.
+std::string TokenFileName(const std::string& volume);
+// http://127.0.0.1:PORT/metrics from a server's metrics port file ("" if none).
+std::string MetricsUrl(const std::string& port_file);
 
 }  // namespace sealfs::cli

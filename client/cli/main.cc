@@ -5,7 +5,8 @@
 //   sealfs local down [--state DIR]
 //   sealfs local status [--state DIR]
 //   sealfs status [--meta HOST:PORT]
-//   sealfs volume create|list|delete [NAME] [--meta HOST:PORT]
+//   sealfs volume create|set-quota|list|delete|token rotate ...
+//   sealfs usage [verify] ...
 #include <unistd.h>
 
 #include <csignal>
@@ -18,11 +19,14 @@
 #include <string>
 #include <vector>
 
+#include "cli_common.h"
 #include "local_cluster.h"
 #include "sealfs/client/client.h"
+#include "sealfs/rpc/credentials.h"
 #include "sealfs/rpc/process.h"
 
 using namespace sealfs;
+using namespace sealfs::cli;
 
 namespace {
 
@@ -35,54 +39,22 @@ const char* kUsage =
     "  sealfs local down [--state DIR]\n"
     "  sealfs local status [--state DIR]\n"
     "  sealfs status [--meta HOST:PORT]\n"
-    "  sealfs volume create NAME [--stripe-width N] [--meta HOST:PORT]\n"
-    "    (--stripe-width: chains each file stripes over, 1-16; default all, up to 16)\n"
-    "  sealfs volume list [--meta HOST:PORT]\n"
-    "  sealfs volume delete NAME [--meta HOST:PORT]\n"
+    "  sealfs volume create NAME --tenant T [--quota SIZE] [--inodes N] [--stripe-width N]\n"
+    "                          [--token-file PATH]\n"
+    "    (SIZE like 10GiB; N like 1M; the mount token is printed once, or written to PATH)\n"
+    "  sealfs volume set-quota NAME [--quota SIZE] [--inodes N]   (0: no limit)\n"
+    "  sealfs volume list [--tenant T]\n"
+    "  sealfs volume delete NAME [--force]   (--force: also while mounted; ends the mounts)\n"
+    "  sealfs volume token rotate NAME [--token-file PATH]\n"
+    "  sealfs usage [--tenant T] [--volume V] [--from TIME] [--to TIME] [--period hour|day]\n"
+    "               [--json|--csv]   (TIME: 2026-12-01, 2026-12-01T10:00Z, -24h, now)\n"
+    "  sealfs usage verify   (recounts usage from the namespace; fails on any difference)\n"
+    "  sealfs keygen FILE    (a new secret: a cluster key or an admin credential)\n"
     "  sealfs bench [--quick] [--data-servers N] [--replicas R] [--chunk-size BYTES]\n"
     "               [--results DIR] [--only TEXT]\n"
-    "Without --meta, the local cluster's address is used (or $SEALFS_META).\n";
-
-const std::string kDefaultState = "/var/lib/sealfs/local";
-
-int Fail(const Status& status) {
-  std::fprintf(stderr, "sealfs: %s\n", status.ToString().c_str());
-  return 1;
-}
-
-std::string MetaAddress(const Flags& flags) {
-  if (flags.Has("meta")) return flags.Get("meta");
-  if (const char* env = std::getenv("SEALFS_META")) return env;
-  std::string local = cli::LocalMetaAddress(flags.Get("state", kDefaultState));
-  return local.empty() ? "127.0.0.1:7400" : local;
-}
-
-Result<std::unique_ptr<client::Client>> Admin(const Flags& flags) {
-  client::ClientOptions options;
-  options.meta_address = MetaAddress(flags);
-  options.volume = "";
-  options.timeout = std::chrono::seconds(10);
-  auto connected = client::Client::Connect(options);
-  if (!connected.ok()) {
-    return Status(connected.status().code(), "cannot reach metadata server " +
-                                                 options.meta_address + ": " +
-                                                 connected.status().ToString());
-  }
-  return connected;
-}
-
-std::string HumanBytes(uint64_t bytes) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
-  double value = static_cast<double>(bytes);
-  int unit = 0;
-  while (value >= 1024 && unit < 5) {
-    value /= 1024;
-    ++unit;
-  }
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, unit == 0 ? "%.0f %s" : "%.1f %s", value, units[unit]);
-  return buffer;
-}
+    "Without --meta, the local cluster's address is used (or $SEALFS_META). Admin\n"
+    "commands use --credentials FILE, $SEALFS_CREDENTIALS, or the local cluster's\n"
+    "admin.credential.\n";
 
 // The chain table: each chain with its version and members; returns how
 // many chains are degraded (a member not serving, or the chain lost).
@@ -170,63 +142,6 @@ int ClusterStatus(const Flags& flags) {
   return down == 0 && degraded == 0 ? 0 : 1;
 }
 
-int Volume(const Flags& flags) {
-  const auto& args = flags.positional();
-  if (args.size() < 2) {
-    std::fputs(kUsage, stderr);
-    return 2;
-  }
-  auto admin = Admin(flags);
-  if (!admin.ok()) return Fail(admin.status());
-  const std::string& verb = args[1];
-  if (verb == "list") {
-    pb::VolumeListResponse response;
-    Status status = (*admin)->Meta(rpc::meta::kVolumeList, pb::VolumeListRequest{}, &response);
-    if (!status.ok()) return Fail(status);
-    std::printf("%-6s %-32s %-20s %s\n", "ID", "NAME", "ROOT INODE", "CREATED");
-    for (const auto& volume : response.volumes()) {
-      time_t created = static_cast<time_t>(volume.created_ns() / 1'000'000'000);
-      char when[32];
-      std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", std::gmtime(&created));
-      std::printf("%-6llu %-32s %-20llu %s\n", static_cast<unsigned long long>(volume.id()),
-                  volume.name().c_str(), static_cast<unsigned long long>(volume.root_ino()), when);
-    }
-    return 0;
-  }
-  if (args.size() < 3) {
-    std::fprintf(stderr, "sealfs: volume %s needs a NAME\n", verb.c_str());
-    return 2;
-  }
-  if (verb == "create") {
-    pb::VolumeCreateRequest request;
-    request.set_name(args[2]);
-    long long width = flags.GetInt("stripe-width", 0);
-    if (width < 0 || width > 16) {
-      std::fprintf(stderr, "sealfs: --stripe-width is 1 to 16 chains (0: all, up to 16)\n");
-      return 2;
-    }
-    request.set_stripe_width(static_cast<uint32_t>(width));
-    pb::VolumeCreateResponse response;
-    Status status = (*admin)->Meta(rpc::meta::kVolumeCreate, request, &response);
-    if (!status.ok()) return Fail(status);
-    std::printf("created volume '%s' (id %llu); mount it with: sealfs-fuse %s/%s MOUNTPOINT\n",
-                args[2].c_str(), static_cast<unsigned long long>(response.volume().id()),
-                MetaAddress(flags).c_str(), args[2].c_str());
-    return 0;
-  }
-  if (verb == "delete") {
-    pb::VolumeDeleteRequest request;
-    request.set_name(args[2]);
-    pb::VolumeDeleteResponse response;
-    Status status = (*admin)->Meta(rpc::meta::kVolumeDelete, request, &response);
-    if (!status.ok()) return Fail(status);
-    std::printf("deleted volume '%s'\n", args[2].c_str());
-    return 0;
-  }
-  std::fprintf(stderr, "sealfs: unknown volume command '%s'\n", verb.c_str());
-  return 2;
-}
-
 int Local(const Flags& flags) {
   const auto& args = flags.positional();
   if (args.size() < 2) {
@@ -281,9 +196,12 @@ int Bench(int argc, char** argv) {
 int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   if (argc >= 2 && std::string(argv[1]) == "bench") return Bench(argc, argv);
-  auto flags = Flags::Parse(argc, argv,
-                            {"state", "mount", "data-servers", "replicas", "stripe-width",
-                             "chunk-size", "meta", "no-mount", "transport", "help", "version"});
+  auto flags = Flags::Parse(
+      argc, argv,
+      {"state",  "mount",    "data-servers", "replicas",   "stripe-width", "chunk-size",
+       "meta",   "no-mount", "transport",    "help",       "version",      "credentials",
+       "tenant", "quota",    "inodes",       "token-file", "force",        "volume",
+       "from",   "to",       "period",       "json",       "csv"});
   if (!flags.ok()) {
     std::fprintf(stderr, "sealfs: %s\n%s", flags.status().message().c_str(), kUsage);
     return 2;
@@ -299,7 +217,18 @@ int main(int argc, char** argv) {
   }
   if (args[0] == "local") return Local(*flags);
   if (args[0] == "status") return ClusterStatus(*flags);
-  if (args[0] == "volume") return Volume(*flags);
+  if (args[0] == "volume") return cli::VolumeCommand(*flags);
+  if (args[0] == "usage") return cli::UsageCommand(*flags);
+  if (args[0] == "keygen") {
+    if (args.size() != 2) {
+      std::fprintf(stderr, "sealfs: keygen needs a FILE\n");
+      return 2;
+    }
+    Status written = auth::WriteSecretFile(args[1], auth::RandomSecret());
+    if (!written.ok()) return Fail(written);
+    std::printf("wrote a new secret to %s (readable by its owner only)\n", args[1].c_str());
+    return 0;
+  }
   std::fprintf(stderr, "sealfs: unknown command '%s'\n%s", args[0].c_str(), kUsage);
   return 2;
 }

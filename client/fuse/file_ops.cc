@@ -78,7 +78,7 @@ void FuseFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t 
 
 void FuseFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   uint64_t server_ino = ToServer(ino);
-  auto opened = client_.Open(server_ino);
+  auto opened = client_.Open(server_ino, (fi->flags & O_ACCMODE) != O_RDONLY);
   if (!opened.ok()) return ReplyStatus(req, opened.status());
   const pb::Attr& attr = opened->attr();
   if (!S_ISREG(attr.mode())) {
@@ -221,34 +221,71 @@ void FuseFs::Fsync(fuse_req_t req, fuse_ino_t ino, int, fuse_file_info*) {
 void FuseFs::Fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
                        fuse_file_info*) {
   if (offset < 0 || length <= 0) return ReplyStatus(req, Status(EINVAL, "bad range"));
-  if (mode & ~FALLOC_FL_KEEP_SIZE) {
-    return ReplyStatus(req, Status(EOPNOTSUPP, "only plain allocation is supported"));
+  constexpr int kKnown = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE;
+  if (mode & ~kKnown) return ReplyStatus(req, Status(EOPNOTSUPP, "unsupported fallocate mode"));
+  const bool punch = mode & FALLOC_FL_PUNCH_HOLE;
+  const bool zero = mode & FALLOC_FL_ZERO_RANGE;
+  const bool keep_size = mode & FALLOC_FL_KEEP_SIZE;
+  if ((punch && (!keep_size || zero))) {
+    return ReplyStatus(req, Status(EOPNOTSUPP, "punch-hole needs KEEP_SIZE, alone"));
   }
-  uint64_t end = static_cast<uint64_t>(offset) + static_cast<uint64_t>(length);
-  if (end > kMaxFileSize || end < static_cast<uint64_t>(offset)) {
+  uint64_t start = static_cast<uint64_t>(offset);
+  uint64_t end = start + static_cast<uint64_t>(length);
+  if (end > kMaxFileSize || end < start) {
     return ReplyStatus(req, Status(EFBIG, "beyond the largest file size"));
   }
-  // Chunks are allocated when written; allocation here only sets the size.
-  if (mode & FALLOC_FL_KEEP_SIZE) return ReplyStatus(req, Status::Ok());
   uint64_t server_ino = ToServer(ino);
-  // Earlier writes commit under the truncates they followed; the new size
-  // is taken against the file as it is now, so that a truncate made by
-  // another mount before this call cannot hold it back.
+  // Earlier writes commit first: the servers decide on the size as it is.
   Status pending = CommitWrites(server_ino, nullptr);
   if (!pending.ok() && pending.code() != EAGAIN && pending.code() != ENOENT) {
     return ReplyStatus(req, pending);
   }
   Result<pb::GetattrResponse> fresh = Refresh(server_ino);
   if (!fresh.ok()) return ReplyStatus(req, fresh.status());
+  if (punch || zero) {
+    // Bytes inside the file become zeros, written like any data (so every
+    // replica and checksum agrees); past the end they read as zeros anyway.
+    uint64_t zero_end = std::min(end, fresh->attr().size());
+    Status zeroed = WriteZeros(server_ino, fresh->layout(), start, zero_end);
+    if (!zeroed.ok()) return ReplyStatus(req, zeroed);
+    if (punch || (keep_size && zero_end == end)) return ReplyStatus(req, Status::Ok());
+  }
+  // The metadata server reserves quota for the range (EDQUOT) and grows
+  // the size unless KEEP_SIZE.
+  pb::FallocateRequest request;
+  request.set_ino(server_ino);
+  request.set_mode(keep_size ? FALLOC_FL_KEEP_SIZE : 0);
+  request.set_offset(start);
+  request.set_length(end - start);
+  pb::FallocateResponse response;
+  Status status = client_.Meta(rpc::meta::kFallocate, request, &response);
+  if (!status.ok()) return ReplyStatus(req, status);
   auto state = State(server_ino);
   {
     std::lock_guard<std::mutex> lock(state->mutex);
-    if (end <= state->size) return ReplyStatus(req, Status::Ok());
-    NoteWritten(*state, end);
+    state->size = std::max(state->size, response.attr().size());
   }
-  Status status = CommitWrites(server_ino, nullptr);
-  if (status.code() == EAGAIN) status = Status::Ok();
-  ReplyStatus(req, status);
+  ReplyStatus(req, Status::Ok());
+}
+
+Status FuseFs::WriteZeros(uint64_t server_ino, const pb::Layout& layout, uint64_t start,
+                          uint64_t end) {
+  constexpr uint64_t kPiece = 1u << 20;
+  static const std::string zeros(kPiece, '\0');
+  while (start < end) {
+    uint64_t length = std::min(kPiece, end - start);
+    int64_t allocated = 0;
+    SEALFS_RETURN_IF_ERROR(client_.Write(server_ino, layout, start,
+                                         std::string_view(zeros.data(), length), &allocated));
+    auto state = State(server_ino);
+    {
+      std::lock_guard<std::mutex> lock(state->mutex);
+      NoteWritten(*state, start + length, allocated);
+    }
+    start += length;
+  }
+  Status committed = CommitWrites(server_ino, nullptr);
+  return committed.code() == EAGAIN ? Status::Ok() : committed;
 }
 
 }  // namespace sealfs::fuse

@@ -90,6 +90,8 @@ class FuseFs {
   void Flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
   void Release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
   void Fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi);
+  // Writes zeros over [start, end) of the file (punch-hole, zero-range).
+  Status WriteZeros(uint64_t server_ino, const pb::Layout& layout, uint64_t start, uint64_t end);
   void Fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
                  fuse_file_info* fi);
 

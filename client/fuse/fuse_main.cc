@@ -26,6 +26,8 @@ const char* kUsage =
     "options: allow_other, default_permissions, ro, log=FILE, attr_timeout=SECONDS,\n"
     "         entry_timeout=SECONDS, transport=tcp|rdma|auto, io_wait=SECONDS (how long\n"
     "         I/O waits for a chain with no serving replica before EIO; default 60),\n"
+    "         token_file=PATH (the volume's mount token; required),\n"
+    "         credentials=PATH (the admin credential instead of a token),\n"
     "         and the usual FUSE mount options\n"
     "         (atime options are accepted; the kernel never updates atime on FUSE files)\n";
 
@@ -58,6 +60,8 @@ struct Arguments {
   double entry_timeout = 1.0;
   std::string transport = "tcp";
   double io_wait = 60.0;
+  std::string token_file;
+  std::string credentials_file;
 };
 
 bool ParseArguments(int argc, char** argv, Arguments* out, std::string* error) {
@@ -90,6 +94,10 @@ bool ParseArguments(int argc, char** argv, Arguments* out, std::string* error) {
             out->entry_timeout = std::stod(option.substr(14));
           } else if (option.rfind("transport=", 0) == 0) {
             out->transport = option.substr(10);
+          } else if (option.rfind("token_file=", 0) == 0) {
+            out->token_file = option.substr(11);
+          } else if (option.rfind("credentials=", 0) == 0) {
+            out->credentials_file = option.substr(12);
           } else if (option.rfind("io_wait=", 0) == 0) {
             out->io_wait = std::stod(option.substr(8));
             if (!(out->io_wait > 0 && out->io_wait <= 86400))
@@ -155,6 +163,17 @@ int main(int argc, char** argv) {
   }
   options.transport = *transport;
   options.io_wait = std::chrono::milliseconds(static_cast<long long>(args.io_wait * 1000));
+  for (auto [path, secret] : {std::pair{&args.token_file, &options.token},
+                              {&args.credentials_file, &options.admin_credential}}) {
+    if (path->empty()) continue;
+    Result<std::string> read = auth::ReadSecretFile(*path);
+    if (!read.ok()) {
+      std::fprintf(stderr, "sealfs-fuse: cannot mount %s: %s\n", args.source.c_str(),
+                   read.status().ToString().c_str());
+      return 1;
+    }
+    *secret = *read;
+  }
   struct stat mount_stat;
   if (stat(args.mountpoint.c_str(), &mount_stat) != 0 || !S_ISDIR(mount_stat.st_mode)) {
     std::fprintf(stderr, "sealfs-fuse: mountpoint %s is not a directory\n",

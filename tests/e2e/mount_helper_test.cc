@@ -73,14 +73,17 @@ TEST(FuseMountHelper, MountSealfsHelperMounts) {
   TestCluster cluster(1);
   ASSERT_TRUE(cluster.Start());
   std::string mountpoint = cluster.root() + "/helper";
-  ASSERT_EQ(RunMountHelper(cluster.meta_address() + "/default", mountpoint,
-                           "rw,allow_other,default_permissions,_netdev"),
+  ASSERT_EQ(RunMountHelper(
+                cluster.meta_address() + "/default", mountpoint,
+                "rw,allow_other,default_permissions,_netdev,token_file=" + cluster.token_file()),
             0);
   EXPECT_TRUE(WriteFile(mountpoint + "/x", "through the helper"));
   EXPECT_EQ(ReadFile(mountpoint + "/x"), "through the helper");
   TestCluster::Unmount(mountpoint);
   // A missing volume fails the mount with a reason, leaving nothing behind.
-  EXPECT_NE(RunMountHelper(cluster.meta_address() + "/nope", mountpoint, "rw 2>/dev/null"), 0);
+  EXPECT_NE(RunMountHelper(cluster.meta_address() + "/nope", mountpoint,
+                           "rw,token_file=" + cluster.token_file() + " 2>/dev/null"),
+            0);
 }
 
 TEST(FuseMountHelper, RemountReadOnlyAndBack) {
@@ -89,7 +92,7 @@ TEST(FuseMountHelper, RemountReadOnlyAndBack) {
   ASSERT_TRUE(cluster.Start());
   std::string mountpoint = cluster.root() + "/helper";
   ASSERT_EQ(RunMountHelper(cluster.meta_address() + "/default", mountpoint,
-                           "rw,allow_other,default_permissions"),
+                           "rw,allow_other,default_permissions,token_file=" + cluster.token_file()),
             0);
   UnmountAtEnd unmount{mountpoint};
   ASSERT_TRUE(WriteFile(mountpoint + "/before", "written"));
@@ -117,7 +120,8 @@ TEST(FuseMountHelper, AtimeOptionsAreAccepted) {
     SCOPED_TRACE(atime);
     std::string mountpoint = cluster.root() + "/atime" + std::to_string(index++);
     ASSERT_EQ(RunMountHelper(cluster.meta_address() + "/default", mountpoint,
-                             "allow_other,default_permissions," + atime),
+                             "allow_other,default_permissions,token_file=" + cluster.token_file() +
+                                 "," + atime),
               0);
     UnmountAtEnd unmount{mountpoint};
     EXPECT_TRUE(WriteFile(mountpoint + "/f", atime));

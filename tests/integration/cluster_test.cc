@@ -251,9 +251,14 @@ TEST(Cluster, CliVolumesAndStatus) {
   // A silent data server counts as down after 2 s instead of the default 10.
   cluster.set_meta_args({"--server-timeout", "2"});
   ASSERT_TRUE(cluster.Start());
-  std::string meta = "--meta " + cluster.meta_address() + " ";
-  EXPECT_TRUE(RunCli(meta + "volume create team-a").ExitedWith(0));
-  EXPECT_TRUE(RunCli(meta + "volume create team-a").ExitedWith(1));
+  std::string meta = "--meta " + cluster.meta_address() + " --credentials " +
+                     cluster.admin_credential_file() + " ";
+  EXPECT_TRUE(RunCli(meta + "volume create team-a --tenant a").ExitedWith(0));
+  EXPECT_TRUE(RunCli(meta + "volume create team-a --tenant a").ExitedWith(1));
+  // Without the admin credential nothing is created.
+  EXPECT_TRUE(RunCli("--meta " + cluster.meta_address() + " --credentials /nonexistent " +
+                     "volume create team-b --tenant b")
+                  .ExitedWith(1));
   CliRun listed = RunCli(meta + "volume list");
   EXPECT_TRUE(listed.ExitedWith(0));
   EXPECT_NE(listed.output.find("team-a"), std::string::npos) << listed.output;

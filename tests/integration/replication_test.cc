@@ -225,6 +225,10 @@ TEST(Replication, APausedServerIsFencedAndRejoinsThroughResync) {
   stale.set_store_id(victim_store);
   stale.mutable_chain()->set_id(headed->id());
   stale.mutable_chain()->set_version(headed->version());
+  // With a valid capability: what is refused is the chain version.
+  auto cap = (*client)->Capability(file.attr().ino(), true, kChunk);
+  ASSERT_TRUE(cap.ok()) << cap.status().ToString();
+  *stale.mutable_cap() = *cap;
   pb::WriteResponse ignored;
   Status refused = rpc::Invoke(*channel, rpc::data::kWrite, stale, &ignored, "stale bytes");
   EXPECT_EQ(refused.code(), rpc::kStaleChain) << refused.ToString();

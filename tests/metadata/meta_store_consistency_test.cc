@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -339,14 +340,24 @@ TEST_F(MetaStoreConsistencyTest, LookupOfDotFindsAFileForFileHandles) {
 }
 
 TEST_F(MetaStoreConsistencyTest, SessionsAreRecordedAcrossRestarts) {
-  ASSERT_TRUE(store_->PutSession(42).ok());
-  ASSERT_TRUE(store_->PutSession(7).ok());
+  pb::SessionRecord first, second;
+  first.set_volume_id(1);
+  first.set_key_hash("hash of 42");
+  second.set_volume_id(2);
+  second.set_key_hash("hash of 7");
+  ASSERT_TRUE(store_->PutSession(42, first).ok());
+  ASSERT_TRUE(store_->PutSession(7, second).ok());
   Reopen();
   auto sessions = store_->Sessions();
   ASSERT_TRUE(sessions.ok());
-  EXPECT_EQ(std::set<uint64_t>(sessions->begin(), sessions->end()), (std::set<uint64_t>{7, 42}));
+  std::map<uint64_t, std::string> seen;
+  for (const auto& [id, record] : *sessions) {
+    seen[id] = std::to_string(record.volume_id()) + ":" + record.key_hash();
+  }
+  EXPECT_EQ(seen, (std::map<uint64_t, std::string>{{7, "2:hash of 7"}, {42, "1:hash of 42"}}));
   ASSERT_TRUE(store_->DeleteSession(42).ok());
-  EXPECT_EQ(*store_->Sessions(), std::vector<uint64_t>{7});
+  ASSERT_EQ(store_->Sessions()->size(), 1u);
+  EXPECT_EQ(store_->Sessions()->front().first, 7u);
 }
 
 }  // namespace

@@ -21,6 +21,10 @@ cleanup() {
 }
 trap cleanup EXIT
 fail() { echo "FAIL: $*"; for f in "$state"/*.log; do echo "--- $f"; tail -5 "$f"; done; exit 1; }
+# The cluster's secrets; `sealfs status` finds the admin credential in $SEALFS_CREDENTIALS.
+"$build/client/sealfs" keygen "$state/cluster.key" > /dev/null || fail "keygen failed"
+"$build/client/sealfs" keygen "$state/admin.credential" > /dev/null || fail "keygen failed"
+export SEALFS_CREDENTIALS="$state/admin.credential"
 
 # start_cluster PREFIX DATA_SERVERS [sealfs-meta options]: a metadata server
 # at $meta and data servers, all over RDMA, state under $state/PREFIX*.
@@ -28,12 +32,15 @@ start_cluster() {
   local prefix=$1 count=$2
   shift 2
   "$build/metadata/sealfs-meta" --db "$state/${prefix}meta" --listen "$meta" --transport rdma \
-    --create-volume default --chunk-size 1048576 "$@" 2> "$state/${prefix}meta.log" &
+    --create-volume default --volume-token-file "$state/${prefix}default.token" \
+    --cluster-key "$state/cluster.key" --admin-credential "$state/admin.credential" \
+    --chunk-size 1048576 "$@" 2> "$state/${prefix}meta.log" &
   pids+=($!)
   for i in $(seq 0 $((count - 1))); do
     sleep 1
     "$build/server/sealfs-data" --dir "$state/${prefix}data$i" --meta "$meta" --listen "$address:0" \
       --transport rdma --heartbeat-ms 300 --port-file "$state/${prefix}data$i.port" \
+      --cluster-key "$state/cluster.key" \
       2> "$state/${prefix}data$i.log" &
     pids+=($!)
   done
@@ -51,7 +58,7 @@ start_cluster "" 2
 grep -q "tcp+rdma" "$state/data0.log" || fail "data server is not listening over RDMA"
 
 "$build/client/sealfs-fuse" "$meta/default" "$mnt" \
-  -o transport=rdma,allow_other,default_permissions,io_wait=5,log=$state/fuse.log ||
+  -o transport=rdma,allow_other,default_permissions,io_wait=5,token_file=$state/default.token,log=$state/fuse.log ||
   fail "mount over RDMA failed"
 head -c $((24 << 20)) /dev/urandom > "$state/source"
 cp "$state/source" "$mnt/file" || fail "writing through the mount failed"
@@ -92,7 +99,7 @@ pids=()
 meta="$address:7401"
 start_cluster r 3 --replicas 2
 "$build/client/sealfs-fuse" "$meta/default" "$mnt" \
-  -o transport=rdma,allow_other,default_permissions,log=$state/rfuse.log ||
+  -o transport=rdma,allow_other,default_permissions,token_file=$state/rdefault.token,log=$state/rfuse.log ||
   fail "mount of the replicated cluster over RDMA failed"
 head -c $((24 << 20)) /dev/urandom > "$state/rsource"
 cp "$state/rsource" "$mnt/replicated" || fail "writing through the replicated mount failed"

@@ -8,6 +8,7 @@
 
 #include "sealfs/rpc/methods.h"
 #include "sealfs/rpc/rdma_transport.h"
+#include "test_auth.h"
 
 namespace sealfs::server {
 namespace {
@@ -22,12 +23,13 @@ class DataServiceTest : public ::testing::Test {
     store_ = std::move(*opened);
     target_.store = store_.get();
     target_.id = 1;
-    service_ = std::make_unique<DataService>(std::vector<StorageTarget*>{&target_}, view_, io_,
-                                             rpc::TransportKind::kTcp);
+    service_ =
+        std::make_unique<DataService>(std::vector<StorageTarget*>{&target_}, view_, io_,
+                                      rpc::TransportKind::kTcp, testing::TestClusterKey(), "");
     service_->RegisterHandlers(dispatcher_, dispatcher_, dispatcher_);
     ASSERT_TRUE(listeners_.Listen(io_, dispatcher_, "127.0.0.1", 0, rpc::TransportKind::kTcp).ok());
     std::string address = "127.0.0.1:" + std::to_string(listeners_.port());
-    channel_ = rpc::MakeTcpChannel(io_, address);
+    channel_ = testing::ServerChannel(io_, address);
     // One chain of one member: this store.
     pb::ClusterMapResponse map;
     map.set_version(1);
@@ -66,6 +68,7 @@ class DataServiceTest : public ::testing::Test {
     request.set_store_id(store_id);
     *request.mutable_chain() = chain_;
     pb::WriteResponse response;
+    testing::Sign(request);
     return rpc::Invoke(*channel_, rpc::data::kWrite, request, &response, data);
   }
 
@@ -92,6 +95,7 @@ TEST_F(DataServiceTest, WritesStayInsideTheirChunk) {
   request.set_store_id(mine);  // and no chunk size at all
   *request.mutable_chain() = chain_;
   pb::WriteResponse response;
+  testing::Sign(request);
   EXPECT_EQ(rpc::Invoke(*channel_, rpc::data::kWrite, request, &response, "x").code(), EINVAL);
 }
 
@@ -119,9 +123,11 @@ TEST_F(DataServiceTest, RequestsForAnotherStoreAreRefused) {
     *request.mutable_chain() = chain_;
     pb::ReadResponse response;
     std::string payload;
+    testing::Sign(request);
     expect_refused(rpc::Invoke(*channel_, rpc::data::kRead, request, &response, {}, &payload),
                    "read");
     request.set_store_id(mine);
+    testing::Sign(request);
     ASSERT_TRUE(rpc::Invoke(*channel_, rpc::data::kRead, request, &response, {}, &payload).ok());
     EXPECT_EQ(payload, "data");
   }
@@ -141,6 +147,7 @@ TEST_F(DataServiceTest, RequestsForAnotherStoreAreRefused) {
     request.set_store_id(other);
     *request.mutable_chain() = chain_;
     pb::FsyncFileResponse response;
+    testing::Sign(request);
     expect_refused(rpc::Invoke(*channel_, rpc::data::kFsyncFile, request, &response), "fsync");
   }
   {

@@ -12,6 +12,7 @@
 #include "sealfs/rpc/methods.h"
 #include "sealfs/server/background.h"
 #include "sealfs/server/data_service.h"
+#include "test_auth.h"
 
 namespace sealfs::server {
 namespace {
@@ -47,8 +48,9 @@ class ReplicationTest : public ::testing::Test {
       m.view = std::make_unique<ChainView>(nullptr);
       m.view->HoldLeaseForever();
       m.dispatcher = std::make_unique<rpc::Dispatcher>(4);
-      m.service = std::make_unique<DataService>(std::vector<StorageTarget*>{&m.target}, *m.view,
-                                                io_, rpc::TransportKind::kTcp);
+      m.service =
+          std::make_unique<DataService>(std::vector<StorageTarget*>{&m.target}, *m.view, io_,
+                                        rpc::TransportKind::kTcp, testing::TestClusterKey(), "");
       m.service->RegisterHandlers(*m.dispatcher, *m.dispatcher, *m.dispatcher);
       ASSERT_TRUE(
           m.listeners.Listen(io_, *m.dispatcher, "127.0.0.1", 0, rpc::TransportKind::kTcp).ok());
@@ -94,7 +96,7 @@ class ReplicationTest : public ::testing::Test {
   }
 
   std::shared_ptr<rpc::Channel> ChannelTo(int i) {
-    return rpc::MakeTcpChannel(io_, members_[i].address);
+    return testing::ServerChannel(io_, members_[i].address);
   }
 
   Status Write(int at, uint32_t index, uint32_t offset, const std::string& data) {
@@ -106,6 +108,7 @@ class ReplicationTest : public ::testing::Test {
     request.set_store_id(members_[at].store->instance_id());
     *request.mutable_chain() = chain_;
     pb::WriteResponse response;
+    testing::Sign(request);
     return rpc::Invoke(*ChannelTo(at), rpc::data::kWrite, request, &response, data);
   }
 
@@ -117,6 +120,7 @@ class ReplicationTest : public ::testing::Test {
     request.set_store_id(members_[at].store->instance_id());
     *request.mutable_chain() = chain_;
     pb::ReadResponse response;
+    testing::Sign(request);
     return rpc::Invoke(*ChannelTo(at), rpc::data::kRead, request, &response, {}, out);
   }
 
@@ -173,7 +177,8 @@ TEST_F(ReplicationTest, RequestsForAnotherChainVersionRoleOrAnExpiredLeaseAreRef
   ASSERT_TRUE(Read(0, 0, &out).ok());
   // A server whose lease ran out (never renewed here) refuses everything.
   ChainView expired(nullptr);
-  DataService fenced({&members_[0].target}, expired, io_, rpc::TransportKind::kTcp);
+  DataService fenced({&members_[0].target}, expired, io_, rpc::TransportKind::kTcp,
+                     testing::TestClusterKey(), "");
   rpc::Dispatcher dispatcher(1);
   fenced.RegisterHandlers(dispatcher, dispatcher, dispatcher);
   rpc::Listeners listeners;
@@ -184,7 +189,8 @@ TEST_F(ReplicationTest, RequestsForAnotherChainVersionRoleOrAnExpiredLeaseAreRef
   request.set_store_id(members_[0].store->instance_id());
   *request.mutable_chain() = chain_;
   pb::WriteResponse response;
-  auto channel = rpc::MakeTcpChannel(io_, "127.0.0.1:" + std::to_string(listeners.port()));
+  auto channel = testing::ServerChannel(io_, "127.0.0.1:" + std::to_string(listeners.port()));
+  testing::Sign(request);
   Status refused = rpc::Invoke(*channel, rpc::data::kWrite, request, &response, "x");
   EXPECT_EQ(refused.code(), rpc::kStaleChain);
   EXPECT_NE(refused.message().find("lease"), std::string::npos) << refused.ToString();

@@ -4,6 +4,7 @@
 // alive so that files it holds open survive being unlinked.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <map>
@@ -14,6 +15,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "sealfs/rpc/credentials.h"
 #include "sealfs/rpc/methods.h"
 #include "sealfs/rpc/rdma_transport.h"
 #include "sealfs/rpc/tcp_transport.h"
@@ -30,6 +32,10 @@ struct ClientOptions {
   std::chrono::milliseconds keepalive_interval{std::chrono::seconds(5)};
   int io_threads = 2;
   rpc::TransportKind transport = rpc::TransportKind::kTcp;
+  // The volume's mount token, or the cluster's admin credential (which may
+  // mount any volume and make admin requests): the secrets themselves.
+  std::string token;
+  std::string admin_credential;
 };
 
 class Client {
@@ -43,10 +49,15 @@ class Client {
   uint64_t root_ino() const { return volume_.root_ino(); }
   uint64_t session_id() const { return session_id_; }
 
-  // Calls a metadata method.
+  // Calls a metadata method. A session the server ended (it expired while
+  // this client was cut off) is mounted again and the call repeated.
   template <typename Request, typename Response>
   Status Meta(rpc::Method<Request, Response> method, const Request& request, Response* response) {
-    return rpc::Invoke(*meta_, method, request, response, {}, nullptr, call_options());
+    Status status = rpc::Invoke(*meta_, method, request, response, {}, nullptr, call_options());
+    if (status.code() == EKEYEXPIRED && !options_.volume.empty() && Mount().ok()) {
+      status = rpc::Invoke(*meta_, method, request, response, {}, nullptr, call_options());
+    }
+    return status;
   }
 
   // Chunk I/O over a file's layout. Read fills `out` with `length` bytes,
@@ -62,7 +73,8 @@ class Client {
   Status SyncMeta();
 
   // Open files this client holds, re-announced with every keepalive.
-  Result<pb::OpenResponse> Open(uint64_t ino);
+  // `write`: the file is opened for writing (its capability allows it).
+  Result<pb::OpenResponse> Open(uint64_t ino, bool write = true);
   // Creates a regular file (or fails with EEXIST) and opens it, in one call.
   Result<pb::MknodResponse> CreateAndOpen(uint64_t parent, const std::string& name, uint32_t mode,
                                           const pb::Caller& caller);
@@ -71,7 +83,17 @@ class Client {
 
   Result<pb::ClusterMapResponse> RefreshClusterMap();
 
+  // The capability for a file's data: reading, or with `write` writing
+  // below `end` (reserving quota ahead; EDQUOT when the volume is full).
+  // Cached, and renewed at half its life.
+  Result<pb::Capability> Capability(uint64_t ino, bool write, uint64_t end);
+  void KeepCapability(const pb::Capability& cap);
+  void DropCapability(uint64_t ino);
+
  private:
+  // Mounts the volume (again): a new session, whose key the metadata
+  // channel sends from then on.
+  Status Mount();
   explicit Client(ClientOptions options);
   rpc::CallOptions call_options() const { return rpc::CallOptions{options_.timeout}; }
   rpc::CallOptions data_call_options();
@@ -90,9 +112,19 @@ class Client {
 
   ClientOptions options_;
   rpc::IoThreads io_;
+  std::shared_ptr<rpc::Channel> meta_raw_;
+  std::shared_ptr<auth::AuthChannel> meta_auth_;
   std::shared_ptr<rpc::Channel> meta_;
   pb::Volume volume_;
-  uint64_t session_id_ = 0;
+  std::atomic<uint64_t> session_id_{0};
+  std::mutex mount_mutex_;
+
+  struct HeldCapability {
+    pb::Capability cap;
+    std::chrono::steady_clock::time_point renew_at;
+  };
+  std::mutex caps_mutex_;
+  std::unordered_map<uint64_t, HeldCapability> caps_;
 
   std::mutex map_mutex_;
   pb::ClusterMapResponse map_;

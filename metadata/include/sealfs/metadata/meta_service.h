@@ -8,6 +8,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -17,6 +18,7 @@
 #include <unordered_set>
 
 #include "sealfs/metadata/meta_store.h"
+#include "sealfs/rpc/durable_counters.h"
 #include "sealfs/rpc/service.h"
 #include "sealfs/rpc/tcp_transport.h"
 
@@ -30,6 +32,35 @@ struct MetaServiceOptions {
   uint32_t replicas = 1;
   bool replicas_given = false;
   std::chrono::milliseconds sweep_interval{1000};
+  // The cluster key (capabilities, server proofs) and a hash of the admin
+  // credential. Both are required.
+  std::string cluster_key;
+  std::string admin_hash;
+  // How long a capability is valid; clients renew it at half of it.
+  std::chrono::seconds capability_ttl{30};
+  // How often each volume's usage is recorded in the billing ledger.
+  std::chrono::seconds ledger_interval{60};
+};
+
+// Quota a new file reserves with its first capability, so that writing
+// its first bytes needs no round trip of its own.
+inline constexpr uint64_t kFirstReservation = 1u << 20;
+
+// Who a request comes from, as its Auth proved.
+struct Principal {
+  enum class Kind { kNobody, kSession, kAdmin, kServer };
+  Kind kind = Kind::kNobody;
+  uint64_t session_id = 0;
+  uint64_t volume_id = 0;  // sessions: the volume they mounted
+};
+
+// What a method requires of its caller.
+enum class Access {
+  kMount,   // nothing (the request proves itself: a mount token)
+  kClient,  // a session (only inodes of its volume) or the admin
+  kAdmin,   // the admin
+  kServer,  // a SealFS server
+  kAnyone,  // any of session, admin or server
 };
 
 class MetaService {
@@ -38,6 +69,10 @@ class MetaService {
   ~MetaService();
 
   void RegisterHandlers(rpc::Dispatcher& dispatcher);
+  // Publishes this server's metrics into `registry` (volumes' usage and
+  // traffic, operations by volume, data servers and chains), counting into
+  // `counters`. Call before RegisterHandlers.
+  void AttachMetrics(metrics::Registry& registry, metrics::DurableCounters& counters);
   // Starts the background sweeper: chunk removal, session expiry, orphans.
   void Start();
   void Stop();
@@ -53,6 +88,12 @@ class MetaService {
   struct Session {
     Clock::time_point last_seen;
     std::unordered_map<uint64_t, int> open_counts;
+  };
+  // What authenticates a session (kept apart from the open-file state, which
+  // a restart loses while this is recorded in the store).
+  struct SessionAuth {
+    uint64_t volume_id = 0;
+    std::string key_hash;
   };
   struct ServerState {
     pb::DataServer record;
@@ -77,6 +118,46 @@ class MetaService {
     uint64_t allocated_bytes = 0;
   };
 
+  // ---- access.cc
+  Result<Principal> Authenticate(const pb::Auth& auth, Access access);
+  // EACCES unless every inode belongs to the session's volume (admin and
+  // servers may name any); ENOENT for one that does not exist.
+  Status CheckInodes(const Principal& who, std::initializer_list<uint64_t> inos);
+  // A session for `volume_id`: its id and key.
+  Result<std::pair<uint64_t, std::string>> NewSession(uint64_t volume_id);
+  // Ends every session of the volume; returns how many there were.
+  size_t EndSessionsOf(uint64_t volume_id);
+  size_t SessionsOf(uint64_t volume_id);
+  // A capability for the file: read, and with `write` also writing below
+  // need_end (reserving quota up to want_end where it allows).
+  Result<pb::Capability> IssueCapability(uint64_t ino, uint64_t session_id, bool write,
+                                         uint64_t need_end, uint64_t want_end);
+  // Registers `method` with an access rule: `handler(principal, request,
+  // response)` runs only for a caller the rule admits.
+  template <typename Request, typename Response, typename Handler>
+  void Serve(rpc::Dispatcher& d, rpc::Method<Request, Response> method, Access access,
+             Handler handler) {
+    d.Register(method,
+               {[this, access, handler, name = method.name](
+                    const Request& request, Response* response, rpc::RequestContext&) -> Status {
+                 Result<Principal> who = Authenticate(request.auth(), access);
+                 if (!who.ok()) return who.status();
+                 if (who->kind == Principal::Kind::kSession) CountOperation(who->volume_id, name);
+                 return handler(*who, request, response);
+               }});
+  }
+  void RegisterNamespaceHandlers(rpc::Dispatcher& d);
+  void RegisterFileHandlers(rpc::Dispatcher& d);
+  void RegisterAdminHandlers(rpc::Dispatcher& d);
+
+  // ---- billing.cc (metering and billing)
+  void CountOperation(uint64_t volume_id, const char* method);
+  void CollectMetrics(metrics::Registry& registry);
+  void RecordLedger();
+  void NoteTraffic(uint32_t server_id, const std::vector<pb::VolumeTraffic>& traffic);
+  // Sum over data servers of the traffic they counted for each volume.
+  std::map<uint64_t, pb::VolumeTraffic> TrafficByVolume();
+
   // ---- sessions.cc
   // Returns true when the session was not known before.
   bool TouchSession(uint64_t session_id);
@@ -86,7 +167,6 @@ class MetaService {
   void AnnounceOpenFiles(uint64_t session_id, const std::vector<uint64_t>& inos);
   void ExpireSessions();
   bool InRestartGrace();
-  void RememberSession(uint64_t session_id);
 
   // ---- chains.cc
   void LoadServers();
@@ -143,6 +223,14 @@ class MetaService {
   // Sessions recorded before this start that have not announced themselves
   // since: until they do (or time out), any file may be open.
   std::unordered_set<uint64_t> unannounced_sessions_;
+  std::unordered_map<uint64_t, SessionAuth> session_auth_;  // under sessions_mutex_
+
+  metrics::DurableCounters* counters_ = nullptr;
+  std::mutex labels_mutex_;
+  std::unordered_map<uint64_t, metrics::Labels> volume_labels_;  // volume and tenant by id
+  std::mutex traffic_mutex_;
+  std::map<uint32_t, std::map<uint64_t, pb::VolumeTraffic>> traffic_;  // server -> volume
+  Clock::time_point last_ledger_{};
 
   std::mutex servers_mutex_;  // servers, chain table, lost data
   std::map<uint32_t, ServerState> servers_;

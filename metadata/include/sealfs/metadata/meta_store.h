@@ -35,6 +35,9 @@ class WriteBatch;
 
 namespace sealfs::metadata {
 
+class QuotaBook;
+class UsageChanges;
+
 inline constexpr size_t kNameMax = 255;
 inline constexpr size_t kSymlinkMax = 4095;
 inline constexpr size_t kXattrNameMax = 255;
@@ -160,18 +163,72 @@ class MetaStore {
   Status RemovalsDone(const std::vector<uint64_t>& inos);
 
   // ---- client sessions known to exist (their open files survive a restart)
-  Status PutSession(uint64_t session_id);
+  Status PutSession(uint64_t session_id, const pb::SessionRecord& record);
   Status DeleteSession(uint64_t session_id);
-  Result<std::vector<uint64_t>> Sessions();
+  Result<std::vector<std::pair<uint64_t, pb::SessionRecord>>> Sessions();
 
   // ---- volumes
-  // stripe_width: chains each file stripes over (0: all, at most kMaxStripeWidth).
+  struct VolumeSpec {
+    std::string name;
+    std::string tenant;
+    uint32_t stripe_width = 0;  // chains each file stripes over (0: all, at most kMaxStripeWidth)
+    uint64_t quota_bytes = 0;   // 0: no limit
+    uint64_t quota_inodes = 0;
+    uint32_t uid = 0, gid = 0;  // owner of the root directory
+  };
+  // The volume and its mount token (the store keeps only the token's hash).
+  Result<std::pair<pb::Volume, std::string>> CreateVolume(const VolumeSpec& spec);
+  // A volume of tenant "default" without quotas, its token discarded (tests, benchmarks).
   Result<pb::Volume> CreateVolume(const std::string& name, uint32_t uid, uint32_t gid,
-                                  uint32_t stripe_width = 0);
+                                  uint32_t stripe_width = 0) {
+    auto created = CreateVolume(VolumeSpec{name, "default", stripe_width, 0, 0, uid, gid});
+    if (!created.ok()) return created.status();
+    return created->first;
+  }
   Result<pb::Volume> GetVolume(const std::string& name);
+  Result<pb::Volume> GetVolumeById(uint64_t id);
+  // Volumes with their current usage filled in.
   Result<std::vector<pb::Volume>> ListVolumes();
   // Removes the volume and everything in it; chunk removal is queued.
   Status DeleteVolume(const std::string& name);
+  Result<pb::Volume> SetVolumeQuota(const std::string& name, std::optional<uint64_t> quota_bytes,
+                                    std::optional<uint64_t> quota_inodes);
+  // A new mount token; the old one stops working.
+  Result<std::string> RotateVolumeToken(const std::string& name);
+
+  // ---- quotas
+  struct VolumeUsage {
+    uint64_t used_bytes = 0, used_inodes = 0, quota_bytes = 0, quota_inodes = 0;
+  };
+  VolumeUsage UsageOf(uint64_t volume_id);
+  // Reserves quota so that the file may be written below need_end (and up
+  // to want_end where the quota allows), and covers its current size too;
+  // the reservation is held until at least need_until_ns (wall clock): when
+  // it has to be written, until hold_until_ns. EDQUOT when need_end does
+  // not fit.
+  Result<pb::Inode> Reserve(uint64_t ino, uint64_t need_end, uint64_t want_end,
+                            int64_t need_until_ns, int64_t hold_until_ns);
+  // Releases reservations whose hold ran out before now_ns.
+  Status TrimReservations(int64_t now_ns);
+  // fallocate(2) mode 0 or FALLOC_FL_KEEP_SIZE: reserves quota for the range
+  // (for good: it stays charged) and grows the size unless KEEP_SIZE.
+  Result<pb::Inode> Fallocate(uint64_t ino, uint32_t mode, uint64_t offset, uint64_t length);
+  // Recounts every volume's usage from the namespace, beside what the
+  // usage records say (one consistent snapshot).
+  Result<std::vector<pb::VolumeRecount>> RecountUsage();
+
+  // ---- billing ledger
+  // Appends one sample per volume, and the latest traffic per data server.
+  Status AppendLedger(const std::vector<std::pair<uint64_t, pb::LedgerSample>>& samples);
+  Result<std::vector<pb::LedgerSample>> ReadLedger(uint64_t volume_id, int64_t from_ns,
+                                                   int64_t to_ns);
+  // The traffic each data server last reported per volume (kept so that
+  // sums survive a restart of this server).
+  Status PutTraffic(uint32_t server_id, const std::vector<pb::VolumeTraffic>& traffic);
+  Result<std::vector<std::pair<uint32_t, pb::VolumeTraffic>>> LoadTraffic();
+  // The totals of this server's durable counters (metrics).
+  Result<pb::CounterSnapshot> LoadCounters();
+  Status SaveCounters(const pb::CounterSnapshot& counters);
 
   // ---- data server registry and chain table
   Status PutServer(const pb::DataServer& server);
@@ -198,6 +255,10 @@ class MetaStore {
   Result<LockedEntry> LockEntry(uint64_t parent, const std::string& name);
   Result<bool> IsEmptyDirectory(uint64_t ino);
   Status Commit(rocksdb::WriteBatch& batch, bool sync = true);
+  // Commits a batch that changes volumes' usage: growth is taken from the
+  // quota book first (EDQUOT), the usage records change in the same batch.
+  Status CommitCharged(rocksdb::WriteBatch& batch, const UsageChanges& changes, bool sync = true);
+  Status LoadQuotaBook();
   Status CheckFormat();
   uint64_t AllocateIno();
   void PutInode(rocksdb::WriteBatch& batch, const pb::Inode& inode);
@@ -207,8 +268,8 @@ class MetaStore {
                    uint64_t seq);
   // Drops one link of `inode`; frees or orphans it when none are left.
   Unlinked DropLink(rocksdb::WriteBatch& batch, pb::Inode inode, const OpenCheck& is_open,
-                    int64_t now);
-  void FreeInode(rocksdb::WriteBatch& batch, const pb::Inode& inode);
+                    int64_t now, UsageChanges& changes);
+  void FreeInode(rocksdb::WriteBatch& batch, const pb::Inode& inode, UsageChanges& changes);
   Result<pb::Inode> CreateNode(uint64_t parent, const std::string& name, uint32_t mode,
                                uint64_t rdev, const pb::Caller& caller,
                                const std::vector<uint32_t>& chains, const std::string& target,
@@ -219,6 +280,7 @@ class MetaStore {
   std::unique_ptr<rocksdb::DB> db_;
   std::unique_ptr<Handles> cf_;
   std::unique_ptr<Locks> locks_;
+  std::unique_ptr<QuotaBook> quotas_;
   std::atomic<uint64_t> next_ino_{0};
   std::mutex rename_mutex_;    // serializes directory moves between parents
   std::mutex registry_mutex_;  // volumes and servers

@@ -41,6 +41,14 @@ SEALFS_META_METHOD(RegisterServer, RegisterServerRequest, RegisterServerResponse
 SEALFS_META_METHOD(Heartbeat, HeartbeatRequest, HeartbeatResponse, META_HEARTBEAT);
 SEALFS_META_METHOD(ClusterMap, ClusterMapRequest, ClusterMapResponse, META_CLUSTER_MAP);
 SEALFS_META_METHOD(Sync, SyncRequest, SyncResponse, META_SYNC);
+SEALFS_META_METHOD(Reserve, ReserveRequest, ReserveResponse, META_RESERVE);
+SEALFS_META_METHOD(VolumeSetQuota, VolumeSetQuotaRequest, VolumeSetQuotaResponse,
+                   META_VOLUME_SET_QUOTA);
+SEALFS_META_METHOD(VolumeRotateToken, VolumeRotateTokenRequest, VolumeRotateTokenResponse,
+                   META_VOLUME_ROTATE_TOKEN);
+SEALFS_META_METHOD(Usage, UsageRequest, UsageResponse, META_USAGE);
+SEALFS_META_METHOD(UsageVerify, UsageVerifyRequest, UsageVerifyResponse, META_USAGE_VERIFY);
+SEALFS_META_METHOD(Fallocate, FallocateRequest, FallocateResponse, META_FALLOCATE);
 #undef SEALFS_META_METHOD
 }  // namespace meta
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -48,9 +49,17 @@ class Dispatcher : public RequestSink {
   explicit Dispatcher(int worker_threads);
   ~Dispatcher() override;
 
+  // Sees every request this dispatcher ran: its method's name, the status
+  // it answered with and how long the handler took (metrics). Set before
+  // serving.
+  using Observer =
+      std::function<void(std::string_view method, int status, std::chrono::nanoseconds took)>;
+  void SetObserver(Observer observer) { observer_ = std::move(observer); }
+
   template <typename Request, typename Response>
   void Register(Method<Request, Response> method,
                 std::function<Status(const Request&, Response*, RequestContext&)> handler) {
+    names_[Key(method.service, method.id)] = method.name;
     handlers_[Key(method.service, method.id)] = [handler](Message& request, Message& reply,
                                                           const RequestOrigin& origin) {
       Request typed_request;
@@ -91,6 +100,8 @@ class Dispatcher : public RequestSink {
   }
 
   std::unordered_map<uint32_t, Handler> handlers_;
+  std::unordered_map<uint32_t, const char*> names_;
+  Observer observer_;
   std::unique_ptr<asio::thread_pool> pool_;
   std::atomic<bool> shut_down_{false};
 };

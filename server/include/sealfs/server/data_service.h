@@ -30,6 +30,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "sealfs/rpc/durable_counters.h"
 #include "sealfs/rpc/rdma_transport.h"
 #include "sealfs/rpc/service.h"
 #include "sealfs/rpc/tcp_transport.h"
@@ -62,8 +63,10 @@ uint64_t NextChunkVersion(uint64_t current, uint64_t chain_version);
 
 class DataService {
  public:
+  // `cluster_key` checks capabilities and other servers' proofs;
+  // `traffic_file` keeps the per-volume traffic counts across restarts.
   DataService(std::vector<StorageTarget*> targets, ChainView& view, rpc::IoThreads& io,
-              rpc::TransportKind peer_transport);
+              rpc::TransportKind peer_transport, std::string cluster_key, std::string traffic_file);
   // Client methods go to `clients`; changes forwarded to a member that
   // forwards them further to `members`; the rest between members (to a
   // tail, repairs, resync) to `leaves`, whose workers never wait on another
@@ -83,6 +86,10 @@ class DataService {
   ChainView& view() { return view_; }
   ReplicationCounters& counters() { return counters_; }
   pb::ReplicationStats Stats() const;
+  // Saves the traffic counted per volume and returns it: what is reported
+  // (heartbeats, metrics) is always what a restart starts again from, so a
+  // count never goes back.
+  std::vector<pb::VolumeTraffic> SaveTraffic();
   // Locks a chunk the way a write does (resync copies under it).
   KeyedLocks::Guard LockFile(uint32_t target, uint32_t chain, uint64_t ino, bool exclusive);
   KeyedLocks::Guard LockChunk(uint32_t target, uint64_t ino, uint32_t index, bool exclusive);
@@ -112,6 +119,13 @@ class DataService {
     Position position;
   };
   Result<Admitted> Admit(const std::string& store_id, const pb::ChainRef& ref, Role role);
+
+  // access.cc: EACCES unless the request comes from a server, or carries a
+  // valid capability for `ino` with `right`.
+  Status CheckServer(const pb::Auth& auth);
+  Status CheckCapability(const pb::Capability& cap, uint64_t ino, uint32_t right);
+  void CountTraffic(uint64_t volume_id, bool write, uint64_t bytes);
+  void LoadTraffic();
 
   // chain_ops.cc
   Status Write(const pb::WriteRequest& req, std::string_view payload, bool forwarded,
@@ -145,7 +159,18 @@ class DataService {
   ReplicationCounters counters_;
   std::mutex peers_mutex_;
   std::unordered_map<std::string, std::shared_ptr<rpc::Channel>> peers_;
+  const std::string cluster_key_;
+  const std::string traffic_file_;
+  std::mutex traffic_mutex_;
+  std::map<uint64_t, pb::VolumeTraffic> traffic_;
+  std::mutex save_mutex_;
+  std::vector<pb::VolumeTraffic> saved_traffic_;  // as last saved
 };
+
+// Publishes a data server's metrics: durable request counts, traffic by
+// volume, its targets' space, its lease.
+void CollectDataMetrics(metrics::Registry& registry, metrics::DurableCounters& counters,
+                        DataService& service);
 
 // Sends each request to the dispatcher of its kind (see RegisterHandlers).
 class MethodSplitter : public rpc::RequestSink {

@@ -21,12 +21,13 @@ class Registration {
  public:
   using Progress = std::function<std::vector<pb::SyncProgress>()>;
   using Stats = std::function<pb::ReplicationStats()>;
+  using Traffic = std::function<std::vector<pb::VolumeTraffic>()>;
   Registration(std::shared_ptr<rpc::Channel> meta, std::vector<StorageTarget*> targets,
                ChainView& view, std::string advertised_address, std::chrono::milliseconds interval);
   ~Registration();
   // `progress` and `stats` are asked for resync and replication reports at
   // every heartbeat.
-  void Start(Progress progress, Stats stats);
+  void Start(Progress progress, Stats stats, Traffic traffic = nullptr);
   void Stop();
   // Heartbeats now (a resync finished).
   void Wakeup() { wakeup_.notify_all(); }
@@ -44,6 +45,7 @@ class Registration {
   std::chrono::milliseconds interval_;
   Progress progress_;
   Stats stats_;
+  Traffic traffic_;
   std::atomic<uint32_t> server_id_{0};
   std::mutex mutex_;
   std::condition_variable wakeup_;
