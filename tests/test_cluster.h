@@ -262,14 +262,18 @@ class TestCluster {
     return client::Client::Connect(options);
   }
 
-  // Mounts the volume with sealfs-fuse at a new directory; "" on failure.
-  std::string FuseMount(const std::string& name, const std::string& extra_options = "") {
+  // Mounts a volume with sealfs-fuse at a new directory; "" on failure.
+  // Without a token file, the "default" volume's.
+  std::string FuseMount(const std::string& name, const std::string& extra_options = "",
+                        const std::string& volume = "default",
+                        const std::string& volume_token_file = "") {
     std::string mountpoint = root_ + "/" + name;
     std::filesystem::create_directories(mountpoint);
-    std::string command =
-        std::string(SEALFS_FUSE_BIN) + " " + meta_address() + "/default " + mountpoint +
-        " -o allow_other,default_permissions,attr_timeout=1,token_file=" + token_file() +
-        ",log=" + root_ + "/" + name + ".log" + extra_options;
+    std::string command = std::string(SEALFS_FUSE_BIN) + " " + meta_address() + "/" + volume + " " +
+                          mountpoint +
+                          " -o allow_other,default_permissions,attr_timeout=1,token_file=" +
+                          (volume_token_file.empty() ? token_file() : volume_token_file) +
+                          ",log=" + root_ + "/" + name + ".log" + extra_options;
     if (std::system(command.c_str()) != 0) return "";
     mounts_.push_back(mountpoint);
     return mountpoint;
