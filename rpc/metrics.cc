@@ -122,8 +122,7 @@ void AppendLabels(std::string& out, const Labels& labels, const std::string* le 
 }
 
 void AppendSample(std::string& out, std::string_view name, std::string_view suffix,
-                  const Labels& labels, const std::string& value,
-                  const std::string* le = nullptr) {
+                  const Labels& labels, const std::string& value, const std::string* le = nullptr) {
   out += name;
   out += suffix;
   AppendLabels(out, labels, le);
@@ -256,9 +255,9 @@ std::string Registry::Render() {
 }
 
 const std::vector<double>& LatencyBuckets() {
-  static const std::vector<double> kBuckets = {
-      50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3,
-      50e-3, 100e-3, 250e-3, 500e-3, 1,    2.5,    5,    10};
+  static const std::vector<double> kBuckets = {50e-6,  100e-6, 250e-6, 500e-6, 1e-3,   2.5e-3,
+                                               5e-3,   10e-3,  25e-3,  50e-3,  100e-3, 250e-3,
+                                               500e-3, 1,      2.5,    5,      10};
   return kBuckets;
 }
 

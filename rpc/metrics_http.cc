@@ -45,8 +45,8 @@ Status CheckResolves(const std::string& host, const std::string& address) {
   addrinfo* found = nullptr;
   int error = getaddrinfo(host.c_str(), nullptr, &hints, &found);
   if (error != 0) {
-    return Status(EINVAL, "metrics: cannot resolve the host of " + address + ": " +
-                              gai_strerror(error));
+    return Status(EINVAL,
+                  "metrics: cannot resolve the host of " + address + ": " + gai_strerror(error));
   }
   freeaddrinfo(found);
   return Status::Ok();
