@@ -72,8 +72,19 @@ Result<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
   return client;
 }
 
+Status Client::Remount(uint64_t ended_session) {
+  std::lock_guard<std::mutex> lock(mount_mutex_);
+  // Another thread mounted again already: its session serves this call too.
+  if (session_id_ != ended_session) return Status::Ok();
+  return MountLocked();
+}
+
 Status Client::Mount() {
   std::lock_guard<std::mutex> lock(mount_mutex_);
+  return MountLocked();
+}
+
+Status Client::MountLocked() {
   pb::MountRequest request;
   request.set_volume(options_.volume);
   request.set_token(options_.token);
@@ -85,6 +96,9 @@ Status Client::Mount() {
   Status status =
       rpc::Invoke(*channel, rpc::meta::kMount, request, &response, {}, nullptr, call_options());
   if (!status.ok()) return status;
+  if (volume_.id() != 0 && response.volume().id() != volume_.id()) {
+    return Status(ESTALE, "volume '" + options_.volume + "' was deleted and made again");
+  }
   volume_ = response.volume();
   session_id_ = response.session_id();
   pb::Auth session;
@@ -116,6 +130,16 @@ void Client::KeepCapability(const pb::Capability& cap) {
   auto renew_at = std::chrono::steady_clock::now() + std::chrono::nanoseconds(left_ns / 2);
   std::lock_guard<std::mutex> lock(caps_mutex_);
   caps_[cap.ino()] = HeldCapability{cap, renew_at};
+}
+
+Status Client::RenewIfExpired(uint64_t ino, const Status& status) {
+  // Clocks differ between machines: a capability this client thought
+  // valid expired at the server. Drop it and retry with a fresh one.
+  if (status.code() != EACCES || status.message().find("expired") == std::string::npos) {
+    return status;
+  }
+  DropCapability(ino);
+  return Status(rpc::kStaleChain, status.message());
 }
 
 void Client::DropCapability(uint64_t ino) {
@@ -289,8 +313,7 @@ Status Client::Write(uint64_t ino, const pb::Layout& layout, uint64_t offset, st
                      int64_t* allocated_delta) {
   auto pieces = SplitRange(layout, offset, data.size());
   if (!pieces.ok()) return pieces.status();
-  Result<pb::Capability> cap = Capability(ino, true, offset + data.size());
-  if (!cap.ok()) return cap.status();
+  const uint64_t end = offset + data.size();
   std::atomic<int64_t> allocated{0};
   rpc::CallOptions options = data_call_options();
   Status status =
@@ -298,6 +321,9 @@ Status Client::Write(uint64_t ino, const pb::Layout& layout, uint64_t offset, st
         const Piece& piece = (*pieces)[i];
         Result<Route> route = RouteToChain(piece.chain, which);
         if (!route.ok()) return done(route.status());
+        // Asked on every attempt: retries may outlast a capability.
+        Result<pb::Capability> cap = Capability(ino, true, end);
+        if (!cap.ok()) return done(cap.status());
         pb::WriteRequest request;
         request.mutable_chunk()->set_ino(ino);
         request.mutable_chunk()->set_index(piece.chunk_index);
@@ -306,13 +332,13 @@ Status Client::Write(uint64_t ino, const pb::Layout& layout, uint64_t offset, st
         request.set_store_id(route->store_id);
         *request.mutable_chain() = route->chain;
         *request.mutable_cap() = *cap;
-        rpc::InvokeAsync(
-            *route->channel, rpc::data::kWrite, request,
-            data.substr(piece.offset_in_request, piece.length), options,
-            [done, &allocated](Status status, pb::WriteResponse& response, rpc::Payload&) {
-              if (status.ok()) allocated += response.allocated_delta();
-              done(status);
-            });
+        rpc::InvokeAsync(*route->channel, rpc::data::kWrite, request,
+                         data.substr(piece.offset_in_request, piece.length), options,
+                         [this, ino, done, &allocated](Status status, pb::WriteResponse& response,
+                                                       rpc::Payload&) {
+                           if (status.ok()) allocated += response.allocated_delta();
+                           done(RenewIfExpired(ino, status));
+                         });
       });
   // Every piece has answered by now (the count is right even after an error).
   if (allocated_delta) *allocated_delta = allocated.load();
@@ -323,13 +349,13 @@ Status Client::Read(uint64_t ino, const pb::Layout& layout, uint64_t offset, siz
                     char* out) {
   auto pieces = SplitRange(layout, offset, length);
   if (!pieces.ok()) return pieces.status();
-  Result<pb::Capability> cap = Capability(ino, false, 0);
-  if (!cap.ok()) return cap.status();
   rpc::CallOptions options = data_call_options();
   return WithRetries(pieces->size(), Target::kAnyReplica, [&](size_t i, Target which, auto done) {
     const Piece& piece = (*pieces)[i];
     Result<Route> route = RouteToChain(piece.chain, which);
     if (!route.ok()) return done(route.status());
+    Result<pb::Capability> cap = Capability(ino, false, 0);
+    if (!cap.ok()) return done(cap.status());
     pb::ReadRequest request;
     request.mutable_chunk()->set_ino(ino);
     request.mutable_chunk()->set_index(piece.chunk_index);
@@ -342,16 +368,16 @@ Status Client::Read(uint64_t ino, const pb::Layout& layout, uint64_t offset, siz
     call.reply_payload_hint = piece.length;
     char* destination = out + piece.offset_in_request;
     uint32_t wanted = piece.length;
-    rpc::InvokeAsync(
-        *route->channel, rpc::data::kRead, request, {}, call,
-        [done, destination, wanted](Status status, pb::ReadResponse&, rpc::Payload& payload) {
-          if (status.ok()) {
-            size_t got = std::min<size_t>(payload.size(), wanted);
-            std::memcpy(destination, payload.data(), got);
-            std::memset(destination + got, 0, wanted - got);  // a hole reads as zeros
-          }
-          done(status);
-        });
+    rpc::InvokeAsync(*route->channel, rpc::data::kRead, request, {}, call,
+                     [this, ino, done, destination, wanted](Status status, pb::ReadResponse&,
+                                                            rpc::Payload& payload) {
+                       if (status.ok()) {
+                         size_t got = std::min<size_t>(payload.size(), wanted);
+                         std::memcpy(destination, payload.data(), got);
+                         std::memset(destination + got, 0, wanted - got);  // a hole reads as zeros
+                       }
+                       done(RenewIfExpired(ino, status));
+                     });
   });
 }
 
@@ -359,20 +385,21 @@ Status Client::FsyncData(uint64_t ino, const pb::Layout& layout) {
   std::vector<uint32_t> chain_ids(layout.chains().begin(), layout.chains().end());
   std::sort(chain_ids.begin(), chain_ids.end());
   chain_ids.erase(std::unique(chain_ids.begin(), chain_ids.end()), chain_ids.end());
-  Result<pb::Capability> cap = Capability(ino, false, 0);
-  if (!cap.ok()) return cap.status();
   rpc::CallOptions options = data_call_options();
   return WithRetries(chain_ids.size(), Target::kHead, [&](size_t i, Target which, auto done) {
     Result<Route> route = RouteToChain(chain_ids[i], which);
     if (!route.ok()) return done(route.status());
+    Result<pb::Capability> cap = Capability(ino, false, 0);
+    if (!cap.ok()) return done(cap.status());
     pb::FsyncFileRequest request;
     request.set_ino(ino);
     request.set_store_id(route->store_id);
     *request.mutable_chain() = route->chain;
     *request.mutable_cap() = *cap;
-    rpc::InvokeAsync(
-        *route->channel, rpc::data::kFsyncFile, request, {}, options,
-        [done](Status status, pb::FsyncFileResponse&, rpc::Payload&) { done(status); });
+    rpc::InvokeAsync(*route->channel, rpc::data::kFsyncFile, request, {}, options,
+                     [this, ino, done](Status status, pb::FsyncFileResponse&, rpc::Payload&) {
+                       done(RenewIfExpired(ino, status));
+                     });
   });
 }
 

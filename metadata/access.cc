@@ -88,11 +88,19 @@ Result<std::pair<uint64_t, std::string>> MetaService::NewSession(uint64_t volume
   pb::SessionRecord record;
   record.set_volume_id(volume_id);
   record.set_key_hash(auth::HashSecret(key));
-  SEALFS_RETURN_IF_ERROR(store_.PutSession(id, record));
   {
+    // Known in memory before it is recorded, so that a sweep in between
+    // never takes the record for one of a session that is gone.
     std::lock_guard<std::mutex> lock(sessions_mutex_);
     session_auth_[id] = SessionAuth{volume_id, record.key_hash()};
     sessions_[id].last_seen = Clock::now();
+  }
+  Status recorded = store_.PutSession(id, record);
+  if (!recorded.ok()) {
+    std::lock_guard<std::mutex> lock(sessions_mutex_);
+    session_auth_.erase(id);
+    sessions_.erase(id);
+    return recorded;
   }
   return std::make_pair(id, key);
 }
@@ -138,6 +146,7 @@ Result<pb::Capability> MetaService::IssueCapability(uint64_t ino, uint64_t sessi
   if (!S_ISREG(inode->attr().mode())) return Status(EINVAL, "not a regular file");
   cap.set_volume_id(inode->volume_id());
   cap.set_chunk_size(inode->layout().chunk_size());
+  *cap.mutable_stripe() = inode->layout().chains();
   if (write) {
     cap.set_rights(pb::CAP_READ | pb::CAP_WRITE);
     // Every byte it lets the client write stays reserved while it is valid.

@@ -72,6 +72,10 @@ void MetaService::RegisterAdminHandlers(rpc::Dispatcher& d) {
                pb::VolumeRotateTokenResponse* resp) -> Status {
           Result<std::string> token = store_.RotateVolumeToken(req.name());
           if (!token.ok()) return token.status();
+          if (req.end_mounts()) {
+            Result<pb::Volume> volume = store_.GetVolume(req.name());
+            if (volume.ok()) EndSessionsOf(volume->id());
+          }
           resp->set_token(*token);
           return Status::Ok();
         });

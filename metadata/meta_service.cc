@@ -77,17 +77,34 @@ void MetaService::SweepOnce() {
     for (uint64_t ino : *orphans) ReleaseOrphanIfClosed(ino);
   }
   CheckLeases();
-  // Reservations no capability can use any more stop counting.
-  Status trimmed = store_.TrimReservations(auth::WallClockNs());
-  if (!trimmed.ok()) {
-    std::fprintf(stderr, "sealfs-meta: releasing reservations: %s\n", trimmed.ToString().c_str());
-  }
+  ReleaseReservations();
   if (Clock::now() - last_ledger_ >= options_.ledger_interval) {
     last_ledger_ = Clock::now();
     RecordLedger();
   }
   // Remove chunks of freed files; a server that is down is retried later.
   RemovePendingData();
+}
+
+void MetaService::ReleaseReservations() {
+  // Reservations no capability can use any more stop counting, except for
+  // what was written into them and not committed yet.
+  int64_t now = auth::WallClockNs();
+  Result<std::vector<pb::Inode>> expired = store_.ExpiredReservations(now);
+  if (!expired.ok()) return;
+  for (const pb::Inode& inode : *expired) {
+    uint64_t data_end = 0;
+    if (inode.reserved_end() > std::max(inode.attr().size(), inode.fallocated_end())) {
+      Result<DataUsage> usage = FileUsage(inode, inode.reserved_end(), std::chrono::seconds(10));
+      if (!usage.ok()) continue;  // asked again next sweep; stays charged meanwhile
+      data_end = usage->data_end;
+    }
+    Status released = store_.ReleaseReservation(inode.attr().ino(), now, data_end);
+    if (!released.ok()) {
+      std::fprintf(stderr, "sealfs-meta: releasing a reservation: %s\n",
+                   released.ToString().c_str());
+    }
+  }
 }
 
 Result<pb::Inode> MetaService::CommitWrite(const pb::CommitWriteRequest& req) {

@@ -144,7 +144,9 @@ uint64_t QuotaBook::BytesLeft(uint64_t volume) const {
   if (it == entries_.end() || it->second.quota_bytes == 0) {
     return std::numeric_limits<uint64_t>::max();
   }
-  int64_t left = static_cast<int64_t>(it->second.quota_bytes) - it->second.used.bytes;
+  int64_t quota = static_cast<int64_t>(std::min<uint64_t>(
+      it->second.quota_bytes, static_cast<uint64_t>(std::numeric_limits<int64_t>::max())));
+  int64_t left = quota - it->second.used.bytes;
   return left > 0 ? static_cast<uint64_t>(left) : 0;
 }
 

@@ -109,38 +109,53 @@ Result<pb::Inode> MetaStore::Reserve(uint64_t ino, uint64_t need_end, uint64_t w
   }
 }
 
-Status MetaStore::TrimReservations(int64_t now_ns) {
-  std::vector<uint64_t> inos;
+Result<std::vector<pb::Inode>> MetaStore::ExpiredReservations(int64_t now_ns) {
+  std::vector<pb::Inode> expired;
+  std::vector<uint64_t> gone;
   {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cf_->service));
     for (it->Seek(kReservePrefix); it->Valid() && it->key().starts_with(kReservePrefix);
          it->Next()) {
-      if (it->key().size() == kReservePrefix.size() + 8) {
-        inos.push_back(DecodeIno(it->key().data() + kReservePrefix.size()));
-      }
+      if (it->key().size() != kReservePrefix.size() + 8) continue;
+      uint64_t ino = DecodeIno(it->key().data() + kReservePrefix.size());
+      Result<pb::Inode> inode = LoadInode(ino);
+      if (inode.ok() && inode->reserved_until_ns() <= now_ns) expired.push_back(*inode);
+      if (!inode.ok() && inode.status().code() == ENOENT) gone.push_back(ino);
     }
     SEALFS_RETURN_IF_ERROR(IteratorStatus(*it));
   }
-  for (uint64_t ino : inos) {
-    LockSet lock(*locks_, {ino});
-    Result<pb::Inode> inode = LoadInode(ino);
+  if (!gone.empty()) {
     rocksdb::WriteBatch batch;
-    UsageChanges changes;
-    if (inode.ok()) {
-      // A capability naming the reservation may still be in use.
-      if (inode->reserved_until_ns() > now_ns) continue;
-      const pb::Inode before = *inode;
-      inode->clear_reserved_end();
-      inode->clear_reserved_until_ns();
-      changes.Change(&before, &*inode);
-      PutInode(batch, *inode);
-    } else if (inode.status().code() != ENOENT) {
-      return inode.status();
-    }
-    batch.Delete(cf_->service, ReserveKey(ino));
-    SEALFS_RETURN_IF_ERROR(CommitCharged(batch, changes, /*sync=*/false));
+    for (uint64_t ino : gone) batch.Delete(cf_->service, ReserveKey(ino));
+    SEALFS_RETURN_IF_ERROR(Commit(batch, /*sync=*/false));
   }
-  return Status::Ok();
+  return expired;
+}
+
+Status MetaStore::ReleaseReservation(uint64_t ino, int64_t now_ns, uint64_t data_end) {
+  LockSet lock(*locks_, {ino});
+  Result<pb::Inode> inode = LoadInode(ino);
+  rocksdb::WriteBatch batch;
+  UsageChanges changes;
+  if (inode.ok()) {
+    // Renewed meanwhile: a capability naming it may be in use.
+    if (inode->reserved_until_ns() > now_ns) return Status::Ok();
+    const pb::Inode before = *inode;
+    // Bytes written past the size but never committed stay charged (like
+    // fallocated space) until a truncate below them.
+    uint64_t written = std::min(data_end, inode->reserved_end());
+    if (written > std::max(inode->attr().size(), inode->fallocated_end())) {
+      inode->set_fallocated_end(written);
+    }
+    inode->clear_reserved_end();
+    inode->clear_reserved_until_ns();
+    changes.Change(&before, &*inode);
+    PutInode(batch, *inode);
+  } else if (inode.status().code() != ENOENT) {
+    return inode.status();
+  }
+  batch.Delete(cf_->service, ReserveKey(ino));
+  return CommitCharged(batch, changes, /*sync=*/false);
 }
 
 Result<pb::Inode> MetaStore::Fallocate(uint64_t ino, uint32_t mode, uint64_t offset,

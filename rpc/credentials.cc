@@ -42,6 +42,8 @@ std::string CapabilityBytes(const pb::Capability& cap) {
   PutU64(bytes, static_cast<uint64_t>(cap.expires_ns()));
   PutU64(bytes, cap.session_id());
   PutU64(bytes, cap.chunk_size());
+  PutU64(bytes, static_cast<uint64_t>(cap.stripe_size()));
+  for (uint32_t chain : cap.stripe()) PutU64(bytes, chain);
   return bytes;
 }
 

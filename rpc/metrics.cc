@@ -22,8 +22,10 @@ struct Registry::Family {
 
 namespace {
 
-[[noreturn]] void Die(const std::string& message) {
-  std::fprintf(stderr, "metrics: %s\n", message.c_str());
+// Misuse of the registry is a programming error: say what and stop.
+[[noreturn]] void Die(std::string_view metric, std::string_view problem) {
+  std::fprintf(stderr, "metrics: '%.*s': %.*s\n", static_cast<int>(metric.size()), metric.data(),
+               static_cast<int>(problem.size()), problem.data());
   std::abort();
 }
 
@@ -54,13 +56,13 @@ Labels Normalize(std::string_view metric, const Labels& labels, bool histogram) 
   for (size_t i = 0; i < sorted.size(); ++i) {
     const std::string& name = sorted[i].first;
     if (!IsLabelName(name)) {
-      Die("'" + std::string(metric) + "': invalid label name '" + name + "'");
+      Die(metric, "invalid label name '" + name + "'");
     }
     if (histogram && name == "le") {
-      Die("'" + std::string(metric) + "': 'le' is the histogram's own label");
+      Die(metric, "'le' is the histogram's own label");
     }
     if (i > 0 && sorted[i - 1].first == name) {
-      Die("'" + std::string(metric) + "': label '" + name + "' given twice");
+      Die(metric, "label '" + name + "' given twice");
     }
   }
   return sorted;
@@ -73,13 +75,22 @@ T& SeriesIn(std::map<Labels, std::unique_ptr<T>>& series, Labels labels, const M
   return *it->second;
 }
 
-// Shortest text that parses back to the same double, in Prometheus' names
-// for the special values.
+// The shortest digits that parse back to the same double, laid out as Go's
+// strconv.FormatFloat(v, 'g', -1, 64) does, which is what the Go client (and
+// so most exporters) print: 0.0001, 400000, 5e-05, 1.1e+07. Matching it keeps
+// `le` label values the same strings other exporters use.
 std::string FormatDouble(double value) {
   if (std::isnan(value)) return "NaN";
   if (std::isinf(value)) return value > 0 ? "+Inf" : "-Inf";
-  char buffer[32];
-  auto [end, error] = std::to_chars(buffer, buffer + sizeof(buffer), value);
+  char buffer[64];
+  char* end =
+      std::to_chars(buffer, buffer + sizeof(buffer), value, std::chars_format::scientific).ptr;
+  const char* e = std::find(buffer, end, 'e') + 1;  // e+05, e-05: never bare digits
+  int exponent = 0;
+  std::from_chars(e + 1, end, exponent);
+  if (*e == '-') exponent = -exponent;
+  if (exponent < -4 || exponent >= 6) return std::string(buffer, end);
+  end = std::to_chars(buffer, buffer + sizeof(buffer), value, std::chars_format::fixed).ptr;
   return std::string(buffer, end);
 }
 
@@ -156,7 +167,7 @@ Registry::Family& Registry::FamilyFor(std::string_view name, std::string_view he
                                       std::string_view type) {
   auto it = families_.find(name);
   if (it == families_.end()) {
-    if (!IsMetricName(name)) Die("invalid metric name '" + std::string(name) + "'");
+    if (!IsMetricName(name)) Die(name, "invalid metric name");
     auto family = std::make_unique<Family>();
     family->type = type;
     family->help = help;
@@ -164,8 +175,7 @@ Registry::Family& Registry::FamilyFor(std::string_view name, std::string_view he
   }
   Family& family = *it->second;
   if (family.type != type) {
-    Die("'" + std::string(name) + "' is a " + std::string(family.type) + ", asked for as a " +
-        std::string(type));
+    Die(name, std::string("is a ").append(family.type).append(", asked for as a ").append(type));
   }
   return family;
 }
@@ -192,7 +202,7 @@ Histogram& Registry::GetHistogram(std::string_view name, std::string_view help,
   }
   for (size_t i = 0; i < finite.size(); ++i) {
     if (!std::isfinite(finite[i]) || (i > 0 && !(finite[i - 1] < finite[i]))) {
-      Die("'" + std::string(name) + "': histogram bounds must be finite and strictly increasing");
+      Die(name, "histogram bounds must be finite and strictly increasing");
     }
   }
   std::lock_guard lock(mutex_);
@@ -200,7 +210,7 @@ Histogram& Registry::GetHistogram(std::string_view name, std::string_view help,
   if (family.histograms.empty()) {
     family.bounds = std::move(finite);
   } else if (family.bounds != finite) {
-    Die("'" + std::string(name) + "': histogram asked for with other bounds than it has");
+    Die(name, "histogram asked for with other bounds than it has");
   }
   return SeriesIn<Histogram>(family.histograms, Normalize(name, labels, true),
                              [&] { return new Histogram(family.bounds); });

@@ -1,6 +1,7 @@
 // What a data server lets in: other servers (by their proof of the cluster
 // key) and clients with a capability the metadata server signed; and the
 // per-volume traffic counts that metering and billing read.
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -30,6 +31,20 @@ Status DataService::CheckCapability(const pb::Capability& cap, uint64_t ino, uin
                                                  : "the capability does not allow reading");
   }
   return Status::Ok();
+}
+
+Status DataService::CheckChainOf(const pb::Capability& cap, const pb::ChainRef& chain,
+                                 std::optional<uint32_t> index) {
+  const auto& stripe = cap.stripe();
+  bool allowed = false;
+  if (index && !stripe.empty()) {
+    allowed = static_cast<uint32_t>(stripe[static_cast<int>(*index % stripe.size())]) == chain.id();
+  } else if (!index) {
+    allowed = std::find(stripe.begin(), stripe.end(), chain.id()) != stripe.end();
+  }
+  if (allowed) return Status::Ok();
+  return Status(EACCES, "chain " + std::to_string(chain.id()) +
+                            " does not hold this chunk of the capability's file");
 }
 
 void DataService::CountTraffic(uint64_t volume_id, bool write, uint64_t bytes) {

@@ -158,6 +158,7 @@ void DataService::RegisterHandlers(rpc::Dispatcher& clients, rpc::Dispatcher& me
         uint64_t end = uint64_t{req.chunk().index()} * req.cap().chunk_size() + req.offset() +
                        context.payload.size();
         SEALFS_RETURN_IF_ERROR(CheckCapability(req.cap(), req.chunk().ino(), pb::CAP_WRITE));
+        SEALFS_RETURN_IF_ERROR(CheckChainOf(req.cap(), req.chain(), req.chunk().index()));
         if (req.chunk_size() != req.cap().chunk_size()) {
           return Status(EACCES, "the write names another chunk size than its file's");
         }
@@ -181,6 +182,7 @@ void DataService::RegisterHandlers(rpc::Dispatcher& clients, rpc::Dispatcher& me
       kRead, {[this](const pb::ReadRequest& req, pb::ReadResponse*,
                      rpc::RequestContext& context) -> Status {
         SEALFS_RETURN_IF_ERROR(CheckCapability(req.cap(), req.chunk().ino(), pb::CAP_READ));
+        SEALFS_RETURN_IF_ERROR(CheckChainOf(req.cap(), req.chain(), req.chunk().index()));
         SEALFS_RETURN_IF_ERROR(Read(req, context));
         CountTraffic(req.cap().volume_id(), false,
                      context.reply_room.size() + context.reply_payload.size());
@@ -202,6 +204,7 @@ void DataService::RegisterHandlers(rpc::Dispatcher& clients, rpc::Dispatcher& me
   clients.Register(kFsyncFile, {[this](const pb::FsyncFileRequest& req, pb::FsyncFileResponse*,
                                        rpc::RequestContext&) -> Status {
                      SEALFS_RETURN_IF_ERROR(CheckCapability(req.cap(), req.ino(), pb::CAP_READ));
+                     SEALFS_RETURN_IF_ERROR(CheckChainOf(req.cap(), req.chain(), std::nullopt));
                      return Fsync(req, false);
                    }});
   for (auto [pool, method] : {std::pair{&members, kChainFsync}, {&leaves, kChainFsyncTail}}) {
@@ -255,12 +258,12 @@ void DataService::RegisterHandlers(rpc::Dispatcher& clients, rpc::Dispatcher& me
                     SEALFS_RETURN_IF_ERROR(CheckServer(req.auth()));
                     return DropChunk(req);
                   }});
-  members.Register(kCommittedVersion,
-                   {[this](const pb::CommittedVersionRequest& req,
-                           pb::CommittedVersionResponse* resp, rpc::RequestContext&) -> Status {
-                     SEALFS_RETURN_IF_ERROR(CheckServer(req.auth()));
-                     return CommittedVersion(req, resp);
-                   }});
+  leaves.Register(kCommittedVersion,
+                  {[this](const pb::CommittedVersionRequest& req,
+                          pb::CommittedVersionResponse* resp, rpc::RequestContext&) -> Status {
+                    SEALFS_RETURN_IF_ERROR(CheckServer(req.auth()));
+                    return CommittedVersion(req, resp);
+                  }});
 }
 
 }  // namespace sealfs::server

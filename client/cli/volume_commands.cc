@@ -150,6 +150,7 @@ int VolumeCommand(const Flags& flags) {
   if (token_verb) {
     pb::VolumeRotateTokenRequest request;
     request.set_name(name);
+    request.set_end_mounts(flags.Has("end-mounts"));
     pb::VolumeRotateTokenResponse response;
     Status status = (*admin)->Meta(rpc::meta::kVolumeRotateToken, request, &response);
     if (!status.ok()) return Fail(status);

@@ -220,7 +220,13 @@ TEST(Replication, APausedServerIsFencedAndRejoinsThroughResync) {
   auto channel = rpc::MakeTcpChannel(io, "127.0.0.1:" + cluster->DataPort(victim));
   pb::WriteRequest stale;
   stale.mutable_chunk()->set_ino(file.attr().ino());
-  stale.mutable_chunk()->set_index(0);
+  // A chunk of the file that lives on that chain.
+  uint32_t index = 0;
+  while (file.layout().chains(static_cast<int>(index % file.layout().chains_size())) !=
+         headed->id()) {
+    ++index;
+  }
+  stale.mutable_chunk()->set_index(index);
   stale.set_chunk_size(kChunk);
   stale.set_store_id(victim_store);
   stale.mutable_chain()->set_id(headed->id());

@@ -280,6 +280,16 @@ TEST(Tenants, ASessionReachesNothingOfAnotherVolume) {
     EXPECT_EQ(status.code(), EACCES) << status.ToString();
   }
 
+  // A's own capability for its own chunk, sent to a chain that does not
+  // hold that chunk: refused (data there would escape quota and removal).
+  DataRoute other_chain = RouteToChunk(**a, **a, tree_a.file, 1);
+  DataRoute own_chain = RouteToChunk(**a, **a, tree_a.file, 0);
+  ASSERT_NE(other_chain.chain.id(), own_chain.chain.id());
+  other_chain.index = 0;
+  Status misplaced = WriteChunk(other_chain, tree_a.file, *cap_a, 0, "x");
+  EXPECT_EQ(misplaced.code(), EACCES) << misplaced.ToString();
+  EXPECT_TRUE(WriteChunk(own_chain, tree_a.file, *cap_a, 0, "d").ok());
+
   // Nothing of B changed.
   EXPECT_EQ(DescribeVolume(**b), before);
   EXPECT_EQ(ReadAll(**b, tree_b.file), "secret data of tenant b");

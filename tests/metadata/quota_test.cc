@@ -158,11 +158,22 @@ TEST_F(ReservationTest, ReservationsGrowToWhatTheQuotaAllowsAndAreReleasedWhenTh
   EXPECT_EQ(store_->Reserve(file_, 4096, 4096, 1000, 2000)->reserved_until_ns(), 2000);
   ExpectRecountMatches();
   // Still held at 1999; released after 2000, when no capability can use it.
-  ASSERT_TRUE(store_->TrimReservations(1999).ok());
-  EXPECT_EQ(Used(), 1u << 20);
-  ASSERT_TRUE(store_->TrimReservations(2001).ok());
+  EXPECT_TRUE(store_->ExpiredReservations(1999)->empty());
+  ASSERT_EQ(store_->ExpiredReservations(2001)->size(), 1u);
+  ASSERT_TRUE(store_->ReleaseReservation(file_, 2001, 0).ok());
   EXPECT_EQ(Used(), 0u);
+  EXPECT_TRUE(store_->ExpiredReservations(5000)->empty());
   ExpectRecountMatches();
+  // Bytes written into a reservation but not committed stay charged.
+  ASSERT_TRUE(store_->Reserve(file_, 100 << 10, 0, 1000, 3000).ok());
+  ASSERT_TRUE(store_->ReleaseReservation(file_, 3001, 50000).ok());
+  EXPECT_EQ(Used(), 53248u);  // 50000 rounded up to 4 KiB
+  ExpectRecountMatches();
+  pb::SetattrRequest cut;
+  cut.set_ino(file_);
+  cut.set_valid(pb::SETATTR_SIZE);
+  ASSERT_TRUE(store_->Setattr(cut).ok());
+  EXPECT_EQ(Used(), 0u);
   // Survives a restart: the book is rebuilt from the records.
   ASSERT_TRUE(store_->Reserve(file_, 8192, 8192, 1000, 5000).ok());
   store_.reset();

@@ -26,6 +26,7 @@ inline pb::Capability TestCapability(uint64_t ino, uint32_t chunk_size) {
   cap.set_write_limit(std::numeric_limits<uint64_t>::max());
   cap.set_expires_ns(auth::WallClockNs() + 3600'000'000'000);
   cap.set_chunk_size(chunk_size);
+  cap.add_stripe(1);  // the tests' one chain
   auth::SignCapability(&cap, TestClusterKey());
   return cap;
 }

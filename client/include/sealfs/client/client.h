@@ -53,8 +53,9 @@ class Client {
   // this client was cut off) is mounted again and the call repeated.
   template <typename Request, typename Response>
   Status Meta(rpc::Method<Request, Response> method, const Request& request, Response* response) {
+    uint64_t session = session_id_;
     Status status = rpc::Invoke(*meta_, method, request, response, {}, nullptr, call_options());
-    if (status.code() == EKEYEXPIRED && !options_.volume.empty() && Mount().ok()) {
+    if (status.code() == EKEYEXPIRED && !options_.volume.empty() && Remount(session).ok()) {
       status = rpc::Invoke(*meta_, method, request, response, {}, nullptr, call_options());
     }
     return status;
@@ -92,8 +93,13 @@ class Client {
 
  private:
   // Mounts the volume (again): a new session, whose key the metadata
-  // channel sends from then on.
+  // channel sends from then on. Remount only if `ended_session` is still
+  // the current one.
   Status Mount();
+  Status Remount(uint64_t ended_session);
+  Status MountLocked();
+  // A chunk request refused for an expired capability becomes retryable.
+  Status RenewIfExpired(uint64_t ino, const Status& status);
   explicit Client(ClientOptions options);
   rpc::CallOptions call_options() const { return rpc::CallOptions{options_.timeout}; }
   rpc::CallOptions data_call_options();

@@ -211,6 +211,7 @@ class MetaService {
 
   // ---- meta_service.cc
   Result<pb::Inode> CommitWrite(const pb::CommitWriteRequest& request);
+  void ReleaseReservations();
 
   MetaStore& store_;
   rpc::IoThreads& io_;

@@ -208,8 +208,11 @@ class MetaStore {
   // not fit.
   Result<pb::Inode> Reserve(uint64_t ino, uint64_t need_end, uint64_t want_end,
                             int64_t need_until_ns, int64_t hold_until_ns);
-  // Releases reservations whose hold ran out before now_ns.
-  Status TrimReservations(int64_t now_ns);
+  // Files whose reservation's hold ran out at now_ns.
+  Result<std::vector<pb::Inode>> ExpiredReservations(int64_t now_ns);
+  // Releases the file's reservation unless it was renewed; bytes the data
+  // servers hold below `data_end` stay charged.
+  Status ReleaseReservation(uint64_t ino, int64_t now_ns, uint64_t data_end);
   // fallocate(2) mode 0 or FALLOC_FL_KEEP_SIZE: reserves quota for the range
   // (for good: it stays charged) and grows the size unless KEEP_SIZE.
   Result<pb::Inode> Fallocate(uint64_t ino, uint32_t mode, uint64_t offset, uint64_t length);

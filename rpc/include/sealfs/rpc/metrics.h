@@ -91,7 +91,7 @@ class Registry {
   // Prometheus text format: one # HELP and # TYPE per family, families sorted
   // by name, series sorted by labels, label values escaped (\\, \", \n),
   // counters printed as integers, doubles printed so they round-trip (+Inf
-  // for the last bucket).
+  // for the last bucket), laid out as the Go client does: 0.0001, 5e-05.
   std::string Render();
 
  private:

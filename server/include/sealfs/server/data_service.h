@@ -124,6 +124,10 @@ class DataService {
   // valid capability for `ino` with `right`.
   Status CheckServer(const pb::Auth& auth);
   Status CheckCapability(const pb::Capability& cap, uint64_t ino, uint32_t right);
+  // EACCES unless `chain` holds chunk `index` of the capability's file (any
+  // of its chains when index is nullopt).
+  Status CheckChainOf(const pb::Capability& cap, const pb::ChainRef& chain,
+                      std::optional<uint32_t> index);
   void CountTraffic(uint64_t volume_id, bool write, uint64_t bytes);
   void LoadTraffic();
 
