@@ -138,18 +138,12 @@ int main(int argc, char** argv) {
   dispatcher.SetObserver(metrics::RequestObserver(counters, registry, "sealfs_meta"));
   service.AttachMetrics(registry, counters);
   service.RegisterHandlers(dispatcher);
-  std::unique_ptr<metrics::MetricsServer> metrics_server;
-  if (flags->Has("metrics-address")) {
-    auto started = metrics::MetricsServer::Start(registry, flags->Get("metrics-address"));
-    Status written = started.ok() && flags->Has("metrics-port-file")
-                         ? WriteFileAtomically(flags->Get("metrics-port-file"),
-                                               std::to_string((*started)->port()) + "\n")
-                         : started.status();
-    if (!written.ok()) {
-      std::fprintf(stderr, "sealfs-meta: metrics: %s\n", written.ToString().c_str());
-      return 1;
-    }
-    metrics_server = std::move(*started);
+  // --metrics-address: /metrics over HTTP (its port in --metrics-port-file).
+  auto metrics_server = metrics::ServeMetrics(registry, flags->Get("metrics-address"),
+                                              flags->Get("metrics-port-file"));
+  if (!metrics_server.ok()) {
+    std::fprintf(stderr, "sealfs-meta: metrics: %s\n", metrics_server.status().ToString().c_str());
+    return 1;
   }
   auto address = rpc::ParseAddress(flags->Get("listen", "127.0.0.1:7400"));
   auto transport = rpc::ParseTransportKind(flags->Get("transport", "tcp"));
@@ -178,7 +172,7 @@ int main(int argc, char** argv) {
                address->first.c_str(), server->port(), server->rdma() ? "tcp+rdma" : "tcp");
   int signal_number = WaitForTerminationSignal();
   std::fprintf(stderr, "sealfs-meta: signal %d, shutting down\n", signal_number);
-  metrics_server.reset();
+  metrics_server->reset();
   server->Stop();
   service.Stop();
   dispatcher.Shutdown();

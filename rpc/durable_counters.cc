@@ -90,6 +90,18 @@ std::map<std::string, std::string> RequestCounterHelp(const std::string& prefix)
       {prefix + "_request_errors_total", "Requests answered with an error, by method and error."}};
 }
 
+Result<std::unique_ptr<MetricsServer>> ServeMetrics(Registry& registry, const std::string& address,
+                                                    const std::string& port_file) {
+  if (address.empty()) return std::unique_ptr<MetricsServer>();
+  auto server = MetricsServer::Start(registry, address);
+  if (!server.ok()) return server.status();
+  if (!port_file.empty()) {
+    SEALFS_RETURN_IF_ERROR(
+        WriteFileAtomically(port_file, std::to_string((*server)->port()) + "\n"));
+  }
+  return server;
+}
+
 DurableCounters::Totals LoadTotalsFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream bytes;

@@ -127,18 +127,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "sealfs-data: %s\n", listening.ToString().c_str());
     return 1;
   }
-  std::unique_ptr<metrics::MetricsServer> metrics_server;
-  if (flags->Has("metrics-address")) {
-    auto started = metrics::MetricsServer::Start(registry, flags->Get("metrics-address"));
-    Status written = started.ok() && flags->Has("metrics-port-file")
-                         ? WriteFileAtomically(flags->Get("metrics-port-file"),
-                                               std::to_string((*started)->port()) + "\n")
-                         : started.status();
-    if (!written.ok()) {
-      std::fprintf(stderr, "sealfs-data: metrics: %s\n", written.ToString().c_str());
-      return 1;
-    }
-    metrics_server = std::move(*started);
+  // --metrics-address: /metrics over HTTP (its port in --metrics-port-file).
+  auto metrics_server = metrics::ServeMetrics(registry, flags->Get("metrics-address"),
+                                              flags->Get("metrics-port-file"));
+  if (!metrics_server.ok()) {
+    std::fprintf(stderr, "sealfs-data: metrics: %s\n", metrics_server.status().ToString().c_str());
+    return 1;
   }
   std::string advertised = address->first + ":" + std::to_string(listener->port());
   server::Registration registration(meta, targets, view, advertised,
@@ -166,7 +160,7 @@ int main(int argc, char** argv) {
                advertised.c_str(), listener->rdma() ? "tcp+rdma" : "tcp");
   int signal_number = WaitForTerminationSignal();
   std::fprintf(stderr, "sealfs-data: signal %d, shutting down\n", signal_number);
-  metrics_server.reset();
+  metrics_server->reset();
   scrubber.Stop();
   resyncer.Stop();
   registration.Stop();

@@ -84,6 +84,12 @@ TEST(Quota, ConcurrentWritersStopAtTheByteQuotaAndNeverPassIt) {
   done = true;
   watcher.join();
 
+  std::printf("written %llu + %llu bytes of a %llu quota; peak usage %llu, peak stored %llu\n",
+              static_cast<unsigned long long>(written_first),
+              static_cast<unsigned long long>(written_second),
+              static_cast<unsigned long long>(kQuota),
+              static_cast<unsigned long long>(peak_usage.load()),
+              static_cast<unsigned long long>(peak_stored.load()));
   EXPECT_EQ(stopped_first.code(), EDQUOT) << stopped_first.ToString();
   EXPECT_EQ(stopped_second.code(), EDQUOT) << stopped_second.ToString();
   EXPECT_GT(written_first, 0u);
@@ -255,6 +261,17 @@ TEST(Metering, MetricsAndTheLedgerShowExactlyAKnownWorkload) {
   // Used bytes: the file's size rounded up to 4 KiB, once its reservation
   // ran out; until then its reservation counts.
   EXPECT_GE(Scrape(page, "sealfs_volume_used_bytes" + labels), (data.size() + 4095) / 4096 * 4096);
+
+  // Counters never go back, not even across a kill -9 of the server.
+  const std::string mkdirs = "sealfs_meta_requests_total{method=\"Mkdir\"}";
+  const double requests_before = Scrape(page, mkdirs);
+  EXPECT_GE(requests_before, 1);
+  cluster.KillMeta();
+  ASSERT_TRUE(cluster.StartMeta());
+  ASSERT_TRUE(cluster.WaitForServersUp(2));
+  std::string after = Get(cluster.root() + "/meta.metrics");
+  EXPECT_GE(Scrape(after, mkdirs), requests_before) << after;
+  EXPECT_EQ(Scrape(after, "sealfs_volume_written_bytes_total" + labels), data.size()) << after;
 
   // The ledger: bytes written and read, and the peak, over the last minute.
   std::this_thread::sleep_for(2500ms);

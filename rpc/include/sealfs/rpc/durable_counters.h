@@ -47,6 +47,11 @@ rpc::Dispatcher::Observer RequestObserver(DurableCounters& counters, Registry& r
 // Help texts of the counters RequestObserver makes.
 std::map<std::string, std::string> RequestCounterHelp(const std::string& prefix);
 
+// Starts serving /metrics on `address` and writes its port to `port_file`
+// (if given); with no address, serves nothing (a null server).
+Result<std::unique_ptr<MetricsServer>> ServeMetrics(Registry& registry, const std::string& address,
+                                                    const std::string& port_file);
+
 // Loads and saves totals as a CounterSnapshot in a file (atomically).
 DurableCounters::Totals LoadTotalsFile(const std::string& path);
 Status SaveTotalsFile(const std::string& path, const DurableCounters::Totals& totals);
