@@ -155,7 +155,8 @@ Status MetaStore::CommitCharged(rocksdb::WriteBatch& batch, const UsageChanges& 
   if (!changes.empty()) {
     SEALFS_RETURN_IF_ERROR(quotas_->Take(changes));
     for (const auto& [volume, usage] : changes.by_volume()) {
-      batch.Merge(cf_->service, UsageKey(volume), EncodeUsage(usage));
+      // A volume deleted meanwhile gets no usage record back.
+      if (quotas_->Known(volume)) batch.Merge(cf_->service, UsageKey(volume), EncodeUsage(usage));
     }
   }
   Status status = Commit(batch, sync);

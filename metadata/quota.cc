@@ -98,10 +98,17 @@ bool Fits(int64_t used, int64_t growth, uint64_t quota) {
 }
 }  // namespace
 
+bool QuotaBook::Known(uint64_t volume) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return entries_.contains(volume);
+}
+
 Status QuotaBook::Take(const UsageChanges& changes) {
   std::lock_guard<std::mutex> lock(mutex_);
   for (const auto& [volume, change] : changes.by_volume()) {
-    const Entry& entry = entries_[volume];
+    auto found = entries_.find(volume);
+    if (found == entries_.end()) continue;  // a deleted volume: nothing to charge
+    const Entry& entry = found->second;
     if (!Fits(entry.used.bytes, change.bytes, entry.quota_bytes)) {
       return Status(EDQUOT, "volume's byte quota (" + std::to_string(entry.quota_bytes) +
                                 " bytes) is used up: " + std::to_string(entry.used.bytes) +
@@ -113,9 +120,10 @@ Status QuotaBook::Take(const UsageChanges& changes) {
     }
   }
   for (const auto& [volume, change] : changes.by_volume()) {
-    Entry& entry = entries_[volume];
-    entry.used.bytes += std::max<int64_t>(change.bytes, 0);
-    entry.used.inodes += std::max<int64_t>(change.inodes, 0);
+    auto found = entries_.find(volume);
+    if (found == entries_.end()) continue;
+    found->second.used.bytes += std::max<int64_t>(change.bytes, 0);
+    found->second.used.inodes += std::max<int64_t>(change.inodes, 0);
   }
   return Status::Ok();
 }
@@ -123,7 +131,9 @@ Status QuotaBook::Take(const UsageChanges& changes) {
 void QuotaBook::Untake(const UsageChanges& changes) {
   std::lock_guard<std::mutex> lock(mutex_);
   for (const auto& [volume, change] : changes.by_volume()) {
-    Entry& entry = entries_[volume];
+    auto found = entries_.find(volume);
+    if (found == entries_.end()) continue;
+    Entry& entry = found->second;
     entry.used.bytes -= std::max<int64_t>(change.bytes, 0);
     entry.used.inodes -= std::max<int64_t>(change.inodes, 0);
   }
@@ -132,7 +142,9 @@ void QuotaBook::Untake(const UsageChanges& changes) {
 void QuotaBook::ApplyShrink(const UsageChanges& changes) {
   std::lock_guard<std::mutex> lock(mutex_);
   for (const auto& [volume, change] : changes.by_volume()) {
-    Entry& entry = entries_[volume];
+    auto found = entries_.find(volume);
+    if (found == entries_.end()) continue;
+    Entry& entry = found->second;
     entry.used.bytes += std::min<int64_t>(change.bytes, 0);
     entry.used.inodes += std::min<int64_t>(change.inodes, 0);
   }

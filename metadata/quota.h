@@ -66,6 +66,8 @@ class QuotaBook {
   void SetQuota(uint64_t volume, uint64_t quota_bytes, uint64_t quota_inodes);
   void Forget(uint64_t volume);
   Entry Get(uint64_t volume) const;
+  // Whether the volume exists (its usage is kept); changes of others are ignored.
+  bool Known(uint64_t volume) const;
 
   // Takes the growing parts of `changes` (every volume or none); EDQUOT
   // naming the volume and the limit when one does not fit.

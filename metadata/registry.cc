@@ -177,6 +177,19 @@ Status MetaStore::DeleteVolume(const std::string& name) {
   }
   Result<pb::Inode> root = LoadInode(volume->root_ino());
   if (root.ok()) FreeInode(batch, *root, changes);
+  // Files unlinked while open are in no directory: free them too.
+  {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cf_->service));
+    for (it->Seek(kOrphanPrefix); it->Valid() && it->key().starts_with(kOrphanPrefix); it->Next()) {
+      if (it->key().size() != kOrphanPrefix.size() + 8) continue;
+      uint64_t ino = DecodeIno(it->key().data() + kOrphanPrefix.size());
+      Result<pb::Inode> orphan = LoadInode(ino);
+      if (orphan.ok() && orphan->volume_id() == volume->id() && freed.insert(ino).second) {
+        FreeInode(batch, *orphan, changes);
+      }
+    }
+    SEALFS_RETURN_IF_ERROR(IteratorStatus(*it));
+  }
   batch.Delete(cf_->service, VolumeKey(name));
   // The usage record goes with the volume (orphans still open stay
   // charged to nobody); its ledger stays for billing.

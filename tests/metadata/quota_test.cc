@@ -216,5 +216,18 @@ TEST_F(ReservationTest, SizeChangesAreChargedAndCheckedAgainstTheQuota) {
   ExpectRecountMatches();
 }
 
+TEST_F(ReservationTest, DeletingAVolumeFreesItsOpenUnlinkedFilesAndLeavesNoUsageRecord) {
+  ASSERT_TRUE(store_->Unlink(volume_.root_ino(), "f", [](uint64_t) { return true; }).ok());
+  ASSERT_EQ(store_->Orphans()->size(), 1u);
+  ASSERT_TRUE(store_->DeleteVolume("v").ok());
+  EXPECT_TRUE(store_->Orphans()->empty());
+  EXPECT_EQ(store_->Getattr(file_).status().code(), ENOENT);
+  // A late change of the deleted volume's file brings no usage back.
+  EXPECT_TRUE(store_->RecountUsage()->empty());
+  auto again = store_->CreateVolume({"w", "t", 0, 0, 0, 0, 0});
+  ASSERT_TRUE(again.ok());
+  ExpectRecountMatches();
+}
+
 }  // namespace
 }  // namespace sealfs::metadata
