@@ -99,7 +99,8 @@ Status Client::MountLocked() {
   if (volume_.id() != 0 && response.volume().id() != volume_.id()) {
     return Status(ESTALE, "volume '" + options_.volume + "' was deleted and made again");
   }
-  volume_ = response.volume();
+  // Set once: other threads read it (the same volume mounts again after).
+  if (volume_.id() == 0) volume_ = response.volume();
   session_id_ = response.session_id();
   pb::Auth session;
   session.set_session_id(response.session_id());
