@@ -341,7 +341,8 @@ Result<std::string> MetaStore::Readlink(uint64_t ino) {
 Result<pb::Inode> MetaStore::CreateNode(uint64_t parent, const std::string& name, uint32_t mode,
                                         uint64_t rdev, const pb::Caller& caller,
                                         const std::vector<uint32_t>& chains,
-                                        const std::string& target, const OnCreated& on_created) {
+                                        const std::string& target, const OnCreated& on_created,
+                                        Reservation first_reservation) {
   SEALFS_RETURN_IF_ERROR(CheckName(name));
   LockSet lock(*locks_, {parent});
   Result<pb::Inode> dir = LoadDirectory(parent);
@@ -401,21 +402,37 @@ Result<pb::Inode> MetaStore::CreateNode(uint64_t parent, const std::string& name
       layout->add_chains(chains[(ino + i) % chains.size()]);
     }
   }
-  rocksdb::WriteBatch batch;
-  PutInode(batch, inode);
-  AddEntry(batch, *dir, name, ino, mode);
-  if (!inherited.access.empty()) {
-    batch.Put(cf_->xattrs, XattrKey(ino, kAclAccessXattr), inherited.access);
-  }
-  if (!inherited.default_acl.empty()) {
-    batch.Put(cf_->xattrs, XattrKey(ino, kAclDefaultXattr), inherited.default_acl);
-  }
   if (S_ISDIR(mode)) dir->mutable_attr()->set_nlink(dir->attr().nlink() + 1);
   Touch(dir->mutable_attr(), now, true);
-  PutInode(batch, *dir);
-  UsageChanges changes;
-  changes.Change(nullptr, &inode);
-  SEALFS_RETURN_IF_ERROR(CommitCharged(batch, changes));
+  // A file's first reservation commits with it (one write for both); if the
+  // quota has no room for it, the file is made without one.
+  const bool reserve = S_ISREG(mode) && first_reservation.end > 0;
+  for (int attempt = reserve ? 0 : 1;; ++attempt) {
+    if (attempt == 0) {
+      inode.set_reserved_end(first_reservation.end);
+      inode.set_reserved_until_ns(first_reservation.until_ns);
+    } else {
+      inode.clear_reserved_end();
+      inode.clear_reserved_until_ns();
+    }
+    pb::Inode parent_inode = *dir;
+    rocksdb::WriteBatch batch;
+    PutInode(batch, inode);
+    AddEntry(batch, parent_inode, name, ino, mode);
+    if (!inherited.access.empty()) {
+      batch.Put(cf_->xattrs, XattrKey(ino, kAclAccessXattr), inherited.access);
+    }
+    if (!inherited.default_acl.empty()) {
+      batch.Put(cf_->xattrs, XattrKey(ino, kAclDefaultXattr), inherited.default_acl);
+    }
+    if (attempt == 0) batch.Put(cf_->service, ReserveKey(ino), "");
+    PutInode(batch, parent_inode);
+    UsageChanges changes;
+    changes.Change(nullptr, &inode);
+    Status committed = CommitCharged(batch, changes);
+    if (committed.ok()) break;
+    if (committed.code() != EDQUOT || attempt == 1) return committed;
+  }
   // Still under the directory's lock: nobody can unlink the new name before
   // the creator's open is registered.
   if (on_created) on_created(ino);
@@ -424,12 +441,12 @@ Result<pb::Inode> MetaStore::CreateNode(uint64_t parent, const std::string& name
 
 Result<pb::Inode> MetaStore::Mknod(uint64_t parent, const std::string& name, uint32_t mode,
                                    uint64_t rdev, const pb::Caller& caller,
-                                   const std::vector<uint32_t>& chains,
-                                   const OnCreated& on_created) {
+                                   const std::vector<uint32_t>& chains, const OnCreated& on_created,
+                                   Reservation first_reservation) {
   uint32_t type = mode & S_IFMT;
   if (type == 0) mode |= S_IFREG;
   if (type == S_IFDIR || type == S_IFLNK) return Status(EINVAL, "mknod cannot make this type");
-  return CreateNode(parent, name, mode, rdev, caller, chains, {}, on_created);
+  return CreateNode(parent, name, mode, rdev, caller, chains, {}, on_created, first_reservation);
 }
 
 Result<pb::Inode> MetaStore::Mkdir(uint64_t parent, const std::string& name, uint32_t mode,

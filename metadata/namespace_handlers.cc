@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include "sealfs/metadata/meta_service.h"
+#include "sealfs/rpc/credentials.h"
 #include "sealfs/rpc/methods.h"
 
 namespace sealfs::metadata {

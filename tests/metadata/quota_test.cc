@@ -216,6 +216,22 @@ TEST_F(ReservationTest, SizeChangesAreChargedAndCheckedAgainstTheQuota) {
   ExpectRecountMatches();
 }
 
+TEST_F(ReservationTest, AFileIsCreatedWithItsFirstReservationOrWithoutOneWhenNoneFits) {
+  auto reserved = store_->Mknod(volume_.root_ino(), "r", S_IFREG | 0644, 0, {}, {1}, nullptr,
+                                Reservation{64 << 10, 5000});
+  ASSERT_TRUE(reserved.ok());
+  EXPECT_EQ(reserved->reserved_end(), 64u << 10);
+  EXPECT_EQ(Used(), 64u << 10);
+  ASSERT_EQ(store_->ExpiredReservations(5001)->size(), 1u);
+  // No room for another: the file is still made, without a reservation.
+  auto unreserved = store_->Mknod(volume_.root_ino(), "u", S_IFREG | 0644, 0, {}, {1}, nullptr,
+                                  Reservation{1 << 20, 5000});
+  ASSERT_TRUE(unreserved.ok()) << unreserved.status().ToString();
+  EXPECT_EQ(unreserved->reserved_end(), 0u);
+  EXPECT_EQ(Used(), 64u << 10);
+  ExpectRecountMatches();
+}
+
 TEST_F(ReservationTest, DeletingAVolumeFreesItsOpenUnlinkedFilesAndLeavesNoUsageRecord) {
   ASSERT_TRUE(store_->Unlink(volume_.root_ino(), "f", [](uint64_t) { return true; }).ok());
   ASSERT_EQ(store_->Orphans()->size(), 1u);

@@ -78,6 +78,13 @@ struct Unlinked {
   bool freed = false;     // inode removed; its chunks are queued for removal
 };
 
+// Quota a new file reserves for writing (see MetaStore::Reserve), held
+// until until_ns (wall clock).
+struct Reservation {
+  uint64_t end = 0;
+  int64_t until_ns = 0;
+};
+
 class MetaStore {
  public:
   // Tells whether any client holds the file open.
@@ -104,7 +111,8 @@ class MetaStore {
                             std::optional<uint64_t> allocated_bytes = std::nullopt);
   Result<pb::Inode> Mknod(uint64_t parent, const std::string& name, uint32_t mode, uint64_t rdev,
                           const pb::Caller& caller, const std::vector<uint32_t>& chains,
-                          const OnCreated& on_created = nullptr);
+                          const OnCreated& on_created = nullptr,
+                          Reservation first_reservation = {});
   Result<pb::Inode> Mkdir(uint64_t parent, const std::string& name, uint32_t mode,
                           const pb::Caller& caller);
   Result<pb::Inode> Symlink(uint64_t parent, const std::string& name, const std::string& target,
@@ -276,7 +284,7 @@ class MetaStore {
   Result<pb::Inode> CreateNode(uint64_t parent, const std::string& name, uint32_t mode,
                                uint64_t rdev, const pb::Caller& caller,
                                const std::vector<uint32_t>& chains, const std::string& target,
-                               const OnCreated& on_created);
+                               const OnCreated& on_created, Reservation first_reservation = {});
   Status IsAncestor(uint64_t ancestor, uint64_t ino, bool* result);
 
   MetaStoreOptions options_;
