@@ -20,6 +20,12 @@ void MetaService::RegisterFileHandlers(rpc::Dispatcher& d) {
           if (req.token().empty()) {
             return Status(EACCES, "mounting volume '" + req.volume() + "' needs its token");
           }
+          if (volume->token_hash().empty()) {
+            return Status(EACCES, "volume '" + req.volume() +
+                                      "' was made before mount tokens: give it one with "
+                                      "sealfs volume token rotate " +
+                                      req.volume());
+          }
           if (!auth::SecretMatches(volume->token_hash(), req.token())) {
             return Status(EACCES, "wrong token for volume '" + req.volume() + "'");
           }
