@@ -54,7 +54,11 @@ Status DurableCounters::Publish(Registry& registry) {
     std::lock_guard<std::mutex> lock(mutex_);
     snapshot = totals_;
   }
-  SEALFS_RETURN_IF_ERROR(save_(snapshot));
+  // Unchanged since the last save: nothing to write.
+  if (snapshot != saved_) {
+    SEALFS_RETURN_IF_ERROR(save_(snapshot));
+    saved_ = snapshot;
+  }
   for (const auto& [key, total] : snapshot) {
     auto [name, labels] = ParseSeriesKey(key);
     auto help = help_.find(name);

@@ -85,8 +85,11 @@ std::vector<pb::VolumeTraffic> DataService::SaveTraffic() {
     std::lock_guard<std::mutex> lock(traffic_mutex_);
     for (const auto& [id, traffic] : traffic_) *snapshot.add_traffic() = traffic;
   }
+  std::string bytes = snapshot.SerializeAsString();
+  // Unchanged since the last save (an idle server): no write, no fsync.
+  if (bytes == saved_bytes_) return saved_traffic_;
   if (!traffic_file_.empty()) {
-    Status saved = WriteFileAtomically(traffic_file_, snapshot.SerializeAsString());
+    Status saved = WriteFileAtomically(traffic_file_, bytes);
     if (!saved.ok()) {
       // Report what a restart would start from, never more.
       std::fprintf(stderr, "sealfs-data: saving traffic counts: %s\n", saved.ToString().c_str());
@@ -94,6 +97,7 @@ std::vector<pb::VolumeTraffic> DataService::SaveTraffic() {
     }
   }
   saved_traffic_.assign(snapshot.traffic().begin(), snapshot.traffic().end());
+  saved_bytes_ = std::move(bytes);
   return saved_traffic_;
 }
 

@@ -35,6 +35,7 @@ class DurableCounters {
   std::mutex mutex_;
   Totals totals_;
   std::mutex publish_mutex_;
+  Totals saved_;  // as last saved (under publish_mutex_)
   Saver save_;
   std::map<std::string, std::string> help_;
 };

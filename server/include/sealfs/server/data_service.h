@@ -169,6 +169,7 @@ class DataService {
   std::map<uint64_t, pb::VolumeTraffic> traffic_;
   std::mutex save_mutex_;
   std::vector<pb::VolumeTraffic> saved_traffic_;  // as last saved
+  std::string saved_bytes_;                       // ... and as written
 };
 
 // Publishes a data server's metrics: durable request counts, traffic by
