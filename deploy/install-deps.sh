@@ -21,6 +21,8 @@ packages=(
   ibverbs-utils perftest iproute2 kmod cpio file gzip
   # runtime and test tools
   fuse3 attr acl fio psmisc procps util-linux python3 python3-matplotlib e2fsprogs strace
+  # tests/deploy/check_manifests.py reads the Kubernetes manifests
+  python3-yaml
 )
 if ! apt-get install -y --no-install-recommends "${packages[@]}" >/tmp/sealfs-apt.log 2>&1; then
   apt-get update >/tmp/sealfs-apt-update.log 2>&1
