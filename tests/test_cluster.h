@@ -227,6 +227,9 @@ class TestCluster {
   }
   void KillData(int i, int signal_number = SIGKILL) { Kill(data_pids_[i], signal_number); }
   void KillMeta(int signal_number = SIGKILL) { Kill(meta_pid_, signal_number); }
+  // Freezes the metadata server (SIGSTOP) and lets it go on (SIGCONT).
+  void PauseMeta() { kill(meta_pid_, SIGSTOP); }
+  void ResumeMeta() { kill(meta_pid_, SIGCONT); }
 
   Result<std::unique_ptr<client::Client>> Admin() {
     client::ClientOptions options;

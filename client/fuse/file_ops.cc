@@ -62,28 +62,39 @@ void FuseFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t 
   if (!created.ok()) return ReplyStatus(req, created.status());
   const pb::Attr& attr = created->attr();
   fuse_entry_param entry = EntryParam(Observe(attr, &created->layout(), /*lookup=*/true));
+  Result<uint64_t> handle =
+      journal_.Add(attr.ino(), (fi->flags & O_ACCMODE) != O_RDONLY ? HandleKind::kFileWrite
+                                                                   : HandleKind::kFileRead);
+  if (!handle.ok()) {
+    client_.Close(attr.ino());
+    return ReplyStatus(req, handle.status());
+  }
   auto state = State(attr.ino());
   {
     std::lock_guard<std::mutex> lock(state->mutex);
     ++state->opens;
+    state->handles.push_back(*handle);
   }
-  fi->fh = 0;
-  if (fuse_reply_create(req, &entry, fi) != 0) {
-    // The opener went away (interrupted): drop the open we just took.
-    std::lock_guard<std::mutex> lock(state->mutex);
-    --state->opens;
-    client_.Close(attr.ino());
-  }
+  fi->fh = *handle;
+  // The opener went away (interrupted): drop the open just taken.
+  if (fuse_reply_create(req, &entry, fi) != 0) DropHandle(attr.ino(), *handle);
 }
 
 void FuseFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   uint64_t server_ino = ToServer(ino);
-  auto opened = client_.Open(server_ino, (fi->flags & O_ACCMODE) != O_RDONLY);
+  bool write = (fi->flags & O_ACCMODE) != O_RDONLY;
+  auto opened = client_.Open(server_ino, write);
   if (!opened.ok()) return ReplyStatus(req, opened.status());
   const pb::Attr& attr = opened->attr();
   if (!S_ISREG(attr.mode())) {
     client_.Close(server_ino);
     return ReplyStatus(req, Status(EINVAL, "not a regular file"));
+  }
+  Result<uint64_t> handle =
+      journal_.Add(server_ino, write ? HandleKind::kFileWrite : HandleKind::kFileRead);
+  if (!handle.ok()) {
+    client_.Close(server_ino);
+    return ReplyStatus(req, handle.status());
   }
   auto state = State(server_ino);
   bool changed;
@@ -91,6 +102,7 @@ void FuseFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     std::lock_guard<std::mutex> lock(state->mutex);
     if (opened->layout().chains_size() > 0) state->layout = opened->layout();
     ++state->opens;
+    state->handles.push_back(*handle);
     state->data_epoch = attr.data_epoch();
     if (!state->dirty) {
       state->size = attr.size();
@@ -105,12 +117,8 @@ void FuseFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     fuse_lowlevel_notify_inval_inode(session_, ino, -1, 0);
   }
   fi->keep_cache = changed ? 0 : 1;
-  fi->fh = 0;
-  if (fuse_reply_open(req, fi) != 0) {
-    std::lock_guard<std::mutex> lock(state->mutex);
-    --state->opens;
-    client_.Close(server_ino);
-  }
+  fi->fh = *handle;
+  if (fuse_reply_open(req, fi) != 0) DropHandle(server_ino, *handle);
 }
 
 void FuseFs::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, fuse_file_info*) {
@@ -138,7 +146,7 @@ void FuseFs::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, fus
 }
 
 void FuseFs::WriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* bufs, off_t offset,
-                      fuse_file_info*) {
+                      fuse_file_info* fi) {
   uint64_t server_ino = ToServer(ino);
   if (offset < 0) return ReplyStatus(req, Status(EINVAL, "negative offset"));
   size_t size = fuse_buf_size(bufs);
@@ -168,6 +176,9 @@ void FuseFs::WriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* bufs, off_t o
     std::lock_guard<std::mutex> lock(state->mutex);
     layout = state->layout;
   }
+  // Noted before the data goes out, so a successor of a daemon that dies
+  // mid-write still asks the servers how far the data got.
+  NoteUncommittedEnd(fi->fh, end);
   int64_t allocated_delta = 0;
   Status status =
       client_.Write(server_ino, layout, static_cast<uint64_t>(offset), data, &allocated_delta);
@@ -175,6 +186,9 @@ void FuseFs::WriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* bufs, off_t o
     std::lock_guard<std::mutex> lock(state->mutex);
     if (status.ok()) {
       NoteWritten(*state, end, allocated_delta);
+      // Again under the lock: a commit that cleared the note meanwhile did
+      // not include this write.
+      NoteUncommittedEnd(fi->fh, end);
     } else {
       state->allocated_delta += allocated_delta;  // pieces that did land
     }
@@ -189,16 +203,22 @@ void FuseFs::Flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   ReplyStatus(req, status);
 }
 
-void FuseFs::Release(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+void FuseFs::Release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   uint64_t server_ino = ToServer(ino);
   Status status = CommitWrites(server_ino, nullptr);
   if (status.code() == EAGAIN || status.code() == ENOENT) status = Status::Ok();
+  Status closed = DropHandle(server_ino, fi->fh);
+  ReplyStatus(req, status.ok() ? closed : status);
+}
+
+Status FuseFs::DropHandle(uint64_t server_ino, uint64_t fh) {
   if (auto state = FindState(server_ino)) {
     std::lock_guard<std::mutex> lock(state->mutex);
     if (state->opens > 0) --state->opens;
+    std::erase(state->handles, fh);
   }
-  Status closed = client_.Close(server_ino);
-  ReplyStatus(req, status.ok() ? closed : status);
+  journal_.Remove(fh);
+  return client_.Close(server_ino);
 }
 
 void FuseFs::Fsync(fuse_req_t req, fuse_ino_t ino, int, fuse_file_info*) {

@@ -12,6 +12,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "handle_journal.h"
 #include "sealfs/client/client.h"
 
 namespace sealfs::fuse {
@@ -34,6 +35,7 @@ struct InodeState {
   int64_t allocated_delta = 0;  // disk space the uncommitted writes added
   uint64_t lookups = 0;         // the kernel's lookup count (forget lowers it)
   int opens = 0;
+  std::vector<uint64_t> handles;  // this mount's open file handles of the inode
   // The kernel asks for security.capability before every write; a recent
   // "none" answer is kept until this time (steady clock, ns).
   int64_t no_capability_until_ns = 0;
@@ -45,19 +47,21 @@ struct InodeState {
   std::optional<pb::Attr> directory_attr;
 };
 
-// An open directory: the listing's start, so that entries renamed into the
-// directory while it is read cannot keep the listing going.
-struct DirHandle {
-  std::mutex mutex;
-  uint64_t seq_limit = 0;
-};
-
 class FuseFs {
  public:
-  FuseFs(client::Client& client, FuseOptions options) : client_(client), options_(options) {}
+  // Open files and directories are recorded in `journal`, which outlives
+  // this daemon when a keeper holds it.
+  FuseFs(client::Client& client, FuseOptions options, HandleJournal& journal)
+      : client_(client), options_(options), journal_(journal) {}
 
   static const fuse_lowlevel_ops& Operations();
   void set_session(fuse_session* session) { session_ = session; }
+
+  // ---- handle_recovery.cc
+  // Takes over the handles a dead predecessor left in the journal: opens
+  // their files again under this daemon's session and commits the size of
+  // writes it had not committed. Returns how many handles were taken over.
+  size_t AdoptHandles();
 
   // ---- namespace_ops.cc
   void Init(fuse_conn_info* conn);
@@ -131,8 +135,16 @@ class FuseFs {
   static void ReplyStatus(fuse_req_t req, const Status& status);
   static pb::Caller CallerOf(fuse_req_t req);
 
+  // Records that writes through handle `fh` reach `end` and are not yet
+  // committed, and forgets it again once they are.
+  void NoteUncommittedEnd(uint64_t fh, uint64_t end);
+  // Forgets an open file handle: the kernel released it (or never got it).
+  Status DropHandle(uint64_t server_ino, uint64_t fh);
+  void ClearUncommittedEnds(InodeState& state);
+
   client::Client& client_;
   FuseOptions options_;
+  HandleJournal& journal_;
   fuse_session* session_ = nullptr;
   std::mutex table_mutex_;
   std::unordered_map<uint64_t, std::shared_ptr<InodeState>> inodes_;

@@ -4,11 +4,14 @@
 //
 // Connecting and mounting happen before the parent returns, so a mount that
 // cannot be made fails the command with the reason, instead of leaving a
-// daemon behind that never mounted.
+// daemon behind that never mounted. The process left behind is the mount's
+// keeper (keeper.h), which runs the serving daemon as its child and replaces
+// it on the same kernel mount if it dies.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <sstream>
@@ -16,6 +19,7 @@
 #include <vector>
 
 #include "fuse_fs.h"
+#include "keeper.h"
 
 using namespace sealfs;
 
@@ -129,12 +133,74 @@ bool ParseArguments(int argc, char** argv, Arguments* out, std::string* error) {
   return true;
 }
 
-// Reports the child's outcome to the waiting parent.
-void Report(int fd, const std::string& message) {
-  if (fd < 0) return;
-  ssize_t ignored = write(fd, message.data(), message.size());
-  (void)ignored;
-  close(fd);
+// The daemon: connects to the cluster, takes the mount from its keeper and
+// serves it until it is unmounted or stopped.
+int Serve(const client::ClientOptions& options, const fuse::FuseOptions& fuse_options,
+          std::vector<std::string> fuse_argv_storage, fuse::KeeperLink& keeper) {
+  auto connected = client::Client::Connect(options);
+  if (!connected.ok()) {
+    keeper.Failed(connected.status().ToString());
+    return 3;
+  }
+  keeper.Connected();
+  Result<fuse::Handover> handover = keeper.Receive();
+  if (!handover.ok()) return 1;
+  auto journal = fuse::HandleJournal::Map(handover->journal_fd);
+  if (!journal.ok()) {
+    keeper.Failed("cannot map the handle journal: " + journal.status().ToString());
+    return 1;
+  }
+  fuse::FuseFs fs(**connected, fuse_options, **journal);
+  std::vector<char*> fuse_argv;
+  for (auto& arg : fuse_argv_storage) fuse_argv.push_back(arg.data());
+  fuse_args fargs = FUSE_ARGS_INIT(static_cast<int>(fuse_argv.size()), fuse_argv.data());
+  fuse_session* session =
+      fuse_session_new(&fargs, &fuse::FuseFs::Operations(), sizeof(fuse_lowlevel_ops), &fs);
+  if (session == nullptr) {
+    keeper.Failed("invalid mount options");
+    return 1;
+  }
+  fs.set_session(session);
+  // "/dev/fd/N": libfuse serves the connection the keeper made.
+  std::string connection = "/dev/fd/" + std::to_string(handover->fuse_fd);
+  if (fuse_session_mount(session, connection.c_str()) != 0) {
+    keeper.Failed("cannot use the FUSE connection");
+    fuse_session_destroy(session);
+    return 1;
+  }
+  // The kernel's FUSE_INIT sets the session up as negotiated. The first
+  // daemon's reply answers the kernel; a successor's goes to a request the
+  // kernel no longer has, and the kernel drops it.
+  fuse_buf init{};
+  init.size = handover->init_request.size();
+  init.mem = handover->init_request.data();
+  fuse_session_process_buf(session, &init);
+  if (handover->successor) {
+    size_t adopted = fs.AdoptHandles();
+    std::fprintf(stderr, "sealfs-fuse: took over the mount and %zu open handles\n", adopted);
+  }
+  if (fuse_set_signal_handlers(session) != 0) {
+    keeper.Failed("cannot set signal handlers");
+    fuse_session_destroy(session);
+    return 1;
+  }
+  std::fflush(stderr);
+  keeper.Serving();
+  // Requests are read on cloned descriptors only: those the daemon holds end
+  // (ECONNABORTED) if it dies, while the keeper's descriptor keeps the mount.
+  fuse_loop_config* loop = fuse_loop_cfg_create();
+  fuse_loop_cfg_set_clone_fd(loop, 1);
+  fuse_loop_cfg_set_max_threads(loop, 64);
+  fuse_loop_cfg_set_idle_threads(loop, 16);
+  int result = fuse_session_loop_mt(session, loop);
+  fuse_loop_cfg_destroy(loop);
+  fuse_remove_signal_handlers(session);
+  fuse_session_destroy(session);
+  fuse_opt_free_args(&fargs);
+  // 0: unmounted; a signal number: stopped by it (the keeper unmounts).
+  // Anything else is a failure, after which the keeper starts another.
+  bool stopped = result == 0 || result == SIGTERM || result == SIGINT || result == SIGHUP;
+  return stopped ? 0 : 1;
 }
 
 }  // namespace
@@ -217,56 +283,25 @@ int main(int argc, char** argv) {
     dup2(log_fd, 1);
     dup2(log_fd, 2);
     if (chdir("/") != 0) {
-      Report(report_fd, "cannot chdir to /");
+      std::string message = "cannot chdir to /";
+      ssize_t ignored = write(report_fd, message.data(), message.size());
+      (void)ignored;
       return 1;
     }
   }
 
-  auto connected = client::Client::Connect(options);
-  if (!connected.ok()) {
-    std::string message = "cannot mount " + args.source + ": " + connected.status().ToString();
-    if (report_fd < 0) std::fprintf(stderr, "sealfs-fuse: %s\n", message.c_str());
-    Report(report_fd, message);
-    return 1;
-  }
+  fuse::KeeperOptions keeper;
+  keeper.source = args.source;
+  keeper.mountpoint = args.mountpoint;
+  keeper.report_fd = report_fd;
+  std::string mount_options = "fsname=sealfs:" + args.source + ",subtype=sealfs";
+  for (const std::string& option : args.fuse_options) mount_options += "," + option;
+  keeper.fuse_args = {"sealfs-fuse", "-o", mount_options};
+  if (args.debug) keeper.fuse_args.push_back("-d");
   fuse::FuseOptions fuse_options;
   fuse_options.attr_timeout = args.attr_timeout;
   fuse_options.entry_timeout = args.entry_timeout;
-  fuse::FuseFs fs(**connected, fuse_options);
-
-  std::string mount_options = "fsname=sealfs:" + args.source + ",subtype=sealfs";
-  for (const std::string& option : args.fuse_options) mount_options += "," + option;
-  std::vector<std::string> fuse_argv_storage = {"sealfs-fuse", "-o", mount_options};
-  if (args.debug) fuse_argv_storage.push_back("-d");
-  std::vector<char*> fuse_argv;
-  for (auto& arg : fuse_argv_storage) fuse_argv.push_back(arg.data());
-  fuse_args fargs = FUSE_ARGS_INIT(static_cast<int>(fuse_argv.size()), fuse_argv.data());
-  fuse_session* session =
-      fuse_session_new(&fargs, &fuse::FuseFs::Operations(), sizeof(fuse_lowlevel_ops), &fs);
-  if (session == nullptr) {
-    Report(report_fd, "invalid mount options: " + mount_options);
-    return 1;
-  }
-  fs.set_session(session);
-  if (fuse_set_signal_handlers(session) != 0 ||
-      fuse_session_mount(session, args.mountpoint.c_str()) != 0) {
-    Report(report_fd, "cannot mount FUSE at " + args.mountpoint + " (is /dev/fuse available?)");
-    fuse_session_destroy(session);
-    return 1;
-  }
-  std::fprintf(stderr, "sealfs-fuse: mounted %s at %s\n", args.source.c_str(),
-               args.mountpoint.c_str());
-  std::fflush(stderr);
-  Report(report_fd, "ok");
-  fuse_loop_config* loop = fuse_loop_cfg_create();
-  fuse_loop_cfg_set_clone_fd(loop, 1);
-  fuse_loop_cfg_set_max_threads(loop, 64);
-  fuse_loop_cfg_set_idle_threads(loop, 16);
-  int result = fuse_session_loop_mt(session, loop);
-  fuse_loop_cfg_destroy(loop);
-  fuse_session_unmount(session);
-  fuse_remove_signal_handlers(session);
-  fuse_session_destroy(session);
-  fuse_opt_free_args(&fargs);
-  return result == 0 ? 0 : 1;
+  return fuse::RunKeeper(keeper, [&](fuse::KeeperLink& link) {
+    return Serve(options, fuse_options, keeper.fuse_args, link);
+  });
 }

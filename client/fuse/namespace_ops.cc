@@ -83,6 +83,7 @@ Status FuseFs::CommitWrites(uint64_t ino, pb::Attr* attr, bool durable) {
     state->allocated_delta -= allocated_delta;
     if (state->size == size && state->mtime_ns == mtime) {
       state->dirty = false;
+      ClearUncommittedEnds(*state);
       state->unsynced = !durable;
       // The server may have held the size back (a truncate cut the data).
       state->size = response.attr().size();
@@ -283,36 +284,36 @@ void FuseFs::Readlink(fuse_req_t req, fuse_ino_t ino) {
   fuse_reply_readlink(req, response.target().c_str());
 }
 
-void FuseFs::Opendir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  auto* handle = new DirHandle;
-  fi->fh = reinterpret_cast<uint64_t>(handle);
-  if (fuse_reply_open(req, fi) != 0) delete handle;
+// A directory handle keeps the listing's start (its seq limit) in the
+// journal, so that entries renamed into the directory while it is read
+// cannot keep the listing going, even across a change of daemon.
+void FuseFs::Opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Result<uint64_t> handle = journal_.Add(ToServer(ino), HandleKind::kDirectory);
+  if (!handle.ok()) return ReplyStatus(req, handle.status());
+  fi->fh = *handle;
+  if (fuse_reply_open(req, fi) != 0) journal_.Remove(*handle);
 }
 
 void FuseFs::Releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  delete reinterpret_cast<DirHandle*>(fi->fh);
+  journal_.Remove(fi->fh);
   fuse_reply_err(req, 0);
 }
 
 void FuseFs::Readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, fuse_file_info* fi,
                      bool plus) {
-  auto* handle = reinterpret_cast<DirHandle*>(fi->fh);
+  HandleSlot* handle = journal_.Find(fi->fh);
   pb::ReaddirRequest request;
   request.set_ino(ToServer(ino));
   request.set_cookie(static_cast<uint64_t>(offset));
   request.set_max_entries(static_cast<uint32_t>(std::max<size_t>(8, size / (plus ? 96 : 24))));
   request.set_with_attrs(plus);
-  if (handle && offset != 0) {
-    std::lock_guard<std::mutex> lock(handle->mutex);
-    request.set_seq_limit(handle->seq_limit);
-  }
+  if (handle && offset != 0) request.set_seq_limit(handle->value.load());
   pb::ReaddirResponse response;
   Status status = client_.Meta(rpc::meta::kReaddir, request, &response);
   if (!status.ok()) return ReplyStatus(req, status);
   if (handle && request.seq_limit() == 0) {
     // This call started the listing (or restarted it: rewinddir).
-    std::lock_guard<std::mutex> lock(handle->mutex);
-    handle->seq_limit = response.seq_limit();
+    handle->value.store(response.seq_limit());
   }
   std::vector<char> buffer(size);
   size_t used = 0;
