@@ -16,6 +16,7 @@ void MetaService::RegisterAdminHandlers(rpc::Dispatcher& d) {
           spec.stripe_width = req.stripe_width();
           spec.quota_bytes = req.quota_bytes();
           spec.quota_inodes = req.quota_inodes();
+          spec.token = req.token();
           auto created = store_.CreateVolume(spec);
           if (!created.ok()) return created.status();
           *resp->mutable_volume() = created->first;

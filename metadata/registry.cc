@@ -21,7 +21,9 @@ Status CheckVolumeName(const std::string& name) {
   auto invalid = [&name](const std::string& why) {
     return Status(EINVAL, "volume name '" + name + "' " + why);
   };
-  if (name.empty() || name.size() > 128) return invalid("must be 1-128 characters");
+  if (name.empty() || name.size() > kMaxVolumeNameBytes) {
+    return invalid("must be 1-" + std::to_string(kMaxVolumeNameBytes) + " characters");
+  }
   for (char c : name) {
     if (!(isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' || c == '/')) {
       return invalid("may hold only letters, digits, '-', '_', '.' and '/'");
@@ -67,6 +69,11 @@ Result<std::pair<pb::Volume, std::string>> MetaStore::CreateVolume(const VolumeS
   }
   SEALFS_RETURN_IF_ERROR(CheckVolumeName(name));
   SEALFS_RETURN_IF_ERROR(CheckTenant(spec.tenant));
+  if (!spec.token.empty() && spec.token.size() < auth::kSecretBytes) {
+    return Status(EINVAL, "a chosen mount token must be at least " +
+                              std::to_string(auth::kSecretBytes) + " bytes (it has " +
+                              std::to_string(spec.token.size()) + ")");
+  }
   std::lock_guard<std::mutex> guard(registry_mutex_);
   std::string existing;
   if (db_->Get({}, cf_->service, VolumeKey(name), &existing).ok()) {
@@ -93,7 +100,7 @@ Result<std::pair<pb::Volume, std::string>> MetaStore::CreateVolume(const VolumeS
   root.set_next_dir_seq(3);
   root.set_volume_id(id);
   root.set_stripe_width(spec.stripe_width);
-  std::string token = auth::RandomSecret();
+  std::string token = spec.token.empty() ? auth::RandomSecret() : spec.token;
   pb::Volume volume;
   volume.set_name(name);
   volume.set_id(id);

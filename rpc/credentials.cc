@@ -150,6 +150,23 @@ Result<std::string> ReadSecretFile(const std::string& path) {
   return secret;
 }
 
+std::string DeriveVolumeToken(std::string_view token_key, std::string_view volume_name) {
+  InitSodium();
+  // The key keys BLAKE2b directly; one outside the lengths BLAKE2b takes
+  // (16 to 64 bytes) is first hashed down to 32.
+  std::string key(token_key);
+  if (key.size() < crypto_generichash_KEYBYTES_MIN ||
+      key.size() > crypto_generichash_KEYBYTES_MAX) {
+    key = HashSecret(token_key);
+  }
+  std::string token(kSecretBytes, '\0');
+  crypto_generichash(reinterpret_cast<unsigned char*>(token.data()), token.size(),
+                     reinterpret_cast<const unsigned char*>(volume_name.data()), volume_name.size(),
+                     reinterpret_cast<const unsigned char*>(key.data()), key.size());
+  sodium_memzero(key.data(), key.size());
+  return token;
+}
+
 std::string ServerProof(std::string_view cluster_key) {
   return Mac(kServerProofLabel, cluster_key);
 }

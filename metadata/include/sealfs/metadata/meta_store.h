@@ -45,6 +45,9 @@ inline constexpr size_t kXattrValueMax = 65536;
 inline constexpr uint32_t kDefaultChunkSize = 4u << 20;
 // A file stripes over at most this many chains.
 inline constexpr size_t kMaxStripeWidth = 16;
+// Volume names: paths of components, long enough for tenants/NAMESPACE/NAME
+// with a CSI volume name of up to 128 characters.
+inline constexpr size_t kMaxVolumeNameBytes = 255;
 inline constexpr int kShardBits = 48;
 // With chunks of at least kMinChunkSize, every chunk index of a file up to
 // kMaxFileSize fits in 32 bits.
@@ -183,13 +186,15 @@ class MetaStore {
     uint64_t quota_bytes = 0;   // 0: no limit
     uint64_t quota_inodes = 0;
     uint32_t uid = 0, gid = 0;  // owner of the root directory
+    // The mount token to use; empty: a random one. At least kSecretBytes.
+    std::string token;
   };
   // The volume and its mount token (the store keeps only the token's hash).
   Result<std::pair<pb::Volume, std::string>> CreateVolume(const VolumeSpec& spec);
   // A volume of tenant "default" without quotas, its token discarded (tests, benchmarks).
   Result<pb::Volume> CreateVolume(const std::string& name, uint32_t uid, uint32_t gid,
                                   uint32_t stripe_width = 0) {
-    auto created = CreateVolume(VolumeSpec{name, "default", stripe_width, 0, 0, uid, gid});
+    auto created = CreateVolume(VolumeSpec{name, "default", stripe_width, 0, 0, uid, gid, {}});
     if (!created.ok()) return created.status();
     return created->first;
   }

@@ -36,6 +36,12 @@ Status WriteSecretFile(const std::string& path, std::string_view secret);
 // readable by others than its owner.
 Result<std::string> ReadSecretFile(const std::string& path);
 
+// The mount token of `volume_name` under a "volume token key": a keyed
+// BLAKE2b-256 of the name. Deterministic, so the CSI controller that creates
+// a volume and the node that mounts it compute the same token, and neither
+// has to store it.
+std::string DeriveVolumeToken(std::string_view token_key, std::string_view volume_name);
+
 // Proof that the sender holds the cluster key (servers send it to servers).
 std::string ServerProof(std::string_view cluster_key);
 bool IsServerProof(std::string_view cluster_key, std::string_view proof);
