@@ -16,6 +16,8 @@ packages=(
   # credentials and capabilities (libsodium), the /metrics HTTP endpoint,
   # JSON output of `sealfs usage`
   libsodium-dev libcpp-httplib-dev nlohmann-json3-dev
+  # the CSI plugin's gRPC services (sealfs-csi)
+  libgrpc++-dev protobuf-compiler-grpc
   # RDMA tests run in a QEMU virtual machine with soft-RoCE (tests/rdma_vm)
   qemu-system-x86 linux-image-amd64 busybox-static ibverbs-providers rdma-core
   ibverbs-utils perftest iproute2 kmod cpio file gzip
