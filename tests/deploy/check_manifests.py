@@ -6,11 +6,8 @@ with the Dockerfile, with deploy/install-deps.sh, and with the binaries
 themselves (every argument list of a SealFS container is given to its
 binary to accept or refuse). Prints every check; exits 1 if any fails.
 
-  check_manifests.py --meta BIN --data BIN --fuse BIN --cli BIN [--csi BIN]
+  check_manifests.py --meta BIN --data BIN --fuse BIN --cli BIN --csi BIN
                      [--manifests DIR] [--source-dir DIR]
-
-Without --csi (the plugin not built), the checks that need sealfs-csi say
-so and are skipped.
 """
 
 import argparse
@@ -64,9 +61,6 @@ class Checker:
             self.failures.append(what)
             print(f"FAIL  {what}" + (f": {detail}" if detail else ""))
         return condition
-
-    def skip(self, what, why):
-        print(f"skip  {what} ({why})")
 
 
 def flag_values(args, name):
@@ -312,8 +306,6 @@ def check_dockerfile(d, pods, c, source_dir, binaries):
                 re.search(rf"build/release/\w+/{re.escape(name)}\b", dockerfile) is not None,
                 f"{path} (run by a manifest) is built and installed by the Dockerfile")
     for name, binary in binaries.items():
-        if binary is None:
-            continue
         rel = os.path.relpath(binary, os.path.dirname(os.path.dirname(binary)))
         c.check(f"build/release/{rel}" in dockerfile,
                 f"Dockerfile copies {name} from where CMake builds it (build/release/{rel})")
@@ -359,8 +351,7 @@ def check_csidriver_and_storageclass(d, c, csi_bytes):
             if key.startswith("csi.storage.k8s.io/"):
                 continue
             c.check(key in SC_PARAMETERS, f"{where}: parameter {key} is one the plugin understands")
-            if csi_bytes is not None:
-                c.check(key.encode() in csi_bytes, f"{where}: sealfs-csi knows parameter {key}")
+            c.check(key.encode() in csi_bytes, f"{where}: sealfs-csi knows parameter {key}")
         for kind, keys in SC_SECRETS.items():
             secret_name = parameters.get(f"csi.storage.k8s.io/{kind}-secret-name")
             secret_ns = parameters.get(f"csi.storage.k8s.io/{kind}-secret-namespace")
@@ -385,11 +376,8 @@ def check_secret_templates(d, c, csi_bytes, cli):
             c.check("sealfs keygen" in str(value),
                     f"Secret {secret['metadata']['name']}: {key} is a placeholder that says "
                     "how to generate it")
-    if csi_bytes is None:
-        c.skip("sealfs-csi reads the secret keys " + ", ".join(CSI_SECRET_KEYS), "no --csi")
-    else:
-        for key in CSI_SECRET_KEYS:
-            c.check(key.encode() in csi_bytes, f"sealfs-csi reads the secret key {key}")
+    for key in CSI_SECRET_KEYS:
+        c.check(key.encode() in csi_bytes, f"sealfs-csi reads the secret key {key}")
     with open(os.path.join(d.dir, "secrets.yaml")) as stream:
         text = stream.read()
     code, usage = run(cli, ["--help"])
@@ -550,9 +538,6 @@ def check_sidecar_socket(pod, plugin, socket, c):
 def check_csi_args(pod, container, csi, c):
     args = container.get("args", [])
     where = f"{pod.name} {container['name']}"
-    if csi is None:
-        c.skip(f"{where}: sealfs-csi accepts its arguments", "no --csi: sealfs-csi not built")
-        return
     expanded = expand_env(container, args, c)
     code, output = run(csi, expanded + ["--check-args"])
     c.check(code == 0 and "ok" in output.split(),
@@ -743,24 +728,19 @@ def main():
     parser.add_argument("--data", required=True)
     parser.add_argument("--fuse", required=True)
     parser.add_argument("--cli", required=True)
-    parser.add_argument("--csi")
-    # CMake passes an empty argument where sealfs-csi is not a target.
-    options = parser.parse_args([a for a in sys.argv[1:] if a])
+    parser.add_argument("--csi", required=True)
+    options = parser.parse_args()
     manifests = options.manifests or os.path.join(options.source_dir, "deploy", "kubernetes")
     c = Checker()
     print(f"checking {manifests}")
     binaries = {"sealfs-meta": options.meta, "sealfs-data": options.data,
                 "sealfs-fuse": options.fuse, "sealfs": options.cli, "sealfs-csi": options.csi}
     for name, path in binaries.items():
-        if path is not None:
-            c.check(os.access(path, os.X_OK) and os.path.basename(path) == name,
-                    f"binary {name} is {path}")
-    csi_bytes = None
-    if options.csi:
-        with open(options.csi, "rb") as stream:
-            csi_bytes = stream.read()
-    else:
-        c.skip("sealfs-csi checks", "no --csi: sealfs-csi is not built")
+        c.check(os.access(path, os.X_OK) and os.path.basename(path) == name,
+                f"binary {name} is {path}")
+    # The plugin's own strings: the secret keys and parameters it reads.
+    with open(options.csi, "rb") as stream:
+        csi_bytes = stream.read()
 
     d = Deployment(manifests, c)
     pods = d.pods()
