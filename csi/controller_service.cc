@@ -176,6 +176,12 @@ grpc::Status ControllerService::ControllerExpandVolume(
   if (!volume.ok()) return ToGrpc(volume.status());
   if (!volume->has_value()) return NotFound("volume '" + id + "' does not exist");
   uint64_t current = (*volume)->quota_bytes();
+  // A quota of 0 means no limit: there is nothing to raise.
+  if (current == 0) {
+    response->set_capacity_bytes(0);
+    response->set_node_expansion_required(false);
+    return grpc::Status::OK;
+  }
   uint64_t wanted = bounds->required ? bounds->required : bounds->limit;
   if (bounds->limit != 0 && current > bounds->limit) {
     return {grpc::StatusCode::OUT_OF_RANGE,
