@@ -82,8 +82,21 @@ void MetaService::SweepOnce() {
     last_ledger_ = Clock::now();
     RecordLedger();
   }
+  if (Clock::now() - last_request_sweep_ >= std::chrono::minutes(1)) {
+    last_request_sweep_ = Clock::now();
+    ForgetOldRequests();
+  }
   // Remove chunks of freed files; a server that is down is retried later.
   RemovePendingData();
+}
+
+void MetaService::ForgetOldRequests() {
+  int64_t now = auth::WallClockNs();
+  request_log_.ForgetOldAnswers(now);
+  Result<size_t> forgotten = store_.ForgetAppliedBefore(now - RequestLog::kKeepNs);
+  if (!forgotten.ok()) {
+    std::fprintf(stderr, "sealfs-meta: %s\n", forgotten.status().ToString().c_str());
+  }
 }
 
 void MetaService::ReleaseReservations() {

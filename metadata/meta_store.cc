@@ -18,6 +18,7 @@
 #include "keys.h"
 #include "posix_acl.h"
 #include "quota.h"
+#include "sealfs/rpc/credentials.h"
 
 namespace sealfs::metadata {
 
@@ -143,6 +144,11 @@ Result<std::unique_ptr<MetaStore>> MetaStore::Open(const MetaStoreOptions& optio
 }
 
 Status MetaStore::Commit(rocksdb::WriteBatch& batch, bool sync) {
+  // A numbered client request records itself with its changes (RequestLog).
+  if (PendingRequest* request = CurrentRequest()) {
+    batch.Put(cf_->service, AppliedKey(request->key),
+              EncodeApplied({request->result_ino, auth::WallClockNs(), {}}));
+  }
   rocksdb::WriteOptions write_options;
   write_options.sync = sync;
   rocksdb::Status status = db_->Write(write_options, &batch);
@@ -371,6 +377,7 @@ Result<pb::Inode> MetaStore::CreateNode(uint64_t parent, const std::string& name
   pb::Inode inode;
   pb::Attr* attr = inode.mutable_attr();
   uint64_t ino = AllocateIno();
+  NoteResultIno(ino);
   attr->set_ino(ino);
   bool parent_setgid = dir->attr().mode() & S_ISGID;
   if (S_ISDIR(mode) && parent_setgid) mode |= S_ISGID;

@@ -9,6 +9,19 @@
 namespace sealfs::metadata {
 
 void MetaService::RegisterNamespaceHandlers(rpc::Dispatcher& d) {
+  // Replays of changes applied before: the answer is rebuilt from the state
+  // they left. Changes that answer nothing but success need no state.
+  auto succeeded = [](const Principal&, const auto&, const AppliedRequest&, auto*) {
+    return Status::Ok();
+  };
+  auto created = [this](const Principal&, const auto&, const AppliedRequest& applied,
+                        auto* resp) -> Status {
+    Result<pb::Inode> inode = store_.Getattr(applied.result_ino);
+    if (!inode.ok()) return inode.status();  // removed again since
+    *resp->mutable_attr() = inode->attr();
+    return Status::Ok();
+  };
+
   using namespace rpc::meta;
   Serve(d, kLookup, Access::kClient,
         [this](const Principal& who, const pb::LookupRequest& req,
@@ -55,8 +68,8 @@ void MetaService::RegisterNamespaceHandlers(rpc::Dispatcher& d) {
           *resp->mutable_attr() = inode->attr();
           return Status::Ok();
         });
-  Serve(
-      d, kMknod, Access::kClient,
+  ServeOnce(
+      d, kMknod,
       [this](const Principal& who, const pb::MknodRequest& req, pb::MknodResponse* resp) -> Status {
         SEALFS_RETURN_IF_ERROR(CheckInodes(who, {req.parent()}));
         // New data goes only where it can be written.
@@ -84,61 +97,95 @@ void MetaService::RegisterNamespaceHandlers(rpc::Dispatcher& d) {
           if (cap.ok()) *resp->mutable_cap() = *cap;
         }
         return Status::Ok();
+      },
+      [this](const Principal& who, const pb::MknodRequest& req, const AppliedRequest& applied,
+             pb::MknodResponse* resp) -> Status {
+        Result<pb::Inode> inode = store_.Getattr(applied.result_ino);
+        if (!inode.ok()) return inode.status();
+        *resp->mutable_attr() = inode->attr();
+        *resp->mutable_layout() = inode->layout();
+        uint64_t session = req.open_session();
+        if (session != 0 && who.kind == Principal::Kind::kSession) session = who.session_id;
+        if (session != 0 && S_ISREG(inode->attr().mode())) {
+          OpenFile(session, inode->attr().ino());
+          Result<pb::Capability> cap =
+              IssueCapability(inode->attr().ino(), session, true, 0, kFirstReservation);
+          if (cap.ok()) *resp->mutable_cap() = *cap;
+        }
+        return Status::Ok();
       });
-  Serve(
-      d, kMkdir, Access::kClient,
+  ServeOnce(
+      d, kMkdir,
       [this](const Principal& who, const pb::MkdirRequest& req, pb::MkdirResponse* resp) -> Status {
         SEALFS_RETURN_IF_ERROR(CheckInodes(who, {req.parent()}));
         Result<pb::Inode> inode = store_.Mkdir(req.parent(), req.name(), req.mode(), req.caller());
         if (!inode.ok()) return inode.status();
         *resp->mutable_attr() = inode->attr();
         return Status::Ok();
+      },
+      created);
+  ServeOnce(
+      d, kSymlink,
+      [this](const Principal& who, const pb::SymlinkRequest& req,
+             pb::SymlinkResponse* resp) -> Status {
+        SEALFS_RETURN_IF_ERROR(CheckInodes(who, {req.parent()}));
+        Result<pb::Inode> inode =
+            store_.Symlink(req.parent(), req.name(), req.target(), req.caller());
+        if (!inode.ok()) return inode.status();
+        *resp->mutable_attr() = inode->attr();
+        return Status::Ok();
+      },
+      created);
+  ServeOnce(
+      d, kLink,
+      [this](const Principal& who, const pb::LinkRequest& req, pb::LinkResponse* resp) -> Status {
+        SEALFS_RETURN_IF_ERROR(CheckInodes(who, {req.ino(), req.new_parent()}));
+        Result<pb::Inode> inode = store_.Link(req.ino(), req.new_parent(), req.new_name());
+        if (!inode.ok()) return inode.status();
+        *resp->mutable_attr() = inode->attr();
+        *resp->mutable_layout() = inode->layout();
+        return Status::Ok();
+      },
+      [this](const Principal&, const pb::LinkRequest& req, const AppliedRequest&,
+             pb::LinkResponse* resp) -> Status {
+        Result<pb::Inode> inode = store_.Getattr(req.ino());
+        if (!inode.ok()) return inode.status();
+        *resp->mutable_attr() = inode->attr();
+        *resp->mutable_layout() = inode->layout();
+        return Status::Ok();
       });
-  Serve(d, kSymlink, Access::kClient,
-        [this](const Principal& who, const pb::SymlinkRequest& req,
-               pb::SymlinkResponse* resp) -> Status {
-          SEALFS_RETURN_IF_ERROR(CheckInodes(who, {req.parent()}));
-          Result<pb::Inode> inode =
-              store_.Symlink(req.parent(), req.name(), req.target(), req.caller());
-          if (!inode.ok()) return inode.status();
-          *resp->mutable_attr() = inode->attr();
-          return Status::Ok();
-        });
-  Serve(d, kLink, Access::kClient,
-        [this](const Principal& who, const pb::LinkRequest& req, pb::LinkResponse* resp) -> Status {
-          SEALFS_RETURN_IF_ERROR(CheckInodes(who, {req.ino(), req.new_parent()}));
-          Result<pb::Inode> inode = store_.Link(req.ino(), req.new_parent(), req.new_name());
-          if (!inode.ok()) return inode.status();
-          *resp->mutable_attr() = inode->attr();
-          *resp->mutable_layout() = inode->layout();
-          return Status::Ok();
-        });
-  Serve(d, kUnlink, Access::kClient,
-        [this](const Principal& who, const pb::UnlinkRequest& req,
-               pb::UnlinkResponse* resp) -> Status {
-          SEALFS_RETURN_IF_ERROR(CheckInodes(who, {req.parent()}));
-          Result<Unlinked> result =
-              store_.Unlink(req.parent(), req.name(), [this](uint64_t ino) { return IsOpen(ino); });
-          if (!result.ok()) return result.status();
-          AfterUnlink(*result);
-          *resp->mutable_attr() = result->inode.attr();
-          return Status::Ok();
-        });
-  Serve(d, kRmdir, Access::kClient,
-        [this](const Principal& who, const pb::RmdirRequest& req, pb::RmdirResponse*) -> Status {
-          SEALFS_RETURN_IF_ERROR(CheckInodes(who, {req.parent()}));
-          return store_.Rmdir(req.parent(), req.name());
-        });
-  Serve(d, kRename, Access::kClient,
-        [this](const Principal& who, const pb::RenameRequest& req, pb::RenameResponse*) -> Status {
-          SEALFS_RETURN_IF_ERROR(CheckInodes(who, {req.parent(), req.new_parent()}));
-          Result<Unlinked> result =
-              store_.Rename(req.parent(), req.name(), req.new_parent(), req.new_name(), req.flags(),
-                            [this](uint64_t ino) { return IsOpen(ino); });
-          if (!result.ok()) return result.status();
-          AfterUnlink(*result);
-          return Status::Ok();
-        });
+  ServeOnce(
+      d, kUnlink,
+      [this](const Principal& who, const pb::UnlinkRequest& req,
+             pb::UnlinkResponse* resp) -> Status {
+        SEALFS_RETURN_IF_ERROR(CheckInodes(who, {req.parent()}));
+        Result<Unlinked> result =
+            store_.Unlink(req.parent(), req.name(), [this](uint64_t ino) { return IsOpen(ino); });
+        if (!result.ok()) return result.status();
+        AfterUnlink(*result);
+        *resp->mutable_attr() = result->inode.attr();
+        return Status::Ok();
+      },
+      succeeded);
+  ServeOnce(
+      d, kRmdir,
+      [this](const Principal& who, const pb::RmdirRequest& req, pb::RmdirResponse*) -> Status {
+        SEALFS_RETURN_IF_ERROR(CheckInodes(who, {req.parent()}));
+        return store_.Rmdir(req.parent(), req.name());
+      },
+      succeeded);
+  ServeOnce(
+      d, kRename,
+      [this](const Principal& who, const pb::RenameRequest& req, pb::RenameResponse*) -> Status {
+        SEALFS_RETURN_IF_ERROR(CheckInodes(who, {req.parent(), req.new_parent()}));
+        Result<Unlinked> result =
+            store_.Rename(req.parent(), req.name(), req.new_parent(), req.new_name(), req.flags(),
+                          [this](uint64_t ino) { return IsOpen(ino); });
+        if (!result.ok()) return result.status();
+        AfterUnlink(*result);
+        return Status::Ok();
+      },
+      succeeded);
   Serve(d, kReadlink, Access::kClient,
         [this](const Principal& who, const pb::ReadlinkRequest& req,
                pb::ReadlinkResponse* resp) -> Status {
@@ -196,19 +243,21 @@ void MetaService::RegisterNamespaceHandlers(rpc::Dispatcher& d) {
           resp->set_name_max(kNameMax);
           return Status::Ok();
         });
-  Serve(d, kSetxattr, Access::kClient,
-        [this](const Principal& who, const pb::SetxattrRequest& req,
-               pb::SetxattrResponse*) -> Status {
-          SEALFS_RETURN_IF_ERROR(CheckInodes(who, {req.ino()}));
-          if (!req.has_caller()) {
-            return store_.Setxattr(req.ino(), req.name(), req.value(), req.flags());
-          }
-          XattrCaller caller;
-          caller.uid = req.caller().uid();
-          caller.gid = req.caller().gid();
-          caller.groups.assign(req.caller_groups().begin(), req.caller_groups().end());
-          return store_.Setxattr(req.ino(), req.name(), req.value(), req.flags(), &caller);
-        });
+  ServeOnce(
+      d, kSetxattr,
+      [this](const Principal& who, const pb::SetxattrRequest& req,
+             pb::SetxattrResponse*) -> Status {
+        SEALFS_RETURN_IF_ERROR(CheckInodes(who, {req.ino()}));
+        if (!req.has_caller()) {
+          return store_.Setxattr(req.ino(), req.name(), req.value(), req.flags());
+        }
+        XattrCaller caller;
+        caller.uid = req.caller().uid();
+        caller.gid = req.caller().gid();
+        caller.groups.assign(req.caller_groups().begin(), req.caller_groups().end());
+        return store_.Setxattr(req.ino(), req.name(), req.value(), req.flags(), &caller);
+      },
+      succeeded);
   Serve(d, kGetxattr, Access::kClient,
         [this](const Principal& who, const pb::GetxattrRequest& req,
                pb::GetxattrResponse* resp) -> Status {
@@ -227,12 +276,14 @@ void MetaService::RegisterNamespaceHandlers(rpc::Dispatcher& d) {
           for (auto& name : *names) resp->add_names(name);
           return Status::Ok();
         });
-  Serve(d, kRemovexattr, Access::kClient,
-        [this](const Principal& who, const pb::RemovexattrRequest& req,
-               pb::RemovexattrResponse*) -> Status {
-          SEALFS_RETURN_IF_ERROR(CheckInodes(who, {req.ino()}));
-          return store_.Removexattr(req.ino(), req.name());
-        });
+  ServeOnce(
+      d, kRemovexattr,
+      [this](const Principal& who, const pb::RemovexattrRequest& req,
+             pb::RemovexattrResponse*) -> Status {
+        SEALFS_RETURN_IF_ERROR(CheckInodes(who, {req.ino()}));
+        return store_.Removexattr(req.ino(), req.name());
+      },
+      succeeded);
 }
 
 }  // namespace sealfs::metadata

@@ -30,6 +30,8 @@ const char* kUsage =
     "options: allow_other, default_permissions, ro, log=FILE, attr_timeout=SECONDS,\n"
     "         entry_timeout=SECONDS, transport=tcp|rdma|auto, io_wait=SECONDS (how long\n"
     "         I/O waits for a chain with no serving replica before EIO; default 60),\n"
+    "         meta_wait=SECONDS (how long a file system call waits for an unreachable\n"
+    "         metadata server, e.g. one restarting, before EIO; default 600),\n"
     "         token_file=PATH (the volume's mount token; required),\n"
     "         credentials=PATH (the admin credential instead of a token),\n"
     "         and the usual FUSE mount options\n"
@@ -64,6 +66,7 @@ struct Arguments {
   double entry_timeout = 1.0;
   std::string transport = "tcp";
   double io_wait = 60.0;
+  double meta_wait = 600.0;
   std::string token_file;
   std::string credentials_file;
 };
@@ -102,6 +105,10 @@ bool ParseArguments(int argc, char** argv, Arguments* out, std::string* error) {
             out->token_file = option.substr(11);
           } else if (option.rfind("credentials=", 0) == 0) {
             out->credentials_file = option.substr(12);
+          } else if (option.rfind("meta_wait=", 0) == 0) {
+            out->meta_wait = std::stod(option.substr(10));
+            if (!(out->meta_wait >= 0 && out->meta_wait <= 86400))
+              throw std::invalid_argument("meta_wait");
           } else if (option.rfind("io_wait=", 0) == 0) {
             out->io_wait = std::stod(option.substr(8));
             if (!(out->io_wait > 0 && out->io_wait <= 86400))
@@ -229,6 +236,7 @@ int main(int argc, char** argv) {
   }
   options.transport = *transport;
   options.io_wait = std::chrono::milliseconds(static_cast<long long>(args.io_wait * 1000));
+  options.meta_wait = std::chrono::milliseconds(static_cast<long long>(args.meta_wait * 1000));
   for (auto [path, secret] : {std::pair{&args.token_file, &options.token},
                               {&args.credentials_file, &options.admin_credential}}) {
     if (path->empty()) continue;

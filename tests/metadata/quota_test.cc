@@ -119,7 +119,7 @@ class ReservationTest : public ::testing::Test {
     auto opened = MetaStore::Open(options);
     ASSERT_TRUE(opened.ok());
     store_ = std::move(*opened);
-    auto volume = store_->CreateVolume({"v", "t", 0, 1 << 20, 10, 0, 0});
+    auto volume = store_->CreateVolume({"v", "t", 0, 1 << 20, 10, 0, 0, {}});
     ASSERT_TRUE(volume.ok());
     volume_ = volume->first;
     auto file = store_->Mknod(volume_.root_ino(), "f", S_IFREG | 0644, 0, {}, {1});
@@ -137,7 +137,9 @@ class ReservationTest : public ::testing::Test {
     for (const auto& volume : *recount) {
       EXPECT_EQ(volume.counted_bytes(), volume.recorded_bytes()) << volume.volume();
       EXPECT_EQ(volume.counted_inodes(), volume.recorded_inodes()) << volume.volume();
-      if (volume.volume() == "v") EXPECT_EQ(volume.counted_bytes(), Used());
+      if (volume.volume() == "v") {
+        EXPECT_EQ(volume.counted_bytes(), Used());
+      }
     }
   }
   std::string dir_;
@@ -240,7 +242,7 @@ TEST_F(ReservationTest, DeletingAVolumeFreesItsOpenUnlinkedFilesAndLeavesNoUsage
   EXPECT_EQ(store_->Getattr(file_).status().code(), ENOENT);
   // A late change of the deleted volume's file brings no usage back.
   EXPECT_TRUE(store_->RecountUsage()->empty());
-  auto again = store_->CreateVolume({"w", "t", 0, 0, 0, 0, 0});
+  auto again = store_->CreateVolume({"w", "t", 0, 0, 0, 0, 0, {}});
   ASSERT_TRUE(again.ok());
   ExpectRecountMatches();
 }

@@ -30,6 +30,10 @@ struct ClientOptions {
   // that is changing) before it fails with EIO.
   std::chrono::milliseconds io_wait{std::chrono::seconds(60)};
   std::chrono::milliseconds keepalive_interval{std::chrono::seconds(5)};
+  // How long a metadata call is retried while the metadata server cannot be
+  // reached (down, restarting, not answering) before it fails; 0: at once.
+  // A retried change is applied once: the server knows it by its number.
+  std::chrono::milliseconds meta_wait{0};
   int io_threads = 2;
   rpc::TransportKind transport = rpc::TransportKind::kTcp;
   // The volume's mount token, or the cluster's admin credential (which may
@@ -51,14 +55,24 @@ class Client {
 
   // Calls a metadata method. A session the server ended (it expired while
   // this client was cut off) is mounted again and the call repeated.
+  // While the server cannot be reached, the call is repeated (same request
+  // number) for up to ClientOptions::meta_wait.
   template <typename Request, typename Response>
   Status Meta(rpc::Method<Request, Response> method, const Request& request, Response* response) {
-    uint64_t session = session_id_;
-    Status status = rpc::Invoke(*meta_, method, request, response, {}, nullptr, call_options());
-    if (status.code() == EKEYEXPIRED && !options_.volume.empty() && Remount(session).ok()) {
-      status = rpc::Invoke(*meta_, method, request, response, {}, nullptr, call_options());
+    Request numbered = request;
+    // A caller may number the request itself (to repeat one on purpose).
+    if (numbered.auth().request_seq() == 0) {
+      numbered.mutable_auth()->set_request_seq(next_request_seq_.fetch_add(1));
     }
-    return status;
+    MetaRetry retry(options_.meta_wait);
+    for (;;) {
+      uint64_t session = session_id_;
+      Status status = rpc::Invoke(*meta_, method, numbered, response, {}, nullptr, call_options());
+      if (status.code() == EKEYEXPIRED && !options_.volume.empty() && Remount(session).ok()) {
+        status = rpc::Invoke(*meta_, method, numbered, response, {}, nullptr, call_options());
+      }
+      if (!retry.Again(status)) return status;
+    }
   }
 
   // Chunk I/O over a file's layout. Read fills `out` with `length` bytes,
@@ -116,7 +130,21 @@ class Client {
   Status WithRetries(size_t count, Target target, Issue issue);
   void KeepaliveLoop();
 
+  // Paces the retries of one metadata call and says when to give up.
+  class MetaRetry {
+   public:
+    explicit MetaRetry(std::chrono::milliseconds wait);
+    // Waits before the next attempt and returns true, or returns false when
+    // `status` is final: success, an answer of the server, or out of time.
+    bool Again(const Status& status);
+
+   private:
+    std::chrono::steady_clock::time_point deadline_;
+    std::chrono::milliseconds pause_{50};
+  };
+
   ClientOptions options_;
+  std::atomic<uint64_t> next_request_seq_{1};
   rpc::IoThreads io_;
   std::shared_ptr<rpc::Channel> meta_raw_;
   std::shared_ptr<auth::AuthChannel> meta_auth_;

@@ -146,6 +146,36 @@ class MetaService {
                  return handler(*who, request, response);
                }});
   }
+  // Registers a change that a retry must not apply twice (RequestLog): a
+  // numbered request of a session that was applied already gets the first
+  // answer, or, once that is gone from memory (a restart), the one
+  // `replay(principal, request, applied, response)` rebuilds from the
+  // state the change left.
+  template <typename Request, typename Response, typename Handler, typename Replay>
+  void ServeOnce(rpc::Dispatcher& d, rpc::Method<Request, Response> method, Handler handler,
+                 Replay replay) {
+    Serve(d, method, Access::kClient,
+          [this, handler, replay](const Principal& who, const Request& request,
+                                  Response* response) -> Status {
+            uint64_t seq = request.auth().request_seq();
+            if (who.kind != Principal::Kind::kSession || seq == 0) {
+              return handler(who, request, response);
+            }
+            RequestKey key{who.session_id, seq};
+            RequestLog::Scope scope(request_log_, key);
+            if (std::optional<std::string> answer = request_log_.Answer(key)) {
+              return response->ParseFromString(*answer)
+                         ? Status::Ok()
+                         : Status(EIO, "a kept answer does not parse");
+            }
+            Result<std::optional<AppliedRequest>> applied = store_.FindApplied(key);
+            if (!applied.ok()) return applied.status();
+            if (applied->has_value()) return replay(who, request, **applied, response);
+            Status status = handler(who, request, response);
+            if (status.ok()) request_log_.RememberAnswer(key, response->SerializeAsString());
+            return status;
+          });
+  }
   void RegisterNamespaceHandlers(rpc::Dispatcher& d);
   void RegisterFileHandlers(rpc::Dispatcher& d);
   void RegisterAdminHandlers(rpc::Dispatcher& d);
@@ -202,6 +232,8 @@ class MetaService {
   Result<uint64_t> TruncateData(const pb::Inode& inode, uint64_t size);
   // Removes the chunks of freed files (a batch of them) from the data servers.
   void RemovePendingData();
+  // Forgets records of applied requests older than any retry.
+  void ForgetOldRequests();
   // What the servers hold of the file's first `size` bytes.
   Result<DataUsage> FileUsage(const pb::Inode& inode, uint64_t size,
                               std::chrono::milliseconds timeout);
@@ -232,6 +264,8 @@ class MetaService {
   std::mutex traffic_mutex_;
   std::map<uint32_t, std::map<uint64_t, pb::VolumeTraffic>> traffic_;  // server -> volume
   Clock::time_point last_ledger_{};
+  RequestLog request_log_;
+  Clock::time_point last_request_sweep_{};
 
   std::mutex servers_mutex_;  // servers, chain table, lost data
   std::map<uint32_t, ServerState> servers_;

@@ -23,6 +23,7 @@
 
 #include "meta.pb.h"
 #include "sealfs/rpc/limits.h"
+#include "sealfs/metadata/request_log.h"
 #include "sealfs/rpc/status.h"
 
 namespace rocksdb {
@@ -253,6 +254,11 @@ class MetaStore {
   Result<pb::ChainTable> LoadChainTable();
   Status SaveChainTable(const pb::ChainTable& table);
   uint64_t UsedInodes();
+
+  // ---- applied_requests.cc (RequestLog's durable records)
+  Result<std::optional<AppliedRequest>> FindApplied(const RequestKey& key);
+  // Deletes the records made before `before_ns`; returns how many.
+  Result<size_t> ForgetAppliedBefore(int64_t before_ns);
 
   // Opaque internals, declared here so implementation files can share them.
   struct Handles;
