@@ -33,30 +33,11 @@ Status ToFileError(const Status& status) {
   }
 }
 
-namespace {
-// The metadata server did not answer: it is down, restarting or cut off.
-bool MetaUnreachable(int code) {
-  switch (code) {
-    case ECONNREFUSED:
-    case ECONNRESET:
-    case ETIMEDOUT:
-    case EHOSTUNREACH:
-    case ENETUNREACH:
-    case EPIPE:
-    case ESHUTDOWN:
-    case ECONNABORTED:
-      return true;
-    default:
-      return false;
-  }
-}
-}  // namespace
-
 Client::MetaRetry::MetaRetry(std::chrono::milliseconds wait)
     : deadline_(std::chrono::steady_clock::now() + wait) {}
 
 bool Client::MetaRetry::Again(const Status& status) {
-  if (!MetaUnreachable(status.code())) return false;
+  if (!rpc::PeerUnreachable(status.code())) return false;
   auto now = std::chrono::steady_clock::now();
   if (now >= deadline_) return false;
   std::this_thread::sleep_for(

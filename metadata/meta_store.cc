@@ -147,7 +147,7 @@ Status MetaStore::Commit(rocksdb::WriteBatch& batch, bool sync) {
   // A numbered client request records itself with its changes (RequestLog).
   if (PendingRequest* request = CurrentRequest()) {
     batch.Put(cf_->service, AppliedKey(request->key),
-              EncodeApplied({request->result_ino, auth::WallClockNs(), {}}));
+              EncodeApplied({request->result_ino, auth::WallClockNs()}));
   }
   rocksdb::WriteOptions write_options;
   write_options.sync = sync;

@@ -36,7 +36,6 @@ struct RequestKey {
 struct AppliedRequest {
   uint64_t result_ino = 0;  // the inode a create made (0 for other changes)
   int64_t applied_ns = 0;
-  std::string response;  // the serialized answer, when still in memory
 };
 
 // Encoding of the durable record (service column family).

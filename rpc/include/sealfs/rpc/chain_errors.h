@@ -18,12 +18,9 @@ inline constexpr int kNotCommitted = EINPROGRESS;
 
 namespace sealfs::rpc {
 
-// Whether a failed data request may succeed when sent again after a
-// refresh of the cluster map: the chain changed, or the target's server is
-// gone, unreachable or was replaced (its members get taken out of chains).
-inline bool RetryableOnChain(int code) {
+// The peer did not answer: it is down, restarting, cut off or too slow.
+inline bool PeerUnreachable(int code) {
   switch (code) {
-    case kStaleChain:
     case ECONNREFUSED:
     case ECONNRESET:
     case ETIMEDOUT:
@@ -32,11 +29,17 @@ inline bool RetryableOnChain(int code) {
     case EPIPE:
     case ESHUTDOWN:
     case ECONNABORTED:
-    case ESTALE:
       return true;
     default:
       return false;
   }
+}
+
+// Whether a failed data request may succeed when sent again after a
+// refresh of the cluster map: the chain changed, or the target's server is
+// gone, unreachable or was replaced (its members get taken out of chains).
+inline bool RetryableOnChain(int code) {
+  return code == kStaleChain || code == ESTALE || PeerUnreachable(code);
 }
 
 }  // namespace sealfs::rpc
