@@ -179,6 +179,7 @@ class CsiTestBed {
 
   CsiProcess& node_process() { return *plugin_; }
   CsiProcess* mounter_process() { return mounter_.get(); }
+  CsiProcess* controller_process() { return controller_.get(); }
 
   std::unique_ptr<v1::Identity::Stub> identity() { return v1::Identity::NewStub(node_channel()); }
   std::unique_ptr<v1::Controller::Stub> controller() {
