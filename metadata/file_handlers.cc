@@ -2,6 +2,8 @@
 // capabilities, quota reservations and size commits.
 #include <sys/stat.h>
 
+#include <cstdio>
+
 #include "sealfs/metadata/meta_service.h"
 #include "sealfs/rpc/credentials.h"
 #include "sealfs/rpc/methods.h"
@@ -94,6 +96,15 @@ void MetaService::RegisterFileHandlers(rpc::Dispatcher& d) {
             if (inode.ok() && inode->attr().nlink() == 0) {
               ReleaseOrphanIfClosed(req.ino());
               sweep_wakeup_.notify_all();
+            } else if (inode.ok()) {
+              // Nobody writes any more: space reserved and not written goes
+              // back to the volume now, not when the capabilities expire.
+              Status returned =
+                  store_.ReturnReservation(req.ino(), [&] { return !IsOpen(req.ino()); });
+              if (!returned.ok()) {
+                std::fprintf(stderr, "sealfs-meta: returning a reservation: %s\n",
+                             returned.ToString().c_str());
+              }
             }
           }
           return Status::Ok();

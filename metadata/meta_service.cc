@@ -107,8 +107,9 @@ void MetaService::ReleaseReservations() {
   if (!expired.ok()) return;
   for (const pb::Inode& inode : *expired) {
     uint64_t data_end = 0;
-    if (inode.reserved_end() > std::max(inode.attr().size(), inode.fallocated_end())) {
-      Result<DataUsage> usage = FileUsage(inode, inode.reserved_end(), std::chrono::seconds(10));
+    uint64_t held_end = std::max(inode.reserved_end(), inode.returned_end());
+    if (held_end > std::max(inode.attr().size(), inode.fallocated_end())) {
+      Result<DataUsage> usage = FileUsage(inode, held_end, std::chrono::seconds(10));
       if (!usage.ok()) continue;  // asked again next sweep; stays charged meanwhile
       data_end = usage->data_end;
     }

@@ -156,10 +156,10 @@ Status MetaStore::Commit(rocksdb::WriteBatch& batch, bool sync) {
   return Status::Ok();
 }
 
-Status MetaStore::CommitCharged(rocksdb::WriteBatch& batch, const UsageChanges& changes,
-                                bool sync) {
+Status MetaStore::CommitCharged(rocksdb::WriteBatch& batch, const UsageChanges& changes, bool sync,
+                                bool enforced) {
   if (!changes.empty()) {
-    SEALFS_RETURN_IF_ERROR(quotas_->Take(changes));
+    SEALFS_RETURN_IF_ERROR(quotas_->Take(changes, enforced));
     for (const auto& [volume, usage] : changes.by_volume()) {
       // A volume deleted meanwhile gets no usage record back.
       if (quotas_->Known(volume)) batch.Merge(cf_->service, UsageKey(volume), EncodeUsage(usage));

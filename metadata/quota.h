@@ -70,8 +70,9 @@ class QuotaBook {
   bool Known(uint64_t volume) const;
 
   // Takes the growing parts of `changes` (every volume or none); EDQUOT
-  // naming the volume and the limit when one does not fit.
-  Status Take(const UsageChanges& changes);
+  // naming the volume and the limit when one does not fit, unless not
+  // `enforced` (bytes already written are charged even past the quota).
+  Status Take(const UsageChanges& changes, bool enforced = true);
   // Undoes a Take (the change did not commit).
   void Untake(const UsageChanges& changes);
   // Applies the shrinking parts of `changes` (the change committed).

@@ -143,18 +143,41 @@ Status MetaStore::ReleaseReservation(uint64_t ino, int64_t now_ns, uint64_t data
     const pb::Inode before = *inode;
     // Bytes written past the size but never committed stay charged (like
     // fallocated space) until a truncate below them.
-    uint64_t written = std::min(data_end, inode->reserved_end());
+    uint64_t written = std::min(data_end, std::max(inode->reserved_end(), inode->returned_end()));
     if (written > std::max(inode->attr().size(), inode->fallocated_end())) {
       inode->set_fallocated_end(written);
     }
     inode->clear_reserved_end();
     inode->clear_reserved_until_ns();
+    inode->clear_returned_end();
     changes.Change(&before, &*inode);
     PutInode(batch, *inode);
   } else if (inode.status().code() != ENOENT) {
     return inode.status();
   }
   batch.Delete(cf_->service, ReserveKey(ino));
+  // What was written is on the disks already: it is charged, quota or not.
+  return CommitCharged(batch, changes, /*sync=*/false, /*enforced=*/false);
+}
+
+Status MetaStore::ReturnReservation(uint64_t ino, const std::function<bool()>& closed) {
+  LockSet lock(*locks_, {ino});
+  if (!closed()) return Status::Ok();
+  Result<pb::Inode> inode = LoadInode(ino);
+  if (!inode.ok()) return inode.status().code() == ENOENT ? Status::Ok() : inode.status();
+  if (!S_ISREG(inode->attr().mode())) return Status::Ok();
+  if (inode->reserved_end() <= std::max(inode->attr().size(), inode->fallocated_end())) {
+    return Status::Ok();  // nothing unwritten is held
+  }
+  const pb::Inode before = *inode;
+  // The expiry sweep (ReserveKey and reserved_until_ns stay) still asks the
+  // data servers what was written below it.
+  inode->set_returned_end(std::max(inode->returned_end(), inode->reserved_end()));
+  inode->clear_reserved_end();
+  UsageChanges changes;
+  changes.Change(&before, &*inode);
+  rocksdb::WriteBatch batch;
+  PutInode(batch, *inode);
   return CommitCharged(batch, changes, /*sync=*/false);
 }
 

@@ -127,6 +127,58 @@ TEST(Quota, ConcurrentWritersStopAtTheByteQuotaAndNeverPassIt) {
   EXPECT_LE(VolumeNamed(**admin, "q/bytes").used_bytes(), before - 10 * kMiB);
 }
 
+// Each new file comes with a first reservation of 1 MiB; closing the file
+// gives back what was not written, so a small quota holds many small files.
+TEST(Quota, ClosingAFileReturnsWhatItReservedAndDidNotWrite) {
+  TestCluster cluster(1);
+  ASSERT_TRUE(cluster.Start());
+  auto admin = cluster.Admin();
+  ASSERT_TRUE(admin.ok());
+  std::string token = MakeVolume(**admin, "q/small", "q", 8 * kMiB);
+  auto mount = cluster.MountWithToken("q/small", token);
+  ASSERT_TRUE(mount.ok());
+  client::Client& c = **mount;
+  const std::string page = Pattern(4096, 3);
+  constexpr int kFiles = 100;  // 100 MiB of first reservations
+  for (int i = 0; i < kFiles; ++i) {
+    auto file = c.CreateAndOpen(c.root_ino(), "f" + std::to_string(i), S_IFREG | 0644, {});
+    ASSERT_TRUE(file.ok()) << i << ": " << file.status().ToString();
+    Status wrote = WriteAt(c, *file, 0, page);
+    ASSERT_TRUE(wrote.ok()) << i << ": " << wrote.ToString();
+    ASSERT_TRUE(c.Close(file->attr().ino()).ok()) << i;
+  }
+  pb::Volume volume = VolumeNamed(**admin, "q/small");
+  EXPECT_EQ(volume.used_bytes(), kFiles * page.size());
+  EXPECT_EQ(volume.used_inodes(), kFiles + 1u);
+}
+
+// A reservation given back at close is still checked when its capability
+// expires: bytes written below it and never committed are charged then.
+TEST(Quota, BytesWrittenButNotCommittedBeforeCloseAreChargedWhenTheCapabilityExpires) {
+  TestCluster cluster(1);
+  cluster.set_meta_args({"--capability-ttl", "2"});
+  ASSERT_TRUE(cluster.Start());
+  auto admin = cluster.Admin();
+  ASSERT_TRUE(admin.ok());
+  std::string token = MakeVolume(**admin, "q/late", "q", 64 * kMiB);
+  auto mount = cluster.MountWithToken("q/late", token);
+  ASSERT_TRUE(mount.ok());
+  client::Client& c = **mount;
+  auto file = c.CreateAndOpen(c.root_ino(), "uncommitted", S_IFREG | 0644, {});
+  ASSERT_TRUE(file.ok()) << file.status().ToString();
+  int64_t delta = 0;
+  std::string data = Pattern(256 * 1024, 5);
+  ASSERT_TRUE(c.Write(file->attr().ino(), file->layout(), 0, data, &delta).ok());
+  ASSERT_TRUE(c.Close(file->attr().ino()).ok());
+  EXPECT_EQ(VolumeNamed(**admin, "q/late").used_bytes(), 0u) << "the reservation was kept";
+  uint64_t used = 0;
+  for (int attempt = 0; attempt < 200 && used == 0; ++attempt) {
+    std::this_thread::sleep_for(100ms);
+    used = VolumeNamed(**admin, "q/late").used_bytes();
+  }
+  EXPECT_EQ(used, data.size());
+}
+
 TEST(Quota, ConcurrentCreatorsStopAtTheInodeQuota) {
   TestCluster cluster(1);
   ASSERT_TRUE(cluster.Start());

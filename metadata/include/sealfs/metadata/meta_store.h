@@ -22,8 +22,8 @@
 #include <vector>
 
 #include "meta.pb.h"
-#include "sealfs/rpc/limits.h"
 #include "sealfs/metadata/request_log.h"
+#include "sealfs/rpc/limits.h"
 #include "sealfs/rpc/status.h"
 
 namespace rocksdb {
@@ -225,8 +225,13 @@ class MetaStore {
   // Files whose reservation's hold ran out at now_ns.
   Result<std::vector<pb::Inode>> ExpiredReservations(int64_t now_ns);
   // Releases the file's reservation unless it was renewed; bytes the data
-  // servers hold below `data_end` stay charged.
+  // servers hold below `data_end` stay charged, even past the quota.
   Status ReleaseReservation(uint64_t ino, int64_t now_ns, uint64_t data_end);
+  // The file's last open handle closed: the part of its reservation past
+  // what was written and committed stops counting at once (returned_end
+  // keeps it for the check when its capabilities expire). `closed` is asked
+  // under the file's lock, where a new writer's reservation waits.
+  Status ReturnReservation(uint64_t ino, const std::function<bool()>& closed);
   // fallocate(2) mode 0 or FALLOC_FL_KEEP_SIZE: reserves quota for the range
   // (for good: it stays charged) and grows the size unless KEEP_SIZE.
   Result<pb::Inode> Fallocate(uint64_t ino, uint32_t mode, uint64_t offset, uint64_t length);
@@ -279,7 +284,8 @@ class MetaStore {
   Status Commit(rocksdb::WriteBatch& batch, bool sync = true);
   // Commits a batch that changes volumes' usage: growth is taken from the
   // quota book first (EDQUOT), the usage records change in the same batch.
-  Status CommitCharged(rocksdb::WriteBatch& batch, const UsageChanges& changes, bool sync = true);
+  Status CommitCharged(rocksdb::WriteBatch& batch, const UsageChanges& changes, bool sync = true,
+                       bool enforced = true);
   Status LoadQuotaBook();
   Status CheckFormat();
   uint64_t AllocateIno();
