@@ -107,7 +107,8 @@ Status QuotaBook::Take(const UsageChanges& changes, bool enforced) {
   std::lock_guard<std::mutex> lock(mutex_);
   for (const auto& [volume, change] : changes.by_volume()) {
     auto found = entries_.find(volume);
-    if (!enforced || found == entries_.end()) continue;  // a deleted volume: nothing to charge
+    if (found == entries_.end()) continue;  // a deleted volume: nothing to charge
+    if (!enforced) break;                   // charged whatever the quota says
     const Entry& entry = found->second;
     if (!Fits(entry.used.bytes, change.bytes, entry.quota_bytes)) {
       return Status(EDQUOT, "volume's byte quota (" + std::to_string(entry.quota_bytes) +
