@@ -1,5 +1,6 @@
 // Methods for the admin (volumes, quotas, usage) and for data servers
 // (registration, heartbeats), and the cluster map everyone reads.
+#include "sealfs/metadata/fsck.h"
 #include "sealfs/metadata/meta_service.h"
 #include "sealfs/rpc/methods.h"
 
@@ -105,6 +106,10 @@ void MetaService::RegisterAdminHandlers(rpc::Dispatcher& d) {
           if (!recounts.ok()) return recounts.status();
           for (auto& recount : *recounts) *resp->add_volumes() = std::move(recount);
           return Status::Ok();
+        });
+  Serve(d, kFsck, Access::kAdmin,
+        [this](const Principal&, const pb::FsckRequest& req, pb::FsckResponse* resp) -> Status {
+          return RunFsck(store_, req.repair(), resp);
         });
   Serve(d, kRegisterServer, Access::kServer,
         [this](const Principal&, const pb::RegisterServerRequest& req,

@@ -9,6 +9,8 @@
 #include <string>
 #include <string_view>
 
+#include "meta.pb.h"
+
 namespace sealfs::metadata {
 
 inline std::string EncodeIno(uint64_t ino) {

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -47,6 +48,27 @@ inline pb::MknodResponse CreateFile(client::Client& client, const std::string& n
   Status status = client.Meta(rpc::meta::kMknod, request, &response);
   EXPECT_TRUE(status.ok()) << status.ToString();
   return response;
+}
+
+// The sealfs command's exit and standard output.
+struct CliRun {
+  int wait_status = -1;  // as from waitpid
+  std::string output;    // stdout
+  bool ExitedWith(int code) const {
+    return WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == code;
+  }
+};
+
+inline CliRun RunCli(const std::string& arguments) {
+  CliRun run;
+  std::string command = std::string(SEALFS_CLI_BIN) + " " + arguments + " 2>/dev/null";
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) return run;
+  char buffer[4096];
+  size_t got;
+  while ((got = fread(buffer, 1, sizeof buffer, pipe)) > 0) run.output.append(buffer, got);
+  run.wait_status = pclose(pipe);
+  return run;
 }
 
 class TestCluster {

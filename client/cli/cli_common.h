@@ -25,5 +25,6 @@ Result<uint64_t> ParseCount(const std::string& text, bool binary);
 
 int VolumeCommand(const Flags& flags);
 int UsageCommand(const Flags& flags);
+int FsckCommand(const Flags& flags);
 
 }  // namespace sealfs::cli

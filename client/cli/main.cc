@@ -7,6 +7,7 @@
 //   sealfs status [--meta HOST:PORT]
 //   sealfs volume create|set-quota|list|delete|token rotate ...
 //   sealfs usage [verify] ...
+//   sealfs fsck [--repair]
 #include <unistd.h>
 
 #include <csignal>
@@ -50,6 +51,9 @@ const char* kUsage =
     "  sealfs usage [--tenant T] [--volume V] [--from TIME] [--to TIME] [--period hour|day]\n"
     "               [--json|--csv]   (TIME: 2026-12-01, 2026-12-01T10:00Z, -24h, now)\n"
     "  sealfs usage verify   (recounts usage from the namespace; fails on any difference)\n"
+    "  sealfs fsck [--repair]   (checks the namespace; exit 0 clean, 1 all mended, 4 problems\n"
+    "                           left; --repair mends what is safe, e.g. links lost inodes\n"
+    "                           into the volume's lost+found)\n"
     "  sealfs keygen FILE    (a new secret: a cluster key or an admin credential)\n"
     "  sealfs bench [--quick] [--data-servers N] [--replicas R] [--chunk-size BYTES]\n"
     "               [--results DIR] [--only TEXT]\n"
@@ -202,7 +206,7 @@ int main(int argc, char** argv) {
       {"state",  "mount",    "data-servers", "replicas",   "stripe-width", "chunk-size",
        "meta",   "no-mount", "transport",    "help",       "version",      "credentials",
        "tenant", "quota",    "inodes",       "token-file", "force",        "volume",
-       "from",   "to",       "period",       "json",       "csv"});
+       "from",   "to",       "period",       "json",       "csv",          "repair"});
   if (!flags.ok()) {
     std::fprintf(stderr, "sealfs: %s\n%s", flags.status().message().c_str(), kUsage);
     return 2;
@@ -220,6 +224,7 @@ int main(int argc, char** argv) {
   if (args[0] == "status") return ClusterStatus(*flags);
   if (args[0] == "volume") return cli::VolumeCommand(*flags);
   if (args[0] == "usage") return cli::UsageCommand(*flags);
+  if (args[0] == "fsck") return cli::FsckCommand(*flags);
   if (args[0] == "keygen") {
     if (args.size() != 2) {
       std::fprintf(stderr, "sealfs: keygen needs a FILE\n");

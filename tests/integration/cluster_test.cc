@@ -210,26 +210,6 @@ TEST(Cluster, MetadataServerDownIsAClearError) {
   EXPECT_EQ(client.status().code(), ECONNREFUSED);
 }
 
-struct CliRun {
-  int wait_status = -1;  // as from waitpid
-  std::string output;    // stdout
-  bool ExitedWith(int code) const {
-    return WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == code;
-  }
-};
-
-CliRun RunCli(const std::string& arguments) {
-  CliRun run;
-  std::string command = std::string(SEALFS_CLI_BIN) + " " + arguments + " 2>/dev/null";
-  FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) return run;
-  char buffer[4096];
-  size_t got;
-  while ((got = fread(buffer, 1, sizeof buffer, pipe)) > 0) run.output.append(buffer, got);
-  run.wait_status = pclose(pipe);
-  return run;
-}
-
 // How many lines of `sealfs status`'s server table show the given state.
 int ServersInState(const std::string& status_output, const std::string& state) {
   std::istringstream lines(status_output);

@@ -38,6 +38,8 @@ namespace sealfs::metadata {
 
 class QuotaBook;
 class UsageChanges;
+struct NamespaceFacts;
+struct Finding;
 
 inline constexpr size_t kNameMax = 255;
 inline constexpr size_t kSymlinkMax = 4095;
@@ -265,6 +267,13 @@ class MetaStore {
   // Deletes the records made before `before_ns`; returns how many.
   Result<size_t> ForgetAppliedBefore(int64_t before_ns);
 
+  // ---- fsck (fsck_store.cc; the checks are in fsck.h)
+  // What the namespace holds, read in one snapshot.
+  Result<NamespaceFacts> CollectFacts();
+  // Mends one finding of CheckNamespace if it still holds in the live store
+  // (checked again under the locks of what it changes); says what it did.
+  Result<std::string> Repair(const Finding& finding);
+
   // Opaque internals, declared here so implementation files can share them.
   struct Handles;
   class Locks;
@@ -303,6 +312,7 @@ class MetaStore {
                                const std::vector<uint32_t>& chains, const std::string& target,
                                const OnCreated& on_created, Reservation first_reservation = {});
   Status IsAncestor(uint64_t ancestor, uint64_t ino, bool* result);
+  Result<std::string> Reattach(const Finding& finding);
 
   MetaStoreOptions options_;
   std::unique_ptr<rocksdb::DB> db_;

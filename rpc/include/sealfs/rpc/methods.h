@@ -49,6 +49,7 @@ SEALFS_META_METHOD(VolumeRotateToken, VolumeRotateTokenRequest, VolumeRotateToke
 SEALFS_META_METHOD(Usage, UsageRequest, UsageResponse, META_USAGE);
 SEALFS_META_METHOD(UsageVerify, UsageVerifyRequest, UsageVerifyResponse, META_USAGE_VERIFY);
 SEALFS_META_METHOD(Fallocate, FallocateRequest, FallocateResponse, META_FALLOCATE);
+SEALFS_META_METHOD(Fsck, FsckRequest, FsckResponse, META_FSCK);
 #undef SEALFS_META_METHOD
 }  // namespace meta
 
