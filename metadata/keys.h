@@ -83,6 +83,11 @@ inline constexpr std::string_view kReservePrefix = "reserve/";
 inline constexpr std::string_view kLedgerPrefix = "ledger/";
 inline constexpr std::string_view kTrafficPrefix = "traffic/";
 inline constexpr std::string_view kCountersKey = "counters";
+// Changes across shards: those this shard prepared, and the intents of
+// those it coordinates.
+inline constexpr std::string_view kPreparedPrefix = "prepared/";
+inline constexpr std::string_view kIntentPrefix = "intent/";
+inline constexpr std::string_view kTxidHighWaterKey = "txid-high-water";
 
 // A directory's first entry sequence: 1 and 2 are the cookies of "." and "..".
 inline constexpr uint64_t kFirstDirSeq = 3;
@@ -99,6 +104,10 @@ inline std::string SessionKey(uint64_t id) { return std::string(kSessionPrefix) 
 inline std::string UsageKey(uint64_t volume) {
   return std::string(kUsagePrefix) + EncodeIno(volume);
 }
+inline std::string PreparedKey(uint64_t txid) {
+  return std::string(kPreparedPrefix) + EncodeIno(txid);
+}
+inline std::string IntentKey(uint64_t txid) { return std::string(kIntentPrefix) + EncodeIno(txid); }
 inline std::string ReserveKey(uint64_t ino) { return std::string(kReservePrefix) + EncodeIno(ino); }
 inline std::string LedgerKey(uint64_t volume, int64_t time_ns) {
   return std::string(kLedgerPrefix) + EncodeIno(volume) + EncodeIno(static_cast<uint64_t>(time_ns));

@@ -120,6 +120,8 @@ Result<std::unique_ptr<MetaStore>> MetaStore::Open(const MetaStoreOptions& optio
 
   SEALFS_RETURN_IF_ERROR(store->CheckFormat());
   SEALFS_RETURN_IF_ERROR(store->LoadQuotaBook());
+  SEALFS_RETURN_IF_ERROR(store->HoldPrepared());
+  SEALFS_RETURN_IF_ERROR(store->LoadTxidHighWater());
 
   // The next inode id follows the largest one this shard has handed out.
   uint64_t shard_base = static_cast<uint64_t>(options.shard) << kShardBits;
@@ -344,6 +346,81 @@ Result<std::string> MetaStore::Readlink(uint64_t ino) {
 
 // ---------------------------------------------------------------- creation
 
+// The inode a create in `dir` makes, not yet written: its mode cut by the
+// umask, or by the directory's default ACL (which `inherited` receives).
+Result<pb::Inode> MetaStore::NewInode(const pb::Inode& dir, uint64_t ino, uint32_t mode,
+                                      uint64_t rdev, const pb::Caller& caller,
+                                      const std::vector<uint32_t>& chains,
+                                      const std::string& target, InheritedAcls* inherited) {
+  // A default ACL on the directory takes the place of the umask (posix_acl_create).
+  if (!S_ISLNK(mode)) {
+    std::string parent_default;
+    rocksdb::Status read =
+        db_->Get({}, cf_->xattrs, XattrKey(dir.attr().ino(), kAclDefaultXattr), &parent_default);
+    if (read.ok()) {
+      Result<InheritedAcls> acls = InheritDefaultAcl(parent_default, mode);
+      if (!acls.ok()) return acls.status();
+      *inherited = std::move(*acls);
+      mode = inherited->mode;
+    } else if (read.IsNotFound()) {
+      mode &= ~(caller.umask() & 0777);
+    } else {
+      return Status(EIO, "reading the default ACL failed: " + read.ToString());
+    }
+  }
+  int64_t now = NowNs();
+  pb::Inode inode;
+  pb::Attr* attr = inode.mutable_attr();
+  attr->set_ino(ino);
+  bool parent_setgid = dir.attr().mode() & S_ISGID;
+  if (S_ISDIR(mode) && parent_setgid) mode |= S_ISGID;
+  attr->set_mode(mode);
+  attr->set_uid(caller.uid());
+  attr->set_gid(parent_setgid ? dir.attr().gid() : caller.gid());
+  attr->set_nlink(S_ISDIR(mode) ? 2 : 1);
+  attr->set_size(S_ISLNK(mode) ? target.size() : 0);
+  attr->set_atime_ns(now);
+  attr->set_mtime_ns(now);
+  attr->set_ctime_ns(now);
+  attr->set_rdev(rdev);
+  if (S_ISREG(mode)) attr->set_blocks(0);  // nothing stored yet
+  inode.set_volume_id(dir.volume_id());
+  if (S_ISDIR(mode)) {
+    inode.set_stripe_width(dir.stripe_width());
+    attr->set_parent(dir.attr().ino());
+    inode.set_next_dir_seq(kFirstDirSeq);
+  }
+  if (S_ISLNK(mode)) inode.set_symlink_target(target);
+  if (S_ISREG(mode)) {
+    pb::Layout* layout = inode.mutable_layout();
+    layout->set_chunk_size(options_.chunk_size);
+    // The volume's stripe width (at most kMaxStripeWidth chains), rotated by
+    // inode so that files start on different chains.
+    size_t width = std::min(chains.size(),
+                            dir.stripe_width() > 0 ? size_t{dir.stripe_width()} : kMaxStripeWidth);
+    for (size_t i = 0; i < width; ++i) {
+      layout->add_chains(chains[(ino + i) % chains.size()]);
+    }
+  }
+  return inode;
+}
+
+Result<pb::Inode> MetaStore::NewDirectory(uint64_t parent, uint32_t mode, const pb::Caller& caller,
+                                          uint64_t ino,
+                                          std::map<std::string, std::string>* xattrs) {
+  Result<pb::Inode> dir = LoadDirectory(parent);
+  if (!dir.ok()) return dir.status();
+  InheritedAcls inherited;
+  Result<pb::Inode> inode =
+      NewInode(*dir, ino, S_IFDIR | (mode & 07777), 0, caller, {}, {}, &inherited);
+  if (!inode.ok()) return inode.status();
+  if (!inherited.access.empty()) (*xattrs)[std::string(kAclAccessXattr)] = inherited.access;
+  if (!inherited.default_acl.empty()) {
+    (*xattrs)[std::string(kAclDefaultXattr)] = inherited.default_acl;
+  }
+  return inode;
+}
+
 Result<pb::Inode> MetaStore::CreateNode(uint64_t parent, const std::string& name, uint32_t mode,
                                         uint64_t rdev, const pb::Caller& caller,
                                         const std::vector<uint32_t>& chains,
@@ -356,59 +433,14 @@ Result<pb::Inode> MetaStore::CreateNode(uint64_t parent, const std::string& name
   if (LookupChild(parent, name, nullptr, nullptr).ok()) {
     return Status(EEXIST, "'" + name + "' already exists");
   }
-  // A default ACL on the directory takes the place of the umask (posix_acl_create).
   InheritedAcls inherited;
-  if (!S_ISLNK(mode)) {
-    std::string parent_default;
-    rocksdb::Status read =
-        db_->Get({}, cf_->xattrs, XattrKey(parent, kAclDefaultXattr), &parent_default);
-    if (read.ok()) {
-      Result<InheritedAcls> acls = InheritDefaultAcl(parent_default, mode);
-      if (!acls.ok()) return acls.status();
-      inherited = std::move(*acls);
-      mode = inherited.mode;
-    } else if (read.IsNotFound()) {
-      mode &= ~(caller.umask() & 0777);
-    } else {
-      return Status(EIO, "reading the default ACL failed: " + read.ToString());
-    }
-  }
-  int64_t now = NowNs();
-  pb::Inode inode;
-  pb::Attr* attr = inode.mutable_attr();
   uint64_t ino = AllocateIno();
   NoteResultIno(ino);
-  attr->set_ino(ino);
-  bool parent_setgid = dir->attr().mode() & S_ISGID;
-  if (S_ISDIR(mode) && parent_setgid) mode |= S_ISGID;
-  attr->set_mode(mode);
-  attr->set_uid(caller.uid());
-  attr->set_gid(parent_setgid ? dir->attr().gid() : caller.gid());
-  attr->set_nlink(S_ISDIR(mode) ? 2 : 1);
-  attr->set_size(S_ISLNK(mode) ? target.size() : 0);
-  attr->set_atime_ns(now);
-  attr->set_mtime_ns(now);
-  attr->set_ctime_ns(now);
-  attr->set_rdev(rdev);
-  if (S_ISREG(mode)) attr->set_blocks(0);  // nothing stored yet
-  inode.set_volume_id(dir->volume_id());
-  if (S_ISDIR(mode)) {
-    inode.set_stripe_width(dir->stripe_width());
-    attr->set_parent(parent);
-    inode.set_next_dir_seq(kFirstDirSeq);
-  }
-  if (S_ISLNK(mode)) inode.set_symlink_target(target);
-  if (S_ISREG(mode)) {
-    pb::Layout* layout = inode.mutable_layout();
-    layout->set_chunk_size(options_.chunk_size);
-    // The volume's stripe width (at most kMaxStripeWidth chains), rotated by
-    // inode so that files start on different chains.
-    size_t width = std::min(
-        chains.size(), dir->stripe_width() > 0 ? size_t{dir->stripe_width()} : kMaxStripeWidth);
-    for (size_t i = 0; i < width; ++i) {
-      layout->add_chains(chains[(ino + i) % chains.size()]);
-    }
-  }
+  Result<pb::Inode> made = NewInode(*dir, ino, mode, rdev, caller, chains, target, &inherited);
+  if (!made.ok()) return made.status();
+  pb::Inode inode = std::move(*made);
+  mode = inode.attr().mode();
+  const int64_t now = inode.attr().ctime_ns();
   if (S_ISDIR(mode)) dir->mutable_attr()->set_nlink(dir->attr().nlink() + 1);
   Touch(dir->mutable_attr(), now, true);
   // A file's first reservation commits with it (one write for both); if the

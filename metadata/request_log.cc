@@ -1,7 +1,7 @@
 #include "sealfs/metadata/request_log.h"
 
-#include "meta.pb.h"
 #include "keys.h"
+#include "meta.pb.h"
 #include "sealfs/rpc/credentials.h"
 
 namespace sealfs::metadata {

@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -25,6 +26,7 @@
 #include "sealfs/metadata/request_log.h"
 #include "sealfs/rpc/limits.h"
 #include "sealfs/rpc/status.h"
+#include "shard.pb.h"
 
 namespace rocksdb {
 class DB;
@@ -40,6 +42,7 @@ class QuotaBook;
 class UsageChanges;
 struct NamespaceFacts;
 struct Finding;
+struct InheritedAcls;
 
 inline constexpr size_t kNameMax = 255;
 inline constexpr size_t kSymlinkMax = 4095;
@@ -267,6 +270,39 @@ class MetaStore {
   // Deletes the records made before `before_ns`; returns how many.
   Result<size_t> ForgetAppliedBefore(int64_t before_ns);
 
+  // ---- changes across shards (prepared_changes.cc; shard.proto says how they run)
+  // Checks every step of `change` against this shard, records it durably
+  // and holds the inodes it names until CommitPrepared or AbortPrepared
+  // (again after a restart). EAGAIN when another prepared change holds one
+  // of them or what a step expects changed; the step's errno (EEXIST,
+  // ENOTEMPTY, ...) when it cannot be made. Preparing it again is a no-op.
+  Status Prepare(const pb::ShardChange& change);
+  // Applies a prepared change durably and releases its inodes. A change not
+  // prepared here was applied or dropped already: nothing to do.
+  Result<std::vector<Unlinked>> CommitPrepared(uint64_t txid, const OpenCheck& is_open);
+  Status AbortPrepared(uint64_t txid);
+  // Changes prepared here and not yet decided.
+  Result<std::vector<pb::ShardChange>> PreparedChanges();
+  // Intents of the changes this shard coordinates (ids unique per shard).
+  uint64_t NewTxid();
+  Status PutIntent(const pb::Intent& intent);
+  Status DeleteIntent(uint64_t txid);
+  Result<std::optional<pb::Intent>> FindIntent(uint64_t txid);
+  Result<std::vector<pb::Intent>> Intents();
+  uint32_t shard() const { return options_.shard; }
+  // A new inode id of this shard (for a directory made through another shard).
+  uint64_t NewIno() { return AllocateIno(); }
+  // The inode of a directory that `parent` (of this shard) makes with id
+  // `ino` of another shard, and the ACL xattrs it inherits. Nothing is
+  // written: PlanMkdir carries both to the shard of `ino`.
+  Result<pb::Inode> NewDirectory(uint64_t parent, uint32_t mode, const pb::Caller& caller,
+                                 uint64_t ino, std::map<std::string, std::string>* xattrs);
+  // The inode `name` in directory `parent` names; the inode may live on
+  // another shard.
+  Result<uint64_t> FindEntry(uint64_t parent, const std::string& name) {
+    return LookupChild(parent, name, nullptr, nullptr);
+  }
+
   // ---- fsck (fsck_store.cc; the checks are in fsck.h)
   // What the namespace holds, read in one snapshot.
   Result<NamespaceFacts> CollectFacts();
@@ -312,7 +348,13 @@ class MetaStore {
                                const std::vector<uint32_t>& chains, const std::string& target,
                                const OnCreated& on_created, Reservation first_reservation = {});
   Status IsAncestor(uint64_t ancestor, uint64_t ino, bool* result);
+  Result<pb::Inode> NewInode(const pb::Inode& dir, uint64_t ino, uint32_t mode, uint64_t rdev,
+                             const pb::Caller& caller, const std::vector<uint32_t>& chains,
+                             const std::string& target, InheritedAcls* inherited);
   Result<std::string> Reattach(const Finding& finding);
+  Status CheckStep(const pb::ShardStep& step);
+  Status HoldPrepared();
+  Status LoadTxidHighWater();
 
   MetaStoreOptions options_;
   std::unique_ptr<rocksdb::DB> db_;
@@ -320,6 +362,7 @@ class MetaStore {
   std::unique_ptr<Locks> locks_;
   std::unique_ptr<QuotaBook> quotas_;
   std::atomic<uint64_t> next_ino_{0};
+  std::atomic<uint64_t> next_txid_{0};
   std::mutex rename_mutex_;    // serializes directory moves between parents
   std::mutex registry_mutex_;  // volumes and servers
 };
