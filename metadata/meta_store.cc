@@ -383,6 +383,8 @@ Result<pb::Inode> MetaStore::NewInode(const pb::Inode& dir, uint64_t ino, uint32
   attr->set_mtime_ns(now);
   attr->set_ctime_ns(now);
   attr->set_rdev(rdev);
+  attr->set_xattrs(static_cast<uint32_t>(!inherited->access.empty()) +
+                   static_cast<uint32_t>(!inherited->default_acl.empty()));
   if (S_ISREG(mode)) attr->set_blocks(0);  // nothing stored yet
   inode.set_volume_id(dir.volume_id());
   if (S_ISDIR(mode)) {

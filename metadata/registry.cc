@@ -97,6 +97,7 @@ Result<std::pair<pb::Volume, std::string>> MetaStore::CreateVolume(const VolumeS
   attr->set_mtime_ns(now);
   attr->set_ctime_ns(now);
   attr->set_parent(ino);
+  attr->set_xattrs(0);
   root.set_next_dir_seq(3);
   root.set_volume_id(id);
   root.set_stripe_width(spec.stripe_width);

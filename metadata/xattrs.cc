@@ -25,6 +25,7 @@ Status MetaStore::Setxattr(uint64_t ino, const std::string& name, const std::str
   if ((flags & XATTR_CREATE) && exists) return Status(EEXIST, "attribute exists");
   if ((flags & XATTR_REPLACE) && !exists) return Status(ENODATA, "no such attribute");
   rocksdb::WriteBatch batch;
+  bool stored = true;  // whether the attribute exists afterwards
   if (IsAclXattr(name)) {
     pb::Attr* attr = inode->mutable_attr();
     // A caller unknown to us (a client that does not send one) keeps the bit.
@@ -33,7 +34,8 @@ Status MetaStore::Setxattr(uint64_t ino, const std::string& name, const std::str
     Result<AclXattrChange> change = SetAclXattr(name, value, attr->mode(), keep_setgid);
     if (!change.ok()) return change.status();
     attr->set_mode(change->mode);
-    if (change->value) {
+    stored = change->value.has_value();
+    if (stored) {
       batch.Put(cf_->xattrs, XattrKey(ino, name), *change->value);
     } else {
       batch.Delete(cf_->xattrs, XattrKey(ino, name));
@@ -41,7 +43,10 @@ Status MetaStore::Setxattr(uint64_t ino, const std::string& name, const std::str
   } else {
     batch.Put(cf_->xattrs, XattrKey(ino, name), value);
   }
-  inode->mutable_attr()->set_ctime_ns(NowNs());
+  pb::Attr* attr = inode->mutable_attr();
+  if (attr->has_xattrs())
+    attr->set_xattrs(attr->xattrs() + (stored && !exists) - (exists && !stored));
+  attr->set_ctime_ns(NowNs());
   PutInode(batch, *inode);
   return Commit(batch);
 }
@@ -83,7 +88,9 @@ Status MetaStore::Removexattr(uint64_t ino, const std::string& name) {
   }
   rocksdb::WriteBatch batch;
   batch.Delete(cf_->xattrs, XattrKey(ino, name));
-  inode->mutable_attr()->set_ctime_ns(NowNs());
+  pb::Attr* attr = inode->mutable_attr();
+  if (attr->has_xattrs() && attr->xattrs() > 0) attr->set_xattrs(attr->xattrs() - 1);
+  attr->set_ctime_ns(NowNs());
   PutInode(batch, *inode);
   return Commit(batch);
 }

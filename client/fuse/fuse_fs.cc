@@ -3,6 +3,7 @@
 
 #include <sys/stat.h>
 
+#include <chrono>
 #include <cstdio>
 
 namespace sealfs::fuse {
@@ -116,6 +117,12 @@ std::shared_ptr<InodeState> FuseFs::FindState(uint64_t ino) {
   return found == inodes_.end() ? nullptr : found->second;
 }
 
+int64_t FuseFs::SteadyNowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 pb::Attr FuseFs::Observe(const pb::Attr& attr, const pb::Layout* layout, bool lookup) {
   auto state = State(attr.ino());
   pb::Attr shown = attr;
@@ -123,6 +130,8 @@ pb::Attr FuseFs::Observe(const pb::Attr& attr, const pb::Layout* layout, bool lo
   if (layout && layout->chains_size() > 0) state->layout = *layout;
   state->data_epoch = attr.data_epoch();
   if (S_ISDIR(attr.mode())) state->directory_attr = attr;  // copied in place
+  state->no_xattrs_until_ns =
+      attr.has_xattrs() && attr.xattrs() == 0 ? SteadyNowNs() + AttrTimeoutNs() : 0;
   if (state->dirty) {
     // This mount's writes are newer than what the server has recorded.
     state->size = std::max(state->size, attr.size());

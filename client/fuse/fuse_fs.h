@@ -39,6 +39,10 @@ struct InodeState {
   // The kernel asks for security.capability before every write; a recent
   // "none" answer is kept until this time (steady clock, ns).
   int64_t no_capability_until_ns = 0;
+  // The server said the inode has no extended attributes at all: getxattr
+  // and listxattr answer so until this time (`ls -l` asks for two on every
+  // file), as long as attributes are trusted.
+  int64_t no_xattrs_until_ns = 0;
   // What the kernel was last told, to notice changes made by other clients.
   uint64_t kernel_size = 0;
   int64_t kernel_mtime_ns = 0;
@@ -117,6 +121,12 @@ class FuseFs {
   // shown: this mount's unwritten size and mtime win. Optionally counts a
   // kernel lookup reference.
   pb::Attr Observe(const pb::Attr& attr, const pb::Layout* layout, bool lookup);
+  static int64_t SteadyNowNs();
+  int64_t AttrTimeoutNs() const { return static_cast<int64_t>(options_.attr_timeout * 1e9); }
+  // Whether the server recently said the inode has no extended attributes.
+  bool KnownWithoutXattrs(uint64_t ino);
+  // This mount changes the inode's extended attributes: forget what it knew.
+  void ForgetXattrsKnown(uint64_t ino, bool capability);
   void AddLookup(uint64_t ino);
   // Commits this mount's writes to the file's size and mtime.
   Status CommitWrites(uint64_t ino, pb::Attr* attr, bool durable = false);

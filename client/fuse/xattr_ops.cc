@@ -2,7 +2,6 @@
 #include <sys/xattr.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstring>
 
 #include "fuse_fs.h"
@@ -13,13 +12,20 @@ namespace {
 constexpr const char* kCapability = "security.capability";
 constexpr const char* kAclAccess = "system.posix_acl_access";
 constexpr int kMaxGroups = 256;
-
-int64_t SteadyNowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 }  // namespace
+
+bool FuseFs::KnownWithoutXattrs(uint64_t ino) {
+  auto state = State(ino);
+  std::lock_guard<std::mutex> lock(state->mutex);
+  return state->no_xattrs_until_ns > SteadyNowNs();
+}
+
+void FuseFs::ForgetXattrsKnown(uint64_t ino, bool capability) {
+  auto state = State(ino);
+  std::lock_guard<std::mutex> lock(state->mutex);
+  state->no_xattrs_until_ns = 0;
+  if (capability) state->no_capability_until_ns = 0;
+}
 
 void FuseFs::Setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value,
                       size_t size, int flags) {
@@ -35,16 +41,19 @@ void FuseFs::Setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const ch
     int count = fuse_req_getgroups(req, kMaxGroups, groups);
     for (int i = 0; i < std::min(count, kMaxGroups); ++i) request.add_caller_groups(groups[i]);
   }
-  if (std::strcmp(name, kCapability) == 0) {
-    auto state = State(ToServer(ino));
-    std::lock_guard<std::mutex> lock(state->mutex);
-    state->no_capability_until_ns = 0;
-  }
+  // Forgotten again after the reply: attributes read before the change may
+  // have arrived meanwhile.
+  const bool capability = std::strcmp(name, kCapability) == 0;
+  ForgetXattrsKnown(ToServer(ino), capability);
   pb::SetxattrResponse response;
-  ReplyStatus(req, client_.Meta(rpc::meta::kSetxattr, request, &response));
+  Status status = client_.Meta(rpc::meta::kSetxattr, request, &response);
+  ForgetXattrsKnown(ToServer(ino), capability);
+  ReplyStatus(req, status);
 }
 
 void FuseFs::Getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  if (KnownWithoutXattrs(ToServer(ino)))
+    return ReplyStatus(req, Status(ENODATA, "no such attribute"));
   const bool capability = std::strcmp(name, kCapability) == 0;
   if (capability) {
     auto state = State(ToServer(ino));
@@ -61,8 +70,7 @@ void FuseFs::Getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t s
   if (capability && status.code() == ENODATA) {
     auto state = State(ToServer(ino));
     std::lock_guard<std::mutex> lock(state->mutex);
-    state->no_capability_until_ns =
-        SteadyNowNs() + static_cast<int64_t>(options_.attr_timeout * 1e9);
+    state->no_capability_until_ns = SteadyNowNs() + AttrTimeoutNs();
   }
   if (!status.ok()) return ReplyStatus(req, status);
   if (size == 0) {
@@ -74,6 +82,10 @@ void FuseFs::Getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t s
 }
 
 void FuseFs::Listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  if (KnownWithoutXattrs(ToServer(ino))) {
+    if (size == 0) return static_cast<void>(fuse_reply_xattr(req, 0));
+    return static_cast<void>(fuse_reply_buf(req, nullptr, 0));
+  }
   pb::ListxattrRequest request;
   request.set_ino(ToServer(ino));
   pb::ListxattrResponse response;
@@ -93,16 +105,15 @@ void FuseFs::Listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 }
 
 void FuseFs::Removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
-  if (std::strcmp(name, kCapability) == 0) {
-    auto state = State(ToServer(ino));
-    std::lock_guard<std::mutex> lock(state->mutex);
-    state->no_capability_until_ns = 0;
-  }
+  const bool capability = std::strcmp(name, kCapability) == 0;
+  ForgetXattrsKnown(ToServer(ino), capability);
   pb::RemovexattrRequest request;
   request.set_ino(ToServer(ino));
   request.set_name(name);
   pb::RemovexattrResponse response;
-  ReplyStatus(req, client_.Meta(rpc::meta::kRemovexattr, request, &response));
+  Status status = client_.Meta(rpc::meta::kRemovexattr, request, &response);
+  ForgetXattrsKnown(ToServer(ino), capability);
+  ReplyStatus(req, status);
 }
 
 }  // namespace sealfs::fuse

@@ -187,6 +187,9 @@ TEST_F(FuseTest, ExtendedAttributes) {
   char value[64];
   EXPECT_EQ(getxattr(path.c_str(), "user.color", value, sizeof value), -1);
   EXPECT_EQ(errno, ENODATA);
+  // The other mount learns that the file has none (and may say so from memory).
+  EXPECT_EQ(getxattr(B("x").c_str(), "user.shape", value, sizeof value), -1);
+  EXPECT_EQ(errno, ENODATA);
   ASSERT_EQ(setxattr(path.c_str(), "user.color", "blue", 4, 0), 0);
   EXPECT_EQ(setxattr(path.c_str(), "user.color", "red", 3, XATTR_CREATE), -1);
   EXPECT_EQ(errno, EEXIST);
@@ -207,8 +210,11 @@ TEST_F(FuseTest, ExtendedAttributes) {
   ASSERT_EQ(removexattr(path.c_str(), "user.color"), 0);
   EXPECT_EQ(removexattr(path.c_str(), "user.color"), -1);
   EXPECT_EQ(errno, ENODATA);
-  // Visible through the other mount.
+  // Visible through the other mount once its attributes expire (attr_timeout=1).
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
   ASSERT_EQ(getxattr(B("x").c_str(), "user.shape", value, sizeof value), 5);
+  length = listxattr(B("x").c_str(), names, sizeof names);
+  EXPECT_EQ(std::string(names, std::max<ssize_t>(length, 0)), std::string("user.shape\0", 11));
 }
 
 TEST_F(FuseTest, TruncateShrinksAndGrowsWithZeros) {

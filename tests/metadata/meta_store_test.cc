@@ -463,16 +463,24 @@ TEST_F(MetaStoreTest, ReaddirCookiesResumeAcrossChanges) {
 
 TEST_F(MetaStoreTest, Xattrs) {
   uint64_t ino = File(root_, "f");
+  // The attributes count the xattrs: clients answer "none" from a 0.
+  EXPECT_TRUE(Attr(ino).has_xattrs());
+  EXPECT_EQ(Attr(ino).xattrs(), 0u);
+  EXPECT_EQ(Attr(root_).xattrs(), 0u);
   EXPECT_EQ(store_->Getxattr(ino, "user.a").status().code(), ENODATA);
   ASSERT_TRUE(store_->Setxattr(ino, "user.a", "1", 0).ok());
+  EXPECT_EQ(Attr(ino).xattrs(), 1u);
   EXPECT_EQ(store_->Setxattr(ino, "user.a", "2", XATTR_CREATE).code(), EEXIST);
   EXPECT_EQ(store_->Setxattr(ino, "user.b", "2", XATTR_REPLACE).code(), ENODATA);
   ASSERT_TRUE(store_->Setxattr(ino, "user.a", std::string("x\0y", 3), XATTR_REPLACE).ok());
   EXPECT_EQ(*store_->Getxattr(ino, "user.a"), std::string("x\0y", 3));
+  EXPECT_EQ(Attr(ino).xattrs(), 1u);
   ASSERT_TRUE(store_->Setxattr(ino, "user.b", "", 0).ok());
+  EXPECT_EQ(Attr(ino).xattrs(), 2u);
   EXPECT_EQ(*store_->Listxattr(ino), (std::vector<std::string>{"user.a", "user.b"}));
   ASSERT_TRUE(store_->Removexattr(ino, "user.a").ok());
   EXPECT_EQ(store_->Removexattr(ino, "user.a").code(), ENODATA);
+  EXPECT_EQ(Attr(ino).xattrs(), 1u);
   EXPECT_EQ(store_->Setxattr(ino, std::string(256, 'n'), "v", 0).code(), ERANGE);
   EXPECT_EQ(store_->Setxattr(ino, "user.big", std::string(kXattrValueMax + 1, 'v'), 0).code(),
             E2BIG);

@@ -341,11 +341,13 @@ TEST_F(PosixAclStoreTest, SettingAnAccessAclUpdatesTheModeAndCtime) {
   ASSERT_TRUE(store_->Setxattr(ino, std::string(kAclAccessXattr), NamedUserAcl(), 0).ok());
   EXPECT_EQ(Mode(ino), static_cast<uint32_t>(S_IFREG | 0674));
   EXPECT_EQ(Access(ino), NamedUserAcl());
+  EXPECT_EQ(store_->Getattr(ino)->attr().xattrs(), 1u);  // clients answer "none" from 0
   EXPECT_GT(store_->Getattr(ino)->attr().ctime_ns(), file.attr().ctime_ns());
   // Back to an ACL the mode can say: the xattr goes away, the mode stays exact.
   ASSERT_TRUE(store_->Setxattr(ino, std::string(kAclAccessXattr), BaseAcl(6, 0, 0), 0).ok());
   EXPECT_EQ(Mode(ino), static_cast<uint32_t>(S_IFREG | 0600));
   EXPECT_EQ(Access(ino), kMissing);
+  EXPECT_EQ(store_->Getattr(ino)->attr().xattrs(), 0u);
 }
 
 TEST_F(PosixAclStoreTest, MalformedAclsAreRejectedAndChangeNothing) {
@@ -390,20 +392,24 @@ TEST_F(PosixAclStoreTest, NewNodesInheritTheDefaultAclAndIgnoreTheUmask) {
   EXPECT_EQ(EntryOf(Access(file.attr().ino()), kAclUser), (AclEntry{kAclUser, 7, 1234}));
   EXPECT_EQ(EntryOf(Access(file.attr().ino()), kAclMask).perm, 6);
   EXPECT_EQ(Default(file.attr().ino()), kMissing);
+  EXPECT_EQ(file.attr().xattrs(), 1u);
 
   pb::Inode sub = Dir(parent, "sub", 0777);
   EXPECT_EQ(sub.attr().mode(), static_cast<uint32_t>(S_IFDIR | 0775));
   EXPECT_EQ(Default(sub.attr().ino()), parent_default);
   EXPECT_EQ(EntryOf(Access(sub.attr().ino()), kAclMask).perm, 7);
+  EXPECT_EQ(sub.attr().xattrs(), 2u);
 
   // Symlinks take no ACL.
   auto link = store_->Symlink(parent, "l", "f", caller_);
   ASSERT_TRUE(link.ok());
   EXPECT_EQ(link->attr().mode(), static_cast<uint32_t>(S_IFLNK | 0777));
   EXPECT_EQ(Access(link->attr().ino()), kMissing);
+  EXPECT_EQ(link->attr().xattrs(), 0u);
 
   // Removing the default ACL brings the umask back.
   ASSERT_TRUE(store_->Removexattr(parent, std::string(kAclDefaultXattr)).ok());
+  EXPECT_EQ(store_->Getattr(parent)->attr().xattrs(), 0u);
   EXPECT_EQ(File(parent, "g", 0666).attr().mode(), static_cast<uint32_t>(S_IFREG | 0600));
 }
 
