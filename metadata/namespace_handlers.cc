@@ -83,15 +83,26 @@ void MetaService::RegisterNamespaceHandlers(rpc::Dispatcher& d) {
         }
         uint64_t session = req.open_session();
         if (session != 0 && who.kind == Principal::Kind::kSession) session = who.session_id;
-        Result<pb::Inode> inode = store_.Mknod(req.parent(), req.name(), req.mode(), req.rdev(),
-                                               req.caller(), chains, [this, session](uint64_t ino) {
-                                                 if (session != 0) OpenFile(session, ino);
-                                               });
+        // The creator writes next: its first reservation commits with the
+        // file (one synced write), so the capability below finds it covered.
+        Reservation first;
+        if (session != 0) {
+          first.end = kFirstReservation;
+          first.until_ns =
+              auth::WallClockNs() +
+              2 * std::chrono::duration_cast<std::chrono::nanoseconds>(options_.capability_ttl)
+                      .count();
+        }
+        Result<pb::Inode> inode = store_.Mknod(
+            req.parent(), req.name(), req.mode(), req.rdev(), req.caller(), chains,
+            [this, session](uint64_t ino) {
+              if (session != 0) OpenFile(session, ino);
+            },
+            first);
         if (!inode.ok()) return inode.status();
         *resp->mutable_attr() = inode->attr();
         *resp->mutable_layout() = inode->layout();
         if (session != 0 && S_ISREG(inode->attr().mode())) {
-          // The creator writes next: reserve a first extent with the file.
           Result<pb::Capability> cap =
               IssueCapability(inode->attr().ino(), session, true, 0, kFirstReservation);
           if (cap.ok()) *resp->mutable_cap() = *cap;
