@@ -52,7 +52,7 @@ void MetaService::RegisterAdminHandlers(rpc::Dispatcher& d) {
           // theirs lands in a volume being removed.
           EndSessionsOf(volume->id());
           Status status = store_.DeleteVolume(req.name());
-          sweep_wakeup_.notify_all();
+          RemoveDataSoon();
           return status;
         });
   Serve(d, kVolumeSetQuota, Access::kAdmin,

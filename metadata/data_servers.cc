@@ -90,9 +90,9 @@ Result<uint64_t> MetaService::TruncateData(const pb::Inode& inode, uint64_t size
   return allocated.load();
 }
 
-void MetaService::RemovePendingData() {
+bool MetaService::RemovePendingData() {
   Result<std::vector<std::pair<uint64_t, pb::Layout>>> removals = store_.PendingRemovals();
-  if (!removals.ok() || removals->empty()) return;
+  if (!removals.ok() || removals->empty()) return false;
   // One call per target for a batch of files: each makes all its removals
   // durable with one sync. A file's removal is done once every member of
   // its chains has applied it; files with a member offline wait for it (a
@@ -145,6 +145,9 @@ void MetaService::RemovePendingData() {
   if (!recorded.ok()) {
     std::fprintf(stderr, "sealfs-meta: recording removals: %s\n", recorded.ToString().c_str());
   }
+  // Only a full pass that all went through asks for another at once; what
+  // failed waits for the next sweep.
+  return batch.size() == kBatch && done.size() == batch.size();
 }
 
 Result<MetaService::DataUsage> MetaService::FileUsage(const pb::Inode& inode, uint64_t size,

@@ -95,7 +95,7 @@ void MetaService::RegisterFileHandlers(rpc::Dispatcher& d) {
             Result<pb::Inode> inode = store_.Getattr(req.ino());
             if (inode.ok() && inode->attr().nlink() == 0) {
               ReleaseOrphanIfClosed(req.ino());
-              sweep_wakeup_.notify_all();
+              RemoveDataSoon();
             } else if (inode.ok()) {
               // Nobody writes any more: space reserved and not written goes
               // back to the volume now, not when the capabilities expire.

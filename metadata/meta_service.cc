@@ -37,12 +37,26 @@ MetaService::~MetaService() { Stop(); }
 void MetaService::Start() {
   sweeper_ = std::thread([this] {
     std::unique_lock<std::mutex> lock(sweep_mutex_);
+    Clock::time_point next_sweep = Clock::now() + options_.sweep_interval;
     while (!stopping_) {
-      sweep_wakeup_.wait_for(lock, options_.sweep_interval);
+      Clock::time_point wake = next_sweep;
+      if (removal_due_) wake = std::min(wake, *removal_due_);
+      sweep_wakeup_.wait_until(lock, wake);
       if (stopping_) break;
-      lock.unlock();
-      SweepOnce();
-      lock.lock();
+      const Clock::time_point now = Clock::now();
+      if (now >= next_sweep) {
+        removal_due_.reset();  // the sweep removes data too
+        lock.unlock();
+        SweepOnce();
+        lock.lock();
+        next_sweep = Clock::now() + options_.sweep_interval;
+      } else if (removal_due_ && now >= *removal_due_) {
+        removal_due_.reset();
+        lock.unlock();
+        const bool more = RemovePendingData();
+        lock.lock();
+        if (more && !removal_due_) removal_due_ = Clock::now();
+      }
     }
   });
 }
@@ -57,7 +71,16 @@ void MetaService::Stop() {
 }
 
 void MetaService::AfterUnlink(const Unlinked& unlinked) {
-  if (unlinked.freed) sweep_wakeup_.notify_all();
+  if (unlinked.freed) RemoveDataSoon();
+}
+
+void MetaService::RemoveDataSoon() {
+  {
+    std::lock_guard<std::mutex> lock(sweep_mutex_);
+    if (removal_due_) return;  // a removal pass is already coming
+    removal_due_ = Clock::now() + kRemovalDelay;
+  }
+  sweep_wakeup_.notify_all();
 }
 
 void MetaService::ReleaseOrphanIfClosed(uint64_t ino) {

@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 #include <unordered_map>
@@ -231,15 +232,20 @@ class MetaService {
   // Cuts the file's data; returns what the servers still hold.
   Result<uint64_t> TruncateData(const pb::Inode& inode, uint64_t size);
   // Removes the chunks of freed files (a batch of them) from the data servers.
-  void RemovePendingData();
+  // One pass over freed files; true if more are waiting than one pass takes.
+  bool RemovePendingData();
   // Forgets records of applied requests older than any retry.
   void ForgetOldRequests();
   // What the servers hold of the file's first `size` bytes.
   Result<DataUsage> FileUsage(const pb::Inode& inode, uint64_t size,
                               std::chrono::milliseconds timeout);
   void ReleaseOrphanIfClosed(uint64_t ino);
-  // Wakes the sweeper when an unlink freed a file whose chunks must go.
+  // Has the sweeper remove freed files' chunks when an unlink freed one.
   void AfterUnlink(const Unlinked& unlinked);
+  // Removes freed files' chunks shortly: the removals of a burst of unlinks
+  // go to the data servers in one pass, off the unlinks' path.
+  void RemoveDataSoon();
+  static constexpr std::chrono::milliseconds kRemovalDelay{50};
 
   // ---- meta_service.cc
   Result<pb::Inode> CommitWrite(const pb::CommitWriteRequest& request);
@@ -277,6 +283,7 @@ class MetaService {
   std::mutex sweep_mutex_;
   std::condition_variable sweep_wakeup_;
   bool stopping_ = false;
+  std::optional<Clock::time_point> removal_due_;  // when a removal pass is wanted
   std::thread sweeper_;
 };
 
