@@ -8,6 +8,11 @@
 
 namespace sealfs::metadata {
 
+void MetaService::DirectoryAfter(uint64_t dir, pb::Attr* out) {
+  Result<pb::Inode> inode = store_.Getattr(dir);
+  if (inode.ok()) *out = inode->attr();
+}
+
 void MetaService::RegisterNamespaceHandlers(rpc::Dispatcher& d) {
   // Replays of changes applied before: the answer is rebuilt from the state
   // they left. Changes that answer nothing but success need no state.
@@ -102,6 +107,7 @@ void MetaService::RegisterNamespaceHandlers(rpc::Dispatcher& d) {
         if (!inode.ok()) return inode.status();
         *resp->mutable_attr() = inode->attr();
         *resp->mutable_layout() = inode->layout();
+        DirectoryAfter(req.parent(), resp->mutable_parent_attr());
         if (session != 0 && S_ISREG(inode->attr().mode())) {
           Result<pb::Capability> cap =
               IssueCapability(inode->attr().ino(), session, true, 0, kFirstReservation);
@@ -132,6 +138,7 @@ void MetaService::RegisterNamespaceHandlers(rpc::Dispatcher& d) {
         Result<pb::Inode> inode = store_.Mkdir(req.parent(), req.name(), req.mode(), req.caller());
         if (!inode.ok()) return inode.status();
         *resp->mutable_attr() = inode->attr();
+        DirectoryAfter(req.parent(), resp->mutable_parent_attr());
         return Status::Ok();
       },
       created);
@@ -144,6 +151,7 @@ void MetaService::RegisterNamespaceHandlers(rpc::Dispatcher& d) {
             store_.Symlink(req.parent(), req.name(), req.target(), req.caller());
         if (!inode.ok()) return inode.status();
         *resp->mutable_attr() = inode->attr();
+        DirectoryAfter(req.parent(), resp->mutable_parent_attr());
         return Status::Ok();
       },
       created);
@@ -155,6 +163,7 @@ void MetaService::RegisterNamespaceHandlers(rpc::Dispatcher& d) {
         if (!inode.ok()) return inode.status();
         *resp->mutable_attr() = inode->attr();
         *resp->mutable_layout() = inode->layout();
+        DirectoryAfter(req.new_parent(), resp->mutable_parent_attr());
         return Status::Ok();
       },
       [this](const Principal&, const pb::LinkRequest& req, const AppliedRequest&,
@@ -175,25 +184,31 @@ void MetaService::RegisterNamespaceHandlers(rpc::Dispatcher& d) {
         if (!result.ok()) return result.status();
         AfterUnlink(*result);
         *resp->mutable_attr() = result->inode.attr();
+        DirectoryAfter(req.parent(), resp->mutable_parent_attr());
         return Status::Ok();
       },
       succeeded);
   ServeOnce(
       d, kRmdir,
-      [this](const Principal& who, const pb::RmdirRequest& req, pb::RmdirResponse*) -> Status {
+      [this](const Principal& who, const pb::RmdirRequest& req, pb::RmdirResponse* resp) -> Status {
         SEALFS_RETURN_IF_ERROR(CheckInodes(who, {req.parent()}));
-        return store_.Rmdir(req.parent(), req.name());
+        SEALFS_RETURN_IF_ERROR(store_.Rmdir(req.parent(), req.name()));
+        DirectoryAfter(req.parent(), resp->mutable_parent_attr());
+        return Status::Ok();
       },
       succeeded);
   ServeOnce(
       d, kRename,
-      [this](const Principal& who, const pb::RenameRequest& req, pb::RenameResponse*) -> Status {
+      [this](const Principal& who, const pb::RenameRequest& req,
+             pb::RenameResponse* resp) -> Status {
         SEALFS_RETURN_IF_ERROR(CheckInodes(who, {req.parent(), req.new_parent()}));
         Result<Unlinked> result =
             store_.Rename(req.parent(), req.name(), req.new_parent(), req.new_name(), req.flags(),
                           [this](uint64_t ino) { return IsOpen(ino); });
         if (!result.ok()) return result.status();
         AfterUnlink(*result);
+        DirectoryAfter(req.parent(), resp->mutable_parent_attr());
+        DirectoryAfter(req.new_parent(), resp->mutable_new_parent_attr());
         return Status::Ok();
       },
       succeeded);

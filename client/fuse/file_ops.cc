@@ -57,8 +57,10 @@ Result<pb::Layout> FuseFs::LayoutOf(uint64_t ino) {
 
 void FuseFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
                     fuse_file_info* fi) {
+  BeginDirectoryChange({ToServer(parent)});
   auto created =
       client_.CreateAndOpen(ToServer(parent), name, S_IFREG | (mode & 07777), CallerOf(req));
+  EndDirectoryChange(ToServer(parent), created.ok() ? created->parent_attr() : pb::Attr{});
   if (!created.ok()) return ReplyStatus(req, created.status());
   const pb::Attr& attr = created->attr();
   fuse_entry_param entry = EntryParam(Observe(attr, &created->layout(), /*lookup=*/true));

@@ -123,13 +123,54 @@ int64_t FuseFs::SteadyNowNs() {
       .count();
 }
 
+void FuseFs::BeginDirectoryChange(std::initializer_list<uint64_t> dirs) {
+  for (const uint64_t* dir = dirs.begin(); dir != dirs.end(); ++dir) {
+    if (dir != dirs.begin() && *dir == *dirs.begin()) continue;  // a rename within one directory
+    auto state = State(*dir);
+    std::lock_guard<std::mutex> lock(state->mutex);
+    if (state->changes_in_flight++ > 0) state->changes_overlapped = true;
+    state->attr_known_until_ns = 0;
+  }
+}
+
+void FuseFs::EndDirectoryChange(uint64_t dir, const pb::Attr& after) {
+  auto state = State(dir);
+  std::lock_guard<std::mutex> lock(state->mutex);
+  if (state->changes_in_flight > 0) --state->changes_in_flight;
+  if (state->changes_in_flight > 0) return;
+  if (!state->changes_overlapped && after.ino() == dir && S_ISDIR(after.mode())) {
+    state->directory_attr = after;
+    state->attr_known_until_ns = SteadyNowNs() + AttrTimeoutNs();
+  }
+  state->changes_overlapped = false;
+}
+
+bool FuseFs::ReplyKnownDirectoryAttr(fuse_req_t req, uint64_t ino) {
+  auto state = FindState(ino);
+  if (!state) return false;
+  struct stat st {};
+  double timeout = 0;
+  {
+    std::lock_guard<std::mutex> lock(state->mutex);
+    int64_t left_ns = state->attr_known_until_ns - SteadyNowNs();
+    if (left_ns <= 0 || !state->directory_attr) return false;
+    st = ToStat(*state->directory_attr);
+    timeout = static_cast<double>(left_ns) / 1e9;
+  }
+  fuse_reply_attr(req, &st, timeout);
+  return true;
+}
+
 pb::Attr FuseFs::Observe(const pb::Attr& attr, const pb::Layout* layout, bool lookup) {
   auto state = State(attr.ino());
   pb::Attr shown = attr;
   std::lock_guard<std::mutex> lock(state->mutex);
   if (layout && layout->chains_size() > 0) state->layout = *layout;
   state->data_epoch = attr.data_epoch();
-  if (S_ISDIR(attr.mode())) state->directory_attr = attr;  // copied in place
+  if (S_ISDIR(attr.mode())) {
+    state->directory_attr = attr;    // copied in place
+    state->attr_known_until_ns = 0;  // of unknown age: the kernel's getattr asks
+  }
   state->no_xattrs_until_ns =
       attr.has_xattrs() && attr.xattrs() == 0 ? SteadyNowNs() + AttrTimeoutNs() : 0;
   if (state->dirty) {

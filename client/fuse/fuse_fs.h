@@ -49,6 +49,12 @@ struct InodeState {
   // Directories: the last attributes seen, for fstat on a descriptor of a
   // directory removed meanwhile (link count 0, like any removed directory).
   std::optional<pb::Attr> directory_attr;
+  // Directories: this mount's changes in flight in it, whether two of them
+  // overlapped, and until when the attributes the server sent back with the
+  // last one answer the kernel's getattr (it asks after every change).
+  int changes_in_flight = 0;
+  bool changes_overlapped = false;
+  int64_t attr_known_until_ns = 0;
 };
 
 class FuseFs {
@@ -123,9 +129,17 @@ class FuseFs {
   pb::Attr Observe(const pb::Attr& attr, const pb::Layout* layout, bool lookup);
   static int64_t SteadyNowNs();
   int64_t AttrTimeoutNs() const { return static_cast<int64_t>(options_.attr_timeout * 1e9); }
+  // Around a change this mount makes in directories: the attributes the
+  // server returned with it answer the kernel's next getattr, unless another
+  // change overlapped it (its attributes could then be older than the other's).
+  void BeginDirectoryChange(std::initializer_list<uint64_t> dirs);
+  void EndDirectoryChange(uint64_t dir, const pb::Attr& after);
+  // Answers a getattr of a directory from its known attributes, if recent.
+  bool ReplyKnownDirectoryAttr(fuse_req_t req, uint64_t ino);
   // Whether the server recently said the inode has no extended attributes.
   bool KnownWithoutXattrs(uint64_t ino);
-  // This mount changes the inode's extended attributes: forget what it knew.
+  // This mount changes the inode's extended attributes: forget what it knew
+  // of them and of its attributes.
   void ForgetXattrsKnown(uint64_t ino, bool capability);
   void AddLookup(uint64_t ino);
   // Commits this mount's writes to the file's size and mtime.

@@ -97,6 +97,7 @@ Status FuseFs::CommitWrites(uint64_t ino, pb::Attr* attr, bool durable) {
 
 void FuseFs::Getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   uint64_t server_ino = ToServer(ino);
+  if (ReplyKnownDirectoryAttr(req, server_ino)) return;
   pb::Attr attr;
   Status committed = CommitWrites(server_ino, &attr);
   if (committed.ok()) return ReplyAttr(req, attr);
@@ -200,7 +201,9 @@ void FuseFs::Mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t m
   request.set_rdev(rdev);
   *request.mutable_caller() = CallerOf(req);
   pb::MknodResponse response;
+  BeginDirectoryChange({request.parent()});
   Status status = client_.Meta(rpc::meta::kMknod, request, &response);
+  EndDirectoryChange(request.parent(), response.parent_attr());
   if (!status.ok()) return ReplyStatus(req, status);
   ReplyEntry(req, response.attr(), &response.layout());
 }
@@ -212,7 +215,9 @@ void FuseFs::Mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t m
   request.set_mode(mode);
   *request.mutable_caller() = CallerOf(req);
   pb::MkdirResponse response;
+  BeginDirectoryChange({request.parent()});
   Status status = client_.Meta(rpc::meta::kMkdir, request, &response);
+  EndDirectoryChange(request.parent(), response.parent_attr());
   if (!status.ok()) return ReplyStatus(req, status);
   ReplyEntry(req, response.attr(), nullptr);
 }
@@ -224,7 +229,9 @@ void FuseFs::Symlink(fuse_req_t req, const char* target, fuse_ino_t parent, cons
   request.set_target(target);
   *request.mutable_caller() = CallerOf(req);
   pb::SymlinkResponse response;
+  BeginDirectoryChange({request.parent()});
   Status status = client_.Meta(rpc::meta::kSymlink, request, &response);
+  EndDirectoryChange(request.parent(), response.parent_attr());
   if (!status.ok()) return ReplyStatus(req, status);
   ReplyEntry(req, response.attr(), nullptr);
 }
@@ -235,7 +242,9 @@ void FuseFs::Link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t new_parent, const c
   request.set_new_parent(ToServer(new_parent));
   request.set_new_name(new_name);
   pb::LinkResponse response;
+  BeginDirectoryChange({request.new_parent()});
   Status status = client_.Meta(rpc::meta::kLink, request, &response);
+  EndDirectoryChange(request.new_parent(), response.parent_attr());
   if (!status.ok()) return ReplyStatus(req, status);
   ReplyEntry(req, response.attr(), &response.layout());
 }
@@ -245,7 +254,9 @@ void FuseFs::Unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
   request.set_parent(ToServer(parent));
   request.set_name(name);
   pb::UnlinkResponse response;
+  BeginDirectoryChange({request.parent()});
   Status status = client_.Meta(rpc::meta::kUnlink, request, &response);
+  EndDirectoryChange(request.parent(), response.parent_attr());
   ReplyStatus(req, status);
 }
 
@@ -254,7 +265,10 @@ void FuseFs::Rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
   request.set_parent(ToServer(parent));
   request.set_name(name);
   pb::RmdirResponse response;
-  ReplyStatus(req, client_.Meta(rpc::meta::kRmdir, request, &response));
+  BeginDirectoryChange({request.parent()});
+  Status status = client_.Meta(rpc::meta::kRmdir, request, &response);
+  EndDirectoryChange(request.parent(), response.parent_attr());
+  ReplyStatus(req, status);
 }
 
 void FuseFs::Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t new_parent,
@@ -272,7 +286,13 @@ void FuseFs::Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_in
   if (flags & kLinuxRenameExchange) wire_flags |= pb::RENAME_FLAG_EXCHANGE;
   request.set_flags(wire_flags);
   pb::RenameResponse response;
-  ReplyStatus(req, client_.Meta(rpc::meta::kRename, request, &response));
+  BeginDirectoryChange({request.parent(), request.new_parent()});
+  Status status = client_.Meta(rpc::meta::kRename, request, &response);
+  EndDirectoryChange(request.parent(), response.parent_attr());
+  if (request.new_parent() != request.parent()) {
+    EndDirectoryChange(request.new_parent(), response.new_parent_attr());
+  }
+  ReplyStatus(req, status);
 }
 
 void FuseFs::Readlink(fuse_req_t req, fuse_ino_t ino) {

@@ -24,6 +24,7 @@ void FuseFs::ForgetXattrsKnown(uint64_t ino, bool capability) {
   auto state = State(ino);
   std::lock_guard<std::mutex> lock(state->mutex);
   state->no_xattrs_until_ns = 0;
+  state->attr_known_until_ns = 0;  // an ACL changes the mode
   if (capability) state->no_capability_until_ns = 0;
 }
 

@@ -240,6 +240,9 @@ class MetaService {
   Result<DataUsage> FileUsage(const pb::Inode& inode, uint64_t size,
                               std::chrono::milliseconds timeout);
   void ReleaseOrphanIfClosed(uint64_t ino);
+  // The attributes of a directory after a change a request made in it, for
+  // the reply: the kernel asks for them after every change.
+  void DirectoryAfter(uint64_t dir, pb::Attr* out);
   // Has the sweeper remove freed files' chunks when an unlink freed one.
   void AfterUnlink(const Unlinked& unlinked);
   // Removes freed files' chunks shortly: the removals of a burst of unlinks
