@@ -141,6 +141,7 @@ void FuseFs::EndDirectoryChange(uint64_t dir, const pb::Attr& after) {
   if (!state->changes_overlapped && after.ino() == dir && S_ISDIR(after.mode())) {
     state->directory_attr = after;
     state->attr_known_until_ns = SteadyNowNs() + AttrTimeoutNs();
+    state->attr_known_epoch = removals_.load();
   }
   state->changes_overlapped = false;
 }
@@ -154,6 +155,7 @@ bool FuseFs::ReplyKnownDirectoryAttr(fuse_req_t req, uint64_t ino) {
     std::lock_guard<std::mutex> lock(state->mutex);
     int64_t left_ns = state->attr_known_until_ns - SteadyNowNs();
     if (left_ns <= 0 || !state->directory_attr) return false;
+    if (state->attr_known_epoch != removals_.load()) return false;
     st = ToStat(*state->directory_attr);
     timeout = static_cast<double>(left_ns) / 1e9;
   }

@@ -266,6 +266,7 @@ void FuseFs::Rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
   request.set_name(name);
   pb::RmdirResponse response;
   BeginDirectoryChange({request.parent()});
+  ++removals_;
   Status status = client_.Meta(rpc::meta::kRmdir, request, &response);
   EndDirectoryChange(request.parent(), response.parent_attr());
   ReplyStatus(req, status);
@@ -287,6 +288,7 @@ void FuseFs::Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_in
   request.set_flags(wire_flags);
   pb::RenameResponse response;
   BeginDirectoryChange({request.parent(), request.new_parent()});
+  ++removals_;  // it may replace a directory
   Status status = client_.Meta(rpc::meta::kRename, request, &response);
   EndDirectoryChange(request.parent(), response.parent_attr());
   if (request.new_parent() != request.parent()) {
