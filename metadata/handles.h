@@ -117,4 +117,12 @@ class MetaStore::Locks {
 
 using LockSet = MetaStore::Locks::LockSet;
 
+// A directory entry found and locked with its directory (LockEntry).
+struct MetaStore::LockedEntry {
+  std::unique_ptr<LockSet> lock;
+  uint64_t seq = 0;
+  pb::Inode dir;
+  pb::Inode inode;
+};
+
 }  // namespace sealfs::metadata

@@ -208,7 +208,9 @@ void MetaService::RegisterNamespaceHandlers(rpc::Dispatcher& d) {
         if (!result.ok()) return result.status();
         AfterUnlink(*result);
         DirectoryAfter(req.parent(), resp->mutable_parent_attr());
-        DirectoryAfter(req.new_parent(), resp->mutable_new_parent_attr());
+        if (req.new_parent() != req.parent()) {
+          DirectoryAfter(req.new_parent(), resp->mutable_new_parent_attr());
+        }
         return Status::Ok();
       },
       succeeded);

@@ -25,9 +25,9 @@ Status MetaStore::Setxattr(uint64_t ino, const std::string& name, const std::str
   if ((flags & XATTR_CREATE) && exists) return Status(EEXIST, "attribute exists");
   if ((flags & XATTR_REPLACE) && !exists) return Status(ENODATA, "no such attribute");
   rocksdb::WriteBatch batch;
+  pb::Attr* attr = inode->mutable_attr();
   bool stored = true;  // whether the attribute exists afterwards
   if (IsAclXattr(name)) {
-    pb::Attr* attr = inode->mutable_attr();
     // A caller unknown to us (a client that does not send one) keeps the bit.
     bool keep_setgid =
         caller == nullptr || MayKeepSetgid(caller->uid, caller->gid, caller->groups, attr->gid());
@@ -43,7 +43,6 @@ Status MetaStore::Setxattr(uint64_t ino, const std::string& name, const std::str
   } else {
     batch.Put(cf_->xattrs, XattrKey(ino, name), value);
   }
-  pb::Attr* attr = inode->mutable_attr();
   if (attr->has_xattrs())
     attr->set_xattrs(attr->xattrs() + (stored && !exists) - (exists && !stored));
   attr->set_ctime_ns(NowNs());

@@ -372,5 +372,7 @@ Status IteratorStatus(const rocksdb::Iterator& it);
 // Validates a single path component; EINVAL or ENAMETOOLONG.
 Status CheckName(const std::string& name);
 int64_t NowNs();
+// A change at `now`: ctime, and mtime if the contents changed.
+void Touch(pb::Attr* attr, int64_t now, bool mtime);
 
 }  // namespace sealfs::metadata
