@@ -28,9 +28,24 @@ struct MountProcesses {
   pid_t daemon = 0;
 };
 
+// Empty when the process is gone. Plain read(2): a process that exits while
+// its file is read fails the read with ESRCH, which std::filebuf throws on.
 inline std::string ProcFile(pid_t pid, const char* name) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/" + name, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
+  std::string path = "/proc/" + std::to_string(pid) + "/" + name;
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return {};
+  std::string contents;
+  char buffer[4096];
+  for (;;) {
+    ssize_t got = read(fd, buffer, sizeof buffer);
+    if (got <= 0) {
+      if (got < 0) contents.clear();
+      break;
+    }
+    contents.append(buffer, static_cast<size_t>(got));
+  }
+  close(fd);
+  return contents;
 }
 
 // The sealfs-fuse processes whose command line names `mountpoint`: the
