@@ -646,17 +646,17 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
 // What the accept loop shares with TcpServer; the loop keeps it alive until
 // it has seen the acceptor close.
 struct Listener {
-  Listener(asio::io_context& io, RequestSink& sink, const TcpServerOptions& options)
+  Listener(IoThreads& io, RequestSink& sink, const TcpServerOptions& options)
       : io(io),
         sink(sink),
         options(options),
-        strand(asio::make_strand(io)),
+        strand(asio::make_strand(io.context())),
         acceptor(strand),
         backoff(strand),
         budget(std::make_shared<ServerBudget>(options.max_requests_per_server,
                                               options.max_bytes_per_server)) {}
 
-  asio::io_context& io;
+  IoThreads& io;  // each accepted connection goes to its next loop
   RequestSink& sink;
   const TcpServerOptions options;
   Strand strand;
@@ -672,7 +672,7 @@ constexpr auto kLastAcceptBackoff = std::chrono::seconds(1);
 
 class TcpServer : public ServerTransport {
  public:
-  TcpServer(asio::io_context& io, RequestSink& sink, const TcpServerOptions& options)
+  TcpServer(IoThreads& io, RequestSink& sink, const TcpServerOptions& options)
       : listener_(std::make_shared<Listener>(io, sink, options)) {}
   ~TcpServer() override { Stop(); }
 
@@ -716,8 +716,8 @@ class TcpServer : public ServerTransport {
     auto backoff = kFirstAcceptBackoff;
     bool failing = false;
     while (listener->acceptor.is_open()) {
-      auto [error, socket] =
-          co_await listener->acceptor.async_accept(asio::make_strand(listener->io), kNoThrow);
+      auto [error, socket] = co_await listener->acceptor.async_accept(
+          asio::make_strand(listener->io.context()), kNoThrow);
       if (error) {
         if (error == asio::error::operation_aborted || !listener->acceptor.is_open()) co_return;
         if (error == asio::error::connection_aborted) continue;  // that peer gave up
@@ -756,20 +756,29 @@ class TcpServer : public ServerTransport {
 
 }  // namespace
 
-IoThreads::IoThreads(int threads) : context_(std::make_unique<asio::io_context>()) {
-  auto guard = std::make_shared<asio::executor_work_guard<asio::io_context::executor_type>>(
-      context_->get_executor());
-  for (int i = 0; i < threads; ++i) {
-    threads_.emplace_back([this, guard] { context_->run(); });
+IoThreads::IoThreads(int threads) {
+  for (int i = 0; i < std::max(threads, 1); ++i) {
+    // Hint 1: one thread runs it (posting from other threads stays safe).
+    contexts_.push_back(std::make_unique<asio::io_context>(1));
+  }
+  for (auto& context : contexts_) {
+    threads_.emplace_back([context = context.get()] {
+      auto guard = asio::make_work_guard(*context);
+      context->run();
+    });
   }
 }
 
 IoThreads::~IoThreads() { Stop(); }
 
+asio::io_context& IoThreads::context() {
+  return *contexts_[next_.fetch_add(1, std::memory_order_relaxed) % contexts_.size()];
+}
+
 void IoThreads::Stop() {
   if (stopped_) return;
   stopped_ = true;
-  context_->stop();
+  for (auto& context : contexts_) context->stop();
   for (auto& thread : threads_) thread.join();
 }
 
@@ -779,7 +788,7 @@ std::shared_ptr<Channel> MakeTcpChannel(IoThreads& io, const std::string& addres
 
 std::unique_ptr<ServerTransport> MakeTcpServer(IoThreads& io, RequestSink& sink,
                                                TcpServerOptions options) {
-  return std::make_unique<TcpServer>(io.context(), sink, options);
+  return std::make_unique<TcpServer>(io, sink, options);
 }
 
 }  // namespace sealfs::rpc
