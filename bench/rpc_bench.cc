@@ -1,5 +1,5 @@
-// RPC round trip and 1 MiB payload throughput over loopback TCP (and RDMA where
-// a device exists), each beside a bare Asio echo over a blocking socket as the
+// RPC round trip (handler on a worker and inline) and 1 MiB payload throughput over loopback TCP
+// (and RDMA where a device exists), each beside a bare Asio echo over a blocking socket as the
 // baseline, and 1 MiB replies to several connections at once.
 #include <benchmark/benchmark.h>
 
@@ -39,6 +39,12 @@ struct SealfsServer {
         }});
     dispatcher.Register(data::kStat, {[](const pb::StatRequest&, pb::StatResponse*,
                                          RequestContext&) { return Status::Ok(); }});
+    // The same no-op, run on the transport thread (Runs::kInline).
+    dispatcher.Register(data::kFileUsage,
+                        {[](const pb::FileUsageRequest&, pb::FileUsageResponse*, RequestContext&) {
+                          return Status::Ok();
+                        }},
+                        Runs::kInline);
     dispatcher.Register(data::kWrite,
                         {[](const pb::WriteRequest&, pb::WriteResponse*, RequestContext& context) {
                           benchmark::DoNotOptimize(context.payload.data());
@@ -156,6 +162,23 @@ void SealfsRoundTrip(benchmark::State& state, TransportKind kind) {
 }
 BENCHMARK_CAPTURE(SealfsRoundTrip, tcp, TransportKind::kTcp)->UseRealTime();
 BENCHMARK_CAPTURE(SealfsRoundTrip, rdma, TransportKind::kRdma)->UseRealTime();
+
+// The round trip above with the handler run inline on the server's
+// transport thread: no hand-off to a worker and back.
+void SealfsRoundTripInline(benchmark::State& state, TransportKind kind) {
+  if (Skip(state, kind)) return;
+  SealfsServer server(kind);
+  pb::FileUsageRequest request;
+  pb::FileUsageResponse response;
+  for (auto _ : state) {
+    if (!Invoke(*server.channel, data::kFileUsage, request, &response).ok()) {
+      state.SkipWithError("call failed");
+      break;
+    }
+  }
+}
+BENCHMARK_CAPTURE(SealfsRoundTripInline, tcp, TransportKind::kTcp)->UseRealTime();
+BENCHMARK_CAPTURE(SealfsRoundTripInline, rdma, TransportKind::kRdma)->UseRealTime();
 
 void BM_AsioEchoRoundTrip(benchmark::State& state) {
   EchoServer server(64, 64);

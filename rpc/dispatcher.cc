@@ -51,6 +51,9 @@ Dispatcher::~Dispatcher() { Shutdown(); }
 
 void Dispatcher::Shutdown() {
   shut_down_ = true;
+  // Submit counts itself before it looks at shut_down_: once none is left,
+  // every handler that will run was posted or has run inline.
+  while (submitting_.load() > 0) std::this_thread::yield();
   pool_->join();
 }
 
@@ -67,6 +70,11 @@ void Dispatcher::Submit(Message request, RequestOrigin origin,
   reply.header.service = request.header.service;
   reply.header.method = request.header.method;
   reply.header.request_id = request.header.request_id;
+  ++submitting_;
+  struct Leave {
+    std::atomic<int>& count;
+    ~Leave() { --count; }
+  } leave{submitting_};
   if (shut_down_) {
     reply.header.status = ESHUTDOWN;
     reply.body = "server is shutting down";
@@ -80,15 +88,21 @@ void Dispatcher::Submit(Message request, RequestOrigin origin,
                  std::to_string(request.header.method);
     return respond(std::move(reply));
   }
-  const char* name = names_.at(found->first);
-  asio::post(*pool_, [this, name, handler = &found->second, request = std::move(request),
-                      reply = std::move(reply), origin = std::move(origin),
-                      respond = std::move(respond)]() mutable {
+  auto run = [this, name = names_.at(found->first), handler = &found->second](
+                 Message& request, Message& reply, const RequestOrigin& origin) {
     auto start = std::chrono::steady_clock::now();
     handler->operator()(request, reply, origin);
     if (observer_) {
       observer_(name, reply.header.status, std::chrono::steady_clock::now() - start);
     }
+  };
+  if (inline_.contains(found->first)) {
+    run(request, reply, origin);
+    return respond(std::move(reply));
+  }
+  asio::post(*pool_, [run, request = std::move(request), reply = std::move(reply),
+                      origin = std::move(origin), respond = std::move(respond)]() mutable {
+    run(request, reply, origin);
     respond(std::move(reply));
   });
 }

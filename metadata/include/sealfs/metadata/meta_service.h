@@ -137,7 +137,7 @@ class MetaService {
   // response)` runs only for a caller the rule admits.
   template <typename Request, typename Response, typename Handler>
   void Serve(rpc::Dispatcher& d, rpc::Method<Request, Response> method, Access access,
-             Handler handler) {
+             Handler handler, rpc::Runs runs = rpc::Runs::kOnWorker) {
     d.Register(method,
                {[this, access, handler, name = method.name](
                     const Request& request, Response* response, rpc::RequestContext&) -> Status {
@@ -145,7 +145,8 @@ class MetaService {
                  if (!who.ok()) return who.status();
                  if (who->kind == Principal::Kind::kSession) CountOperation(who->volume_id, name);
                  return handler(*who, request, response);
-               }});
+               }},
+               runs);
   }
   // Registers a change that a retry must not apply twice (RequestLog): a
   // numbered request of a session that was applied already gets the first
