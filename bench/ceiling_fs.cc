@@ -3,7 +3,8 @@
 // be on this machine. It is what every benchmark row compares SealFS with:
 // libfuse's low-level API, multithreaded, with the same kernel
 // capabilities, mount options, cache timeouts and loop settings as
-// sealfs-fuse, and no work of its own beyond the system call it passes on.
+// sealfs-fuse, the same operations served (extended attributes included),
+// and no work of its own beyond the system call it passes on.
 #define FUSE_USE_VERSION 312
 #include <dirent.h>
 #include <fcntl.h>
@@ -12,6 +13,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -417,6 +419,41 @@ void Statfs(fuse_req_t req, fuse_ino_t ino) {
   fuse_reply_statfs(req, &st);
 }
 
+// Extended attributes, passed on as libfuse's passthrough_ll does with
+// `-o xattr` (through /proc/self/fd: O_PATH descriptors take no f*xattr).
+// sealfs-fuse serves them, so the kernel asks both for them alike (ls -l
+// asks every file for security.selinux and system.posix_acl_access).
+void ReplyXattrSize(fuse_req_t req, size_t size, ssize_t got, const std::string& value) {
+  if (got < 0) return static_cast<void>(fuse_reply_err(req, errno));
+  if (size == 0) return static_cast<void>(fuse_reply_xattr(req, static_cast<size_t>(got)));
+  fuse_reply_buf(req, value.data(), static_cast<size_t>(got));
+}
+
+void Getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  std::string value(size, '\0');
+  ssize_t got =
+      getxattr(ProcPath(PathFd(req, ino).get()).c_str(), name, size ? value.data() : nullptr, size);
+  ReplyXattrSize(req, size, got, value);
+}
+
+void Listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  std::string value(size, '\0');
+  ssize_t got =
+      listxattr(ProcPath(PathFd(req, ino).get()).c_str(), size ? value.data() : nullptr, size);
+  ReplyXattrSize(req, size, got, value);
+}
+
+void Setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
+              int flags) {
+  int result = setxattr(ProcPath(PathFd(req, ino).get()).c_str(), name, value, size, flags);
+  fuse_reply_err(req, result < 0 ? errno : 0);
+}
+
+void Removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  int result = removexattr(ProcPath(PathFd(req, ino).get()).c_str(), name);
+  fuse_reply_err(req, result < 0 ? errno : 0);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -470,6 +507,10 @@ int main(int argc, char** argv) {
   ops.statfs = Statfs;
   ops.create = Create;
   ops.fallocate = Fallocate;
+  ops.getxattr = Getxattr;
+  ops.listxattr = Listxattr;
+  ops.setxattr = Setxattr;
+  ops.removexattr = Removexattr;
   // sealfs-fuse's mount options (as `sealfs local up` mounts it).
   const char* fuse_argv[] = {"sealfs-ceiling", "-o",
                              "allow_other,default_permissions,fsname=ceiling,subtype=ceiling"};
