@@ -69,6 +69,8 @@ const char* ProblemName(Problem problem) {
       return "missing-root";
     case Problem::kVolumeMismatch:
       return "volume-mismatch";
+    case Problem::kXattrCount:
+      return "xattr-count";
   }
   return "unknown";
 }
@@ -107,6 +109,10 @@ std::string Describe(const Finding& f) {
       return "entry " + Where(f) + " names inode " + Hex(f.ino) + " of volume " +
              std::to_string(f.found) + ", not of the directory's volume " +
              std::to_string(f.expected);
+    case Problem::kXattrCount:
+      return "inode " + Hex(f.ino) + " counts " + std::to_string(f.found) +
+             " extended attributes but has " + std::to_string(f.expected) +
+             " (a mount would answer 'none' for those it misses)";
   }
   return "unknown problem";
 }
@@ -203,6 +209,17 @@ std::vector<Finding> CheckNamespace(const NamespaceFacts& facts, CheckSummary* s
   for (const InodeFact& inode : facts.inodes) {
     uint64_t named = names.count(inode.ino) ? names[inode.ino] : 0;
     bool orphan = facts.orphans.count(inode.ino) > 0;
+    if (inode.xattrs >= 0) {
+      auto stored = facts.xattrs.find(inode.ino);
+      uint64_t held = stored == facts.xattrs.end() ? 0 : stored->second;
+      if (static_cast<uint64_t>(inode.xattrs) != held) {
+        Finding wrong = Finding::Of(Problem::kXattrCount, inode.ino);
+        wrong.type = inode.mode & S_IFMT;
+        wrong.found = static_cast<uint64_t>(inode.xattrs);
+        wrong.expected = held;
+        findings.push_back(wrong);
+      }
+    }
     Finding at = Finding::Of(Problem::kLinkCount, inode.ino);
     at.type = inode.mode & S_IFMT;
     at.volume_id = inode.volume_id;

@@ -47,7 +47,8 @@ Result<NamespaceFacts> MetaStore::CollectFacts() {
         return Status(EIO, "inode record " + it->key().ToString(true) + " is corrupt");
       }
       facts.inodes.push_back({DecodeIno(it->key().data()), inode.attr().mode(),
-                              inode.attr().nlink(), inode.attr().parent(), inode.volume_id()});
+                              inode.attr().nlink(), inode.attr().parent(), inode.volume_id(),
+                              inode.attr().has_xattrs() ? int64_t{inode.attr().xattrs()} : -1});
     }
     SEALFS_RETURN_IF_ERROR(IteratorStatus(*it));
   }
@@ -59,6 +60,14 @@ Result<NamespaceFacts> MetaStore::CollectFacts() {
       facts.entries.push_back({DecodeIno(it->key().data()),
                                std::string(it->key().data() + 8, it->key().size() - 8), value.ino,
                                value.type, value.seq});
+    }
+    SEALFS_RETURN_IF_ERROR(IteratorStatus(*it));
+  }
+  {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read.options(), cf_->xattrs));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      if (it->key().size() < 8) return Status(EIO, "an extended attribute key is corrupt");
+      ++facts.xattrs[DecodeIno(it->key().data())];
     }
     SEALFS_RETURN_IF_ERROR(IteratorStatus(*it));
   }
@@ -161,6 +170,19 @@ Result<std::string> MetaStore::Repair(const Finding& f) {
       return f.problem == Problem::kLinkCount
                  ? "set the link count to " + std::to_string(f.expected)
                  : "set the parent to the directory that names it";
+    }
+    case Problem::kXattrCount: {
+      // Counted again under the inode's lock, which every xattr change holds.
+      LockSet lock(*locks_, {f.ino});
+      Result<pb::Inode> inode = LoadInode(f.ino);
+      if (!inode.ok()) return inode.status();
+      if (!inode->attr().has_xattrs() || inode->attr().xattrs() != f.found) return Changed();
+      Result<std::vector<std::string>> names = Listxattr(f.ino);
+      if (!names.ok()) return names.status();
+      inode->mutable_attr()->set_xattrs(static_cast<uint32_t>(names->size()));
+      PutInode(batch, *inode);
+      SEALFS_RETURN_IF_ERROR(Commit(batch));
+      return "set the count of extended attributes to " + std::to_string(names->size());
     }
     case Problem::kUnreachable:
       return Reattach(f);

@@ -136,6 +136,23 @@ TEST(NamespaceCheck, ListingRecordsMatchEntries) {
             (std::multiset<Problem>{Problem::kMissingIndex, Problem::kStrayIndex}));
 }
 
+TEST(NamespaceCheck, AnXattrCountMustMatchTheAttributesStored) {
+  NamespaceFacts facts = SmallTree();
+  facts.inodes[2].xattrs = 2;  // the file counts two
+  facts.xattrs[102] = 1;       // but one is stored
+  facts.inodes[1].xattrs = 0;  // the directory counts none and has none
+  facts.xattrs[100] = 3;       // the root does not count (an older record): not checked
+  auto findings = CheckNamespace(facts);
+  ASSERT_EQ(findings.size(), 1u);
+  EXPECT_EQ(findings[0].problem, Problem::kXattrCount);
+  EXPECT_EQ(findings[0].ino, 102u);
+  EXPECT_EQ(findings[0].found, 2u);
+  EXPECT_EQ(findings[0].expected, 1u);
+  EXPECT_NE(Describe(findings[0]).find("extended attributes"), std::string::npos);
+  facts.xattrs[102] = 2;
+  EXPECT_TRUE(CheckNamespace(facts).empty());
+}
+
 TEST(NamespaceCheck, EntryTypeVolumeAndRootAreChecked) {
   NamespaceFacts facts = SmallTree();
   facts.entries[1].type = S_IFLNK;
@@ -286,6 +303,36 @@ TEST_F(FsckStoreTest, PlantedDamageIsFoundAndRepairMendsIt) {
   EXPECT_TRUE(store_->Rmdir(a, "b").ok());
   EXPECT_TRUE(store_->Rmdir(found_ino, "#" + std::to_string(a)).ok());
   EXPECT_EQ(Fsck(false).found_count(), 0u);
+}
+
+TEST_F(FsckStoreTest, AWrongXattrCountIsFoundAndRepairCountsAgain) {
+  uint64_t f = Make(root_, "tagged", false);
+  ASSERT_TRUE(store_->Setxattr(f, "user.a", "1", 0, nullptr).ok());
+  ASSERT_TRUE(store_->Setxattr(f, "user.b", "2", 0, nullptr).ok());
+  ASSERT_EQ(store_->Getattr(f)->attr().xattrs(), 2u);
+  EXPECT_EQ(Fsck(false).found_count(), 0u);
+  store_.reset();
+  {
+    StoreDamage damage(dir_ + "/db");
+    pb::Inode inode = damage.Inode(f);
+    inode.mutable_attr()->set_xattrs(0);  // a mount would answer "none" for both
+    damage.PutInode(inode);
+  }
+  Open();
+  pb::FsckResponse check = Fsck(false);
+  EXPECT_EQ(ProblemNames(check), (std::multiset<std::string>{"xattr-count"}))
+      << check.DebugString();
+  pb::FsckResponse repair = Fsck(true);
+  EXPECT_EQ(repair.remaining_count(), 0u) << repair.DebugString();
+  EXPECT_EQ(store_->Getattr(f)->attr().xattrs(), 2u);
+  EXPECT_EQ(Fsck(false).found_count(), 0u);
+  // A stale finding (the count changed meanwhile) is left alone.
+  Finding stale = Finding::Of(Problem::kXattrCount, f);
+  stale.found = 5;
+  stale.expected = 2;
+  Result<std::string> done = store_->Repair(stale);
+  ASSERT_FALSE(done.ok());
+  EXPECT_EQ(done.status().code(), EAGAIN);
 }
 
 TEST_F(FsckStoreTest, ARepairWhoseDamageChangedMeanwhileDoesNothing) {

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -25,6 +26,7 @@ struct InodeFact {
   uint32_t nlink = 0;
   uint64_t parent = 0;  // directories: the directory that names them (a root: itself)
   uint64_t volume_id = 0;
+  int64_t xattrs = -1;  // the extended attributes its record counts; -1: not counted
 };
 
 // A directory entry (dentries) with the listing record (dirindex) it should have.
@@ -55,7 +57,8 @@ struct NamespaceFacts {
   std::vector<EntryFact> entries;
   std::vector<IndexFact> index;
   std::vector<VolumeFact> volumes;
-  std::unordered_set<uint64_t> orphans;  // unlinked files kept while open
+  std::unordered_set<uint64_t> orphans;           // unlinked files kept while open
+  std::unordered_map<uint64_t, uint32_t> xattrs;  // extended attributes stored, per inode
 };
 
 enum class Problem {
@@ -71,6 +74,7 @@ enum class Problem {
   kStrayOrphan,              // an orphan record of a file that is linked or gone
   kMissingRoot,              // a volume whose root directory does not exist
   kVolumeMismatch,           // an entry naming an inode of another volume
+  kXattrCount,               // an inode's count of extended attributes differs from those stored
 };
 
 const char* ProblemName(Problem problem);
@@ -89,7 +93,8 @@ struct Finding {
   uint64_t seq = 0;  // listing records
   uint32_t type = 0;
   // kLinkCount: the count found and the one the names call for;
-  // kDirectoryParent: the parent found and the right one (in ino terms).
+  // kDirectoryParent: the parent found and the right one (in ino terms);
+  // kXattrCount: the count recorded and the attributes stored.
   uint64_t found = 0;
   uint64_t expected = 0;
   uint64_t volume_id = 0;  // kUnreachable: the volume to reattach it to
@@ -107,7 +112,8 @@ struct CheckSummary {
 // link count equals the names it has (directories: 2 + subdirectories,
 // plus nothing for an open orphan); every directory other than a root has
 // exactly one name, the parent it records, and is reachable from its
-// volume's root; every other inode is named or an orphan.
+// volume's root; every other inode is named or an orphan; an inode that
+// counts its extended attributes counts those stored.
 std::vector<Finding> CheckNamespace(const NamespaceFacts& facts, CheckSummary* summary = nullptr);
 
 // Checks the store; with `repair`, mends what it found and checks again, in
