@@ -129,19 +129,24 @@ size_t MetaService::EndSessionsOf(uint64_t volume_id) {
   return ended.size();
 }
 
+int64_t MetaService::CapabilityTtlNs() const {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(options_.capability_ttl).count();
+}
+
+int64_t MetaService::ReservationUntilNs(int64_t now) const { return now + 2 * CapabilityTtlNs(); }
+
 Result<pb::Capability> MetaService::IssueCapability(uint64_t ino, uint64_t session_id, bool write,
                                                     uint64_t need_end, uint64_t want_end) {
   int64_t now = auth::WallClockNs();
-  int64_t ttl =
-      std::chrono::duration_cast<std::chrono::nanoseconds>(options_.capability_ttl).count();
+  int64_t ttl = CapabilityTtlNs();
   pb::Capability cap;
   cap.set_ino(ino);
   cap.set_session_id(session_id);
   cap.set_rights(pb::CAP_READ);
   cap.set_expires_ns(now + ttl);
-  Result<pb::Inode> inode = write
-                                ? store_.Reserve(ino, need_end, want_end, now + ttl, now + 2 * ttl)
-                                : store_.Getattr(ino);
+  Result<pb::Inode> inode =
+      write ? store_.Reserve(ino, need_end, want_end, now + ttl, ReservationUntilNs(now))
+            : store_.Getattr(ino);
   if (!inode.ok()) return inode.status();
   if (!S_ISREG(inode->attr().mode())) return Status(EINVAL, "not a regular file");
   cap.set_volume_id(inode->volume_id());

@@ -100,10 +100,7 @@ void MetaService::RegisterNamespaceHandlers(rpc::Dispatcher& d) {
         Reservation first;
         if (session != 0) {
           first.end = kFirstReservation;
-          first.until_ns =
-              auth::WallClockNs() +
-              2 * std::chrono::duration_cast<std::chrono::nanoseconds>(options_.capability_ttl)
-                      .count();
+          first.until_ns = ReservationUntilNs(auth::WallClockNs());
         }
         Result<pb::Inode> inode = store_.Mknod(
             req.parent(), req.name(), req.mode(), req.rdev(), req.caller(), chains,

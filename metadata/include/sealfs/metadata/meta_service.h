@@ -133,6 +133,10 @@ class MetaService {
   // need_end (reserving quota up to want_end where it allows).
   Result<pb::Capability> IssueCapability(uint64_t ino, uint64_t session_id, bool write,
                                          uint64_t need_end, uint64_t want_end);
+  int64_t CapabilityTtlNs() const;
+  // How long a reservation made at `now` lasts: two capability lifetimes, so
+  // that a capability issued under it expires first.
+  int64_t ReservationUntilNs(int64_t now) const;
   // Registers `method` with an access rule: `handler(principal, request,
   // response)` runs only for a caller the rule admits.
   template <typename Request, typename Response, typename Handler>
