@@ -196,7 +196,9 @@ void MetaService::RegisterNamespaceHandlers(rpc::Dispatcher& d) {
       d, kRmdir,
       [this](const Principal& who, const pb::RmdirRequest& req, pb::RmdirResponse* resp) -> Status {
         SEALFS_RETURN_IF_ERROR(CheckInodes(who, {req.parent()}));
-        SEALFS_RETURN_IF_ERROR(store_.Rmdir(req.parent(), req.name()));
+        uint64_t removed = 0;
+        SEALFS_RETURN_IF_ERROR(store_.Rmdir(req.parent(), req.name(), &removed));
+        resp->set_removed_dir(removed);
         DirectoryAfter(req.parent(), resp->mutable_parent_attr());
         return Status::Ok();
       },
@@ -211,6 +213,8 @@ void MetaService::RegisterNamespaceHandlers(rpc::Dispatcher& d) {
                           [this](uint64_t ino) { return IsOpen(ino); });
         if (!result.ok()) return result.status();
         AfterUnlink(*result);
+        if (S_ISDIR(result->inode.attr().mode()))
+          resp->set_replaced_dir(result->inode.attr().ino());
         DirectoryAfter(req.parent(), resp->mutable_parent_attr());
         if (req.new_parent() != req.parent()) {
           DirectoryAfter(req.new_parent(), resp->mutable_new_parent_attr());

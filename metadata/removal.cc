@@ -29,7 +29,7 @@ Result<Unlinked> MetaStore::Unlink(uint64_t parent, const std::string& name,
   return result;
 }
 
-Status MetaStore::Rmdir(uint64_t parent, const std::string& name) {
+Status MetaStore::Rmdir(uint64_t parent, const std::string& name, uint64_t* removed) {
   if (name.size() > kNameMax) return Status(ENAMETOOLONG, "name too long");
   if (name == ".") return Status(EINVAL, "cannot remove '.'");
   if (name == "..") return Status(ENOTEMPTY, "cannot remove '..'");
@@ -47,7 +47,9 @@ Status MetaStore::Rmdir(uint64_t parent, const std::string& name) {
   PutInode(batch, entry->dir);
   UsageChanges changes;
   FreeInode(batch, entry->inode, changes);
-  return CommitCharged(batch, changes);
+  SEALFS_RETURN_IF_ERROR(CommitCharged(batch, changes));
+  if (removed) *removed = entry->inode.attr().ino();
+  return Status::Ok();
 }
 
 Status MetaStore::IsAncestor(uint64_t ancestor, uint64_t ino, bool* result) {

@@ -138,12 +138,21 @@ void FuseFs::EndDirectoryChange(uint64_t dir, const pb::Attr& after) {
   std::lock_guard<std::mutex> lock(state->mutex);
   if (state->changes_in_flight > 0) --state->changes_in_flight;
   if (state->changes_in_flight > 0) return;
-  if (!state->changes_overlapped && after.ino() == dir && S_ISDIR(after.mode())) {
+  if (!state->changes_overlapped && !state->removed && after.ino() == dir &&
+      S_ISDIR(after.mode())) {
     state->directory_attr = after;
     state->attr_known_until_ns = SteadyNowNs() + AttrTimeoutNs();
-    state->attr_known_epoch = removals_.load();
   }
   state->changes_overlapped = false;
+}
+
+void FuseFs::ForgetRemovedDirectory(uint64_t dir) {
+  if (dir == 0) return;
+  auto state = FindState(dir);
+  if (!state) return;  // never seen here: nothing known of it
+  std::lock_guard<std::mutex> lock(state->mutex);
+  state->removed = true;
+  state->attr_known_until_ns = 0;
 }
 
 bool FuseFs::ReplyKnownDirectoryAttr(fuse_req_t req, uint64_t ino) {
@@ -154,8 +163,7 @@ bool FuseFs::ReplyKnownDirectoryAttr(fuse_req_t req, uint64_t ino) {
   {
     std::lock_guard<std::mutex> lock(state->mutex);
     int64_t left_ns = state->attr_known_until_ns - SteadyNowNs();
-    if (left_ns <= 0 || !state->directory_attr) return false;
-    if (state->attr_known_epoch != removals_.load()) return false;
+    if (left_ns <= 0 || !state->directory_attr || state->removed) return false;
     st = ToStat(*state->directory_attr);
     timeout = static_cast<double>(left_ns) / 1e9;
   }

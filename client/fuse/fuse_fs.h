@@ -56,7 +56,9 @@ struct InodeState {
   int changes_in_flight = 0;
   bool changes_overlapped = false;
   int64_t attr_known_until_ns = 0;
-  uint64_t attr_known_epoch = 0;  // FuseFs::removals_ when they became known
+  // Directories: removed by this mount (rmdir, or replaced by a rename): its
+  // attributes are never known again (inode numbers are not reused).
+  bool removed = false;
 };
 
 class FuseFs {
@@ -138,9 +140,9 @@ class FuseFs {
   void EndDirectoryChange(uint64_t dir, const pb::Attr& after);
   // Answers a getattr of a directory from its known attributes, if recent.
   bool ReplyKnownDirectoryAttr(fuse_req_t req, uint64_t ino);
-  // Directories this mount removed or renamed over: known attributes from
-  // before then are not used (a removed directory shows no links).
-  std::atomic<uint64_t> removals_{0};
+  // This mount removed the directory: its known attributes are not used
+  // (a removed directory shows no links at once).
+  void ForgetRemovedDirectory(uint64_t dir);
   // Whether the server recently said the inode has no extended attributes.
   bool KnownWithoutXattrs(uint64_t ino);
   // This mount changes the inode's extended attributes: forget what it knew

@@ -266,8 +266,8 @@ void FuseFs::Rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
   request.set_name(name);
   pb::RmdirResponse response;
   BeginDirectoryChange({request.parent()});
-  ++removals_;
   Status status = client_.Meta(rpc::meta::kRmdir, request, &response);
+  ForgetRemovedDirectory(response.removed_dir());
   EndDirectoryChange(request.parent(), response.parent_attr());
   ReplyStatus(req, status);
 }
@@ -288,8 +288,8 @@ void FuseFs::Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_in
   request.set_flags(wire_flags);
   pb::RenameResponse response;
   BeginDirectoryChange({request.parent(), request.new_parent()});
-  ++removals_;  // it may replace a directory
   Status status = client_.Meta(rpc::meta::kRename, request, &response);
+  ForgetRemovedDirectory(response.replaced_dir());
   EndDirectoryChange(request.parent(), response.parent_attr());
   if (request.new_parent() != request.parent()) {
     EndDirectoryChange(request.new_parent(), response.new_parent_attr());

@@ -207,6 +207,10 @@ TEST_F(FuseConsistencyTest, FstatOfARemovedDirectoryShowsNoLinks) {
   ASSERT_EQ(mkdir(dir.c_str(), 0755), 0);
   int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY);
   ASSERT_GE(fd, 0);
+  // A change inside makes the mount know the directory's attributes (the
+  // server sends them back with the change): they must not outlive it.
+  ASSERT_TRUE(WriteFile(dir + "/inside", "x"));
+  ASSERT_EQ(unlink((dir + "/inside").c_str()), 0);
   ASSERT_EQ(rmdir(dir.c_str()), 0);
   struct stat st;
   ASSERT_EQ(fstat(fd, &st), 0) << strerror(errno);
@@ -219,6 +223,8 @@ TEST_F(FuseConsistencyTest, FstatOfARemovedDirectoryShowsNoLinks) {
   ASSERT_EQ(mkdir((mount_ + "/b").c_str(), 0755), 0);
   fd = open((mount_ + "/b").c_str(), O_RDONLY | O_DIRECTORY);
   ASSERT_GE(fd, 0);
+  ASSERT_TRUE(WriteFile(mount_ + "/b/inside", "x"));
+  ASSERT_EQ(unlink((mount_ + "/b/inside").c_str()), 0);
   ASSERT_EQ(rename((mount_ + "/a").c_str(), (mount_ + "/b").c_str()), 0);
   ASSERT_EQ(fstat(fd, &st), 0) << strerror(errno);
   EXPECT_EQ(st.st_nlink, 0u);

@@ -128,7 +128,8 @@ class MetaStore {
                             const pb::Caller& caller);
   Result<pb::Inode> Link(uint64_t ino, uint64_t new_parent, const std::string& new_name);
   Result<Unlinked> Unlink(uint64_t parent, const std::string& name, const OpenCheck& is_open);
-  Status Rmdir(uint64_t parent, const std::string& name);
+  // `removed`, if given, receives the inode of the directory removed.
+  Status Rmdir(uint64_t parent, const std::string& name, uint64_t* removed = nullptr);
   // flags: 0, pb::RENAME_FLAG_NOREPLACE or pb::RENAME_FLAG_EXCHANGE.
   Result<Unlinked> Rename(uint64_t parent, const std::string& name, uint64_t new_parent,
                           const std::string& new_name, uint32_t flags, const OpenCheck& is_open);
