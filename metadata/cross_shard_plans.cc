@@ -146,14 +146,9 @@ Result<std::vector<pb::ShardChange>> PlanLink(ShardReader& reader, uint64_t ino,
 Result<std::vector<pb::ShardChange>> PlanRename(ShardReader& reader, uint64_t parent,
                                                 const std::string& name, uint64_t new_parent,
                                                 const std::string& new_name, uint32_t flags) {
-  if (name.size() > kNameMax) return Status(ENAMETOOLONG, "name too long");
-  SEALFS_RETURN_IF_ERROR(CheckName(new_name));
+  SEALFS_RETURN_IF_ERROR(CheckRename(name, new_name, flags));
   const bool exchange = flags & pb::RENAME_FLAG_EXCHANGE;
   const bool noreplace = flags & pb::RENAME_FLAG_NOREPLACE;
-  if (flags & ~uint32_t{pb::RENAME_FLAG_EXCHANGE | pb::RENAME_FLAG_NOREPLACE}) {
-    return Status(EINVAL, "unknown rename flags");
-  }
-  if (exchange && noreplace) return Status(EINVAL, "RENAME_EXCHANGE with RENAME_NOREPLACE");
   Result<pb::Inode> from_dir = Directory(reader, parent);
   if (!from_dir.ok()) return from_dir.status();
   Result<pb::Inode> to_dir = Directory(reader, new_parent);

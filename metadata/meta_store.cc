@@ -63,6 +63,18 @@ Status CheckName(const std::string& name) {
   return Status::Ok();
 }
 
+Status CheckRename(const std::string& name, const std::string& new_name, uint32_t flags) {
+  if (name.size() > kNameMax) return Status(ENAMETOOLONG, "name too long");
+  SEALFS_RETURN_IF_ERROR(CheckName(new_name));
+  if (flags & ~uint32_t{pb::RENAME_FLAG_EXCHANGE | pb::RENAME_FLAG_NOREPLACE}) {
+    return Status(EINVAL, "unknown rename flags");
+  }
+  if ((flags & pb::RENAME_FLAG_EXCHANGE) && (flags & pb::RENAME_FLAG_NOREPLACE)) {
+    return Status(EINVAL, "RENAME_EXCHANGE with RENAME_NOREPLACE");
+  }
+  return Status::Ok();
+}
+
 MetaStore::MetaStore(MetaStoreOptions options)
     : options_(std::move(options)),
       cf_(std::make_unique<Handles>()),

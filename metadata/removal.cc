@@ -71,14 +71,9 @@ Status MetaStore::IsAncestor(uint64_t ancestor, uint64_t ino, bool* result) {
 Result<Unlinked> MetaStore::Rename(uint64_t parent, const std::string& name, uint64_t new_parent,
                                    const std::string& new_name, uint32_t flags,
                                    const OpenCheck& is_open) {
-  if (name.size() > kNameMax) return Status(ENAMETOOLONG, "name too long");
-  SEALFS_RETURN_IF_ERROR(CheckName(new_name));
+  SEALFS_RETURN_IF_ERROR(CheckRename(name, new_name, flags));
   const bool exchange = flags & pb::RENAME_FLAG_EXCHANGE;
   const bool noreplace = flags & pb::RENAME_FLAG_NOREPLACE;
-  if (flags & ~uint32_t{pb::RENAME_FLAG_EXCHANGE | pb::RENAME_FLAG_NOREPLACE}) {
-    return Status(EINVAL, "unknown rename flags");
-  }
-  if (exchange && noreplace) return Status(EINVAL, "RENAME_EXCHANGE with RENAME_NOREPLACE");
   // Moves between directories are serialized so that two of them cannot
   // together create a cycle that each ancestry check alone misses.
   std::unique_lock<std::mutex> tree_lock(rename_mutex_, std::defer_lock);

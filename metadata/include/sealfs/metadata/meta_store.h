@@ -372,6 +372,8 @@ class MetaStore {
 Status IteratorStatus(const rocksdb::Iterator& it);
 // Validates a single path component; EINVAL or ENAMETOOLONG.
 Status CheckName(const std::string& name);
+// Checks a rename's names and flags (local or across shards alike).
+Status CheckRename(const std::string& name, const std::string& new_name, uint32_t flags);
 int64_t NowNs();
 // A change at `now`: ctime, and mtime if the contents changed.
 void Touch(pb::Attr* attr, int64_t now, bool mtime);
